@@ -1,0 +1,116 @@
+//! The top-level error of a command, its exit code, and how it is shown: a headline, the
+//! chain of causes, and a hint that says what to do next.
+
+use crate::model::{Diagnostics, NoRelease};
+use crate::plan::PlanError;
+use crate::repo::RepoError;
+use std::fmt::Write;
+use std::path::PathBuf;
+
+/// Exit codes, documented in README.md and `red5-rollout --help`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Everything went as planned.
+    Success = 0,
+    /// A pipeline, release or plan is invalid; nothing was changed in AWS.
+    Invalid = 1,
+    /// The command line was wrong (clap's own code).
+    Usage = 2,
+    /// A stage failed and the fleet was rolled back to its previous configuration.
+    FailedRolledBack = 3,
+    /// A stage failed before the fleet was touched.
+    FailedUntouched = 4,
+    /// Interrupted by Ctrl-C or SIGTERM; the builder was cleaned up.
+    Interrupted = 5,
+    /// Another run holds the group's lock.
+    LockHeld = 6,
+    /// AWS or another outside system could not be read.
+    Environment = 7,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error("{} problem(s) in the repository", .0.len())]
+    Invalid(Diagnostics),
+    #[error("no pipeline named `{name}` (known: {known})")]
+    UnknownPipeline { name: String, known: String },
+    #[error("pipeline {pipeline} cannot select a release")]
+    NoRelease {
+        pipeline: String,
+        #[source]
+        source: NoRelease,
+    },
+    #[error("pipeline {pipeline} cannot be planned")]
+    Plan {
+        pipeline: String,
+        #[source]
+        source: PlanError,
+    },
+    #[error("cannot read the fleet state file {}", path.display())]
+    FleetStateFile {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("the fleet state file {} has no entry for group {group}", path.display())]
+    FleetStateMissing { path: PathBuf, group: String },
+    #[error("`plan` needs the observed fleet state")]
+    NoFleetSource,
+}
+
+impl Error {
+    pub fn exit(&self) -> Exit {
+        match self {
+            Error::Repo(_) | Error::FleetStateFile { .. } | Error::NoFleetSource => Exit::Environment,
+            Error::Invalid(_)
+            | Error::UnknownPipeline { .. }
+            | Error::NoRelease { .. }
+            | Error::Plan { .. }
+            | Error::FleetStateMissing { .. } => Exit::Invalid,
+        }
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Repo(e) => Some(e.hint().to_string()),
+            Error::Invalid(_) => Some("fix the problems above; `red5-rollout validate` lists them all".into()),
+            Error::UnknownPipeline { .. } => Some("pass the name of a file under pipelines/, without .yaml".into()),
+            Error::NoRelease { source, .. } => Some(source.hint()),
+            Error::Plan { source, .. } => Some(source.hint()),
+            Error::FleetStateFile { .. } | Error::FleetStateMissing { .. } => {
+                Some("the file is JSON: {\"fleets\": [{\"group\": NAME, ...}]}; see README.md".into())
+            }
+            Error::NoFleetSource => Some("pass --fleet-state FILE with the observed state as JSON".into()),
+        }
+    }
+
+    /// The error as shown on stderr: problems first (when it carries them), the headline,
+    /// each cause, then the hint.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        match self {
+            Error::Invalid(problems) => {
+                let _ = writeln!(out, "{problems}");
+            }
+            Error::Plan {
+                source: PlanError::WouldTerminateOnlyInstance { diagnostic, .. },
+                ..
+            } => {
+                let _ = writeln!(out, "{}", crate::model::Diagnostic { hint: None, ..diagnostic.clone() });
+            }
+            _ => {}
+        }
+        let _ = writeln!(out, "error: {self}");
+        let mut cause = std::error::Error::source(self);
+        while let Some(err) = cause {
+            let _ = writeln!(out, "  caused by: {err}");
+            cause = err.source();
+        }
+        if let Some(hint) = self.hint() {
+            let _ = writeln!(out, "  hint: {hint}");
+        }
+        out
+    }
+}

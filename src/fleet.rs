@@ -1,0 +1,109 @@
+//! What AWS runs for one Auto Scaling group, as plain values: the planner's other input.
+//!
+//! The AWS adapter fills it from tags the runner writes; `plan --fleet-state FILE` reads
+//! it from JSON (the same shape, see README.md) for offline use and tests.
+
+use semver::Version;
+use serde::{Deserialize, Serialize};
+
+/// The observed state of one group and of the resources the runner made for it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetState {
+    /// The Auto Scaling group's name.
+    pub group: String,
+    /// The group's desired capacity.
+    #[serde(default)]
+    pub desired_capacity: u32,
+    /// The release the group runs, from its `red5-rollout:version` tag or its image's.
+    #[serde(default)]
+    pub running_version: Option<Version>,
+    /// The launch template version number or launch configuration name the group uses.
+    #[serde(default)]
+    pub current_config: Option<String>,
+    /// Images tagged for this pipeline.
+    #[serde(default)]
+    pub images: Vec<ImageRecord>,
+    /// Launch template versions or launch configurations made for this pipeline.
+    #[serde(default)]
+    pub launch_configs: Vec<LaunchConfigRecord>,
+    /// A builder instance left running (a run was interrupted, or is in progress).
+    #[serde(default)]
+    pub builder: Option<BuilderRecord>,
+    /// The newest instance refresh of the group, when it is still active.
+    #[serde(default)]
+    pub refresh: Option<RefreshRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageRecord {
+    pub id: String,
+    pub version: Version,
+    pub state: ImageState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageState {
+    Pending,
+    Available,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaunchConfigRecord {
+    /// A launch template version number ("3") or a launch configuration name.
+    pub id: String,
+    pub version: Version,
+    pub image_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuilderRecord {
+    pub instance_id: String,
+    pub version: Version,
+    pub run_id: String,
+    /// True once the update script succeeded on it (the runner tags it so).
+    #[serde(default)]
+    pub is_updated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRecord {
+    pub id: String,
+    /// AWS's status: Pending, InProgress, Successful, Failed, Cancelling, Cancelled,
+    /// RollbackInProgress, RollbackFailed, RollbackSuccessful, Baking.
+    pub status: String,
+    #[serde(default)]
+    pub percentage: u8,
+    /// The release the refresh moves the group to, when known.
+    #[serde(default)]
+    pub target_version: Option<Version>,
+}
+
+impl RefreshRecord {
+    /// Whether AWS is still working on this refresh.
+    pub fn is_active(&self) -> bool {
+        matches!(
+            self.status.as_str(),
+            "Pending" | "InProgress" | "Cancelling" | "RollbackInProgress" | "Baking"
+        )
+    }
+}
+
+/// The `--fleet-state` file: the observed state of several groups.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetStates {
+    pub fleets: Vec<FleetState>,
+}
+
+impl FleetStates {
+    pub fn group(&self, name: &str) -> Option<&FleetState> {
+        self.fleets.iter().find(|f| f.group == name)
+    }
+}

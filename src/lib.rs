@@ -1,0 +1,14 @@
+//! red5-rollout: a GitOps rollout runner for Red5 Pro Stream Manager fleets on AWS.
+//!
+//! The repository's `pipelines/` and `releases/` say which version each Auto Scaling group
+//! should run; the runner reads them from git ([`repo`]), compares them with what AWS runs
+//! ([`plan`]) and converges the fleet.
+
+pub mod cli;
+pub mod commands;
+pub mod error;
+pub mod fleet;
+pub mod model;
+pub mod plan;
+pub mod render;
+pub mod repo;

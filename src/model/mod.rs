@@ -1,0 +1,22 @@
+//! The GitOps repository's content as values: pipelines, releases, the templates they
+//! carry, and which release each pipeline wants. Pure: no I/O happens here.
+
+mod catalog;
+mod diagnostic;
+mod locate;
+mod pipeline;
+mod release;
+mod select;
+mod template;
+mod yaml;
+
+pub use catalog::{Catalog, SourceFile};
+pub use diagnostic::{Diagnostic, Diagnostics, Location};
+pub use pipeline::{
+    BaseImage, Builder, DEFAULT_WARMUP, Image, Launch, LaunchKind, MAX_AMI_NAME,
+    MAX_LAUNCH_CONFIGURATION_NAME, MAX_TEMPLATE_NAME, MIN_VOLUME_GB, Origin, Pipeline, Refresh,
+    Target, Update, parse_duration,
+};
+pub use release::{Artifact, Release};
+pub use select::{NoRelease, Rendered, desired_release, render, template_values};
+pub use template::{Template, TemplateValues, VARIABLES, shell_quote};

@@ -1,0 +1,697 @@
+//! A pipeline, one file each under `pipelines/`: which Auto Scaling group follows which
+//! releases, and how its image is baked, launched and rolled out.
+//!
+//! The raw form mirrors the YAML and refuses unknown fields. [`Pipeline`] exists only when
+//! every rule holds: values AWS would refuse (percentages, sizes, names) and values that
+//! would hurt (a template naming a variable that does not exist) are caught here, before
+//! anything touches AWS. Defaults follow the Red5 Pro guide: 180 s warm-up, 16 GB volumes,
+//! the builder stopped before imaging.
+
+use super::diagnostic::{Diagnostic, Diagnostics, Location};
+use super::locate::Locator;
+use super::release::{Scalar, file_stem, parse_version};
+use super::template::Template;
+use super::yaml;
+use semver::{Version, VersionReq};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPipeline {
+    name: String,
+    region: String,
+    auto_scaling_group: String,
+    #[serde(default)]
+    track: Option<Scalar>,
+    #[serde(default)]
+    pin: Option<Scalar>,
+    builder: RawBuilder,
+    update: RawUpdate,
+    image: RawImage,
+    launch: RawLaunch,
+    #[serde(default)]
+    refresh: RawRefresh,
+    #[serde(default)]
+    github: RawGithub,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBuilder {
+    #[serde(default = "from_group")]
+    base_image: String,
+    instance_type: String,
+    subnet: String,
+    security_groups: Vec<String>,
+    instance_profile: String,
+    #[serde(default)]
+    key_pair: Option<String>,
+    #[serde(default = "min_volume")]
+    volume_size_gb: i64,
+    #[serde(default)]
+    ready_timeout: Option<Scalar>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpdate {
+    script: String,
+    #[serde(default)]
+    execution_timeout: Option<Scalar>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawImage {
+    name: String,
+    #[serde(default = "yes")]
+    stop_before_imaging: bool,
+    #[serde(default)]
+    timeout: Option<Scalar>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLaunch {
+    #[serde(default)]
+    kind: LaunchKind,
+    #[serde(default)]
+    template: Option<String>,
+    name: String,
+    instance_type: String,
+    security_groups: Vec<String>,
+    #[serde(default)]
+    key_pair: Option<String>,
+    #[serde(default = "yes")]
+    public_ip: bool,
+    #[serde(default = "min_volume")]
+    volume_size_gb: i64,
+    user_data: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRefresh {
+    #[serde(default = "default_min_healthy")]
+    min_healthy_percentage: i64,
+    #[serde(default = "default_max_healthy")]
+    max_healthy_percentage: i64,
+    #[serde(default)]
+    instance_warmup: Option<Scalar>,
+    #[serde(default)]
+    checkpoints: Vec<i64>,
+    #[serde(default)]
+    skip_matching: bool,
+    #[serde(default)]
+    timeout: Option<Scalar>,
+}
+
+impl Default for RawRefresh {
+    fn default() -> Self {
+        RawRefresh {
+            min_healthy_percentage: default_min_healthy(),
+            max_healthy_percentage: default_max_healthy(),
+            instance_warmup: None,
+            checkpoints: Vec::new(),
+            skip_matching: false,
+            timeout: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGithub {
+    #[serde(default = "yes")]
+    report: bool,
+}
+
+impl Default for RawGithub {
+    fn default() -> Self {
+        RawGithub { report: true }
+    }
+}
+
+fn from_group() -> String {
+    FROM_GROUP.to_string()
+}
+fn min_volume() -> i64 {
+    MIN_VOLUME_GB
+}
+fn yes() -> bool {
+    true
+}
+fn default_min_healthy() -> i64 {
+    90
+}
+fn default_max_healthy() -> i64 {
+    100
+}
+
+const FROM_GROUP: &str = "from-group";
+/// The guide asks for at least 16 GB: a Red5 Pro install with logs fills less very quickly.
+pub const MIN_VOLUME_GB: i64 = 16;
+pub const DEFAULT_WARMUP: Duration = Duration::from_secs(180);
+pub const MAX_AMI_NAME: usize = 128;
+pub const MAX_LAUNCH_CONFIGURATION_NAME: usize = 255;
+pub const MAX_TEMPLATE_NAME: usize = 128;
+
+/// How a new image reaches the group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LaunchKind {
+    /// A new numbered version of the group's launch template (the default).
+    #[default]
+    Template,
+    /// A new launch configuration, for accounts that still have them.
+    Configuration,
+}
+
+/// The image the builder starts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BaseImage {
+    /// The AMI the group runs now, read from its launch template version or configuration.
+    FromGroup,
+    Ami(String),
+}
+
+/// Which release a pipeline wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Track(VersionReq),
+    Pin(Version),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pipeline {
+    pub name: String,
+    pub region: String,
+    pub auto_scaling_group: String,
+    pub target: Target,
+    pub builder: Builder,
+    pub update: Update,
+    pub image: Image,
+    pub launch: Launch,
+    pub refresh: Refresh,
+    pub github_report: bool,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Builder {
+    pub base_image: BaseImage,
+    pub instance_type: String,
+    /// A subnet id, or the value of a subnet's `Name` tag.
+    pub subnet: String,
+    /// Security group ids, or group names.
+    pub security_groups: Vec<String>,
+    pub instance_profile: String,
+    pub key_pair: Option<String>,
+    pub volume_size_gb: u32,
+    /// How long the builder may take to run and register with SSM.
+    pub ready_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Update {
+    pub script: Template,
+    pub execution_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    pub name: Template,
+    pub stop_before_imaging: bool,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launch {
+    pub kind: LaunchKind,
+    /// The launch template that gets new versions (`kind: template` only).
+    pub template: Option<String>,
+    /// The launch configuration name, or the template version's description.
+    pub name: Template,
+    pub instance_type: String,
+    pub security_groups: Vec<String>,
+    pub key_pair: Option<String>,
+    pub public_ip: bool,
+    pub volume_size_gb: u32,
+    pub user_data: Template,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refresh {
+    pub min_healthy_percentage: u8,
+    pub max_healthy_percentage: u8,
+    pub instance_warmup: Duration,
+    pub checkpoints: Vec<u8>,
+    pub skip_matching: bool,
+    pub timeout: Duration,
+}
+
+/// Where the pipeline came from, so that later checks (against a release or the fleet) can
+/// still point at the line to edit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub file: String,
+    pub target_at: Location,
+    pub max_healthy_at: Location,
+    pub image_name_at: Location,
+    pub launch_name_at: Location,
+}
+
+/// Collects the problems of one file while the validated value is built.
+struct Checker<'a> {
+    file: &'a str,
+    at: Locator,
+    problems: Diagnostics,
+}
+
+impl Checker<'_> {
+    fn fail(&mut self, path: &[&str], message: impl Into<String>, hint: impl Into<String>) {
+        let location = self.at.value(path);
+        self.problems
+            .push(Diagnostic::new(self.file, location, message).with_hint(hint));
+    }
+
+    fn duration(&mut self, path: &[&str], value: Option<Scalar>, default: Duration) -> Duration {
+        let Some(Scalar(text)) = value else {
+            return default;
+        };
+        match parse_duration(&text) {
+            Ok(d) => d,
+            Err(message) => {
+                self.fail(
+                    path,
+                    format!("{}: {message}", path.join(".")),
+                    "write a duration such as 90s, 20m, 1h30m, or a number of seconds",
+                );
+                default
+            }
+        }
+    }
+
+    fn template(&mut self, path: &[&str], source: &str) -> Option<Template> {
+        match Template::parse(source) {
+            Ok(t) => Some(t),
+            Err(problem) => {
+                let location = self.at.line_in_value(path, problem.line_offset);
+                self.problems.push(
+                    Diagnostic::new(
+                        self.file,
+                        location,
+                        format!("{}: {}", path.join("."), problem.message),
+                    )
+                    .with_hint(problem.hint),
+                );
+                None
+            }
+        }
+    }
+
+    fn volume(&mut self, path: &[&str], size: i64) -> u32 {
+        if !(MIN_VOLUME_GB..=16384).contains(&size) {
+            self.fail(
+                path,
+                format!("{} is {size} GB; it must be between 16 and 16384", path.join(".")),
+                "the Red5 Pro guide asks for volumes of at least 16 GB",
+            );
+        }
+        size.clamp(MIN_VOLUME_GB, 16384) as u32
+    }
+
+    fn instance_type(&mut self, path: &[&str], value: &str) {
+        let ok = value.split_once('.').is_some_and(|(family, size)| {
+            !family.is_empty()
+                && !size.is_empty()
+                && family.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && size.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        });
+        if !ok {
+            self.fail(
+                path,
+                format!("{} `{value}` is not an EC2 instance type", path.join(".")),
+                "write it as AWS names it, e.g. m5.large",
+            );
+        }
+    }
+
+    fn security_groups(&mut self, path: &[&str], groups: &[String]) {
+        if groups.is_empty() {
+            self.fail(
+                path,
+                format!("{} is empty", path.join(".")),
+                "name at least one security group (an id such as sg-0abc, or a group name)",
+            );
+        }
+    }
+}
+
+impl Pipeline {
+    /// Parses and checks the pipeline file at `file` (a repository path) with content `text`.
+    pub fn from_yaml(file: &str, text: &str) -> Result<Pipeline, Diagnostics> {
+        let raw: RawPipeline = yaml::parse(file, text).map_err(|d| Diagnostics(vec![d]))?;
+        let mut c = Checker {
+            file,
+            at: Locator::new(text),
+            problems: Diagnostics::default(),
+        };
+
+        let stem = file_stem(file);
+        if raw.name != stem {
+            c.fail(
+                &["name"],
+                format!("pipeline name `{}` does not match the file name `{stem}`", raw.name),
+                format!("name the file pipelines/{}.yaml, or set `name: {stem}`", raw.name),
+            );
+        } else if raw.name.is_empty()
+            || !raw
+                .name
+                .chars()
+                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
+        {
+            c.fail(
+                &["name"],
+                format!("pipeline name `{}` may only hold a-z, 0-9 and '-'", raw.name),
+                "the name goes into AWS tags and lock names; e.g. stream-manager",
+            );
+        }
+        if !is_region(&raw.region) {
+            c.fail(
+                &["region"],
+                format!("region `{}` is not an AWS region", raw.region),
+                "write a region code such as us-east-1",
+            );
+        }
+        let group = raw.auto_scaling_group.trim();
+        if group.is_empty() || group.len() > 255 {
+            c.fail(
+                &["auto_scaling_group"],
+                "auto_scaling_group must be 1 to 255 characters",
+                "write the name of the Auto Scaling group this pipeline rolls",
+            );
+        }
+
+        let target = match (raw.track, raw.pin) {
+            (Some(_), Some(_)) => {
+                c.fail(
+                    &["pin"],
+                    "a pipeline has either `track` or `pin`, not both",
+                    "keep `pin` to hold one exact version, or `track` to follow the newest match",
+                );
+                None
+            }
+            (None, None) => {
+                c.fail(
+                    &["name"],
+                    "the pipeline has neither `track` nor `pin`",
+                    "add `track: \"^12\"` to follow the newest 12.x release, or `pin: 12.4.0`",
+                );
+                None
+            }
+            (Some(Scalar(track)), None) => match VersionReq::parse(track.trim()) {
+                Ok(req) => Some(Target::Track(req)),
+                Err(err) => {
+                    c.fail(
+                        &["track"],
+                        format!("track `{track}` is not a semver requirement ({err})"),
+                        "write a requirement such as \"^12\", \"~12.4\" or \">=12.3, <13\" (quoted)",
+                    );
+                    None
+                }
+            },
+            (None, Some(Scalar(pin))) => match parse_version(pin.trim()) {
+                Ok(v) => Some(Target::Pin(v)),
+                Err((message, hint)) => {
+                    c.fail(&["pin"], format!("pin: {message}"), hint);
+                    None
+                }
+            },
+        };
+
+        let b = raw.builder;
+        let base_image = if b.base_image == FROM_GROUP {
+            BaseImage::FromGroup
+        } else if is_ami_id(&b.base_image) {
+            BaseImage::Ami(b.base_image.clone())
+        } else {
+            c.fail(
+                &["builder", "base_image"],
+                format!("builder.base_image `{}` is neither `from-group` nor an AMI id", b.base_image),
+                "use `from-group` to start from the image the group runs now, or an id such as ami-0abc1234",
+            );
+            BaseImage::FromGroup
+        };
+        c.instance_type(&["builder", "instance_type"], &b.instance_type);
+        c.security_groups(&["builder", "security_groups"], &b.security_groups);
+        if b.subnet.trim().is_empty() {
+            c.fail(
+                &["builder", "subnet"],
+                "builder.subnet is empty",
+                "name the subnet the builder runs in: an id (subnet-0abc) or its Name tag",
+            );
+        }
+        if b.instance_profile.trim().is_empty() {
+            c.fail(
+                &["builder", "instance_profile"],
+                "builder.instance_profile is empty",
+                "the builder needs an instance profile with AmazonSSMManagedInstanceCore to receive the update",
+            );
+        }
+        let builder = Builder {
+            base_image,
+            instance_type: b.instance_type,
+            subnet: b.subnet,
+            security_groups: b.security_groups,
+            instance_profile: b.instance_profile,
+            key_pair: b.key_pair,
+            volume_size_gb: c.volume(&["builder", "volume_size_gb"], b.volume_size_gb),
+            ready_timeout: c.duration(
+                &["builder", "ready_timeout"],
+                b.ready_timeout,
+                Duration::from_secs(15 * 60),
+            ),
+        };
+
+        let execution_timeout = c.duration(
+            &["update", "execution_timeout"],
+            raw.update.execution_timeout,
+            Duration::from_secs(3600),
+        );
+        if !(1..=172_800).contains(&execution_timeout.as_secs()) {
+            c.fail(
+                &["update", "execution_timeout"],
+                "update.execution_timeout must be between 1s and 48h",
+                "SSM's AWS-RunShellScript accepts 1 to 172800 seconds",
+            );
+        }
+        let script = c.template(&["update", "script"], &raw.update.script);
+
+        let image_name = c.template(&["image", "name"], &raw.image.name);
+        let image_timeout = c.duration(
+            &["image", "timeout"],
+            raw.image.timeout,
+            Duration::from_secs(45 * 60),
+        );
+
+        let l = raw.launch;
+        match (l.kind, &l.template) {
+            (LaunchKind::Template, None) => c.fail(
+                &["launch", "kind"],
+                "launch.kind is `template` but launch.template is missing",
+                "add `template: NAME` naming the group's launch template",
+            ),
+            (LaunchKind::Configuration, Some(_)) => c.fail(
+                &["launch", "template"],
+                "launch.template is set but launch.kind is `configuration`",
+                "remove `template`, or set `kind: template`",
+            ),
+            (LaunchKind::Template, Some(name)) if name.trim().is_empty() || name.len() > MAX_TEMPLATE_NAME => c.fail(
+                &["launch", "template"],
+                "launch.template must be 1 to 128 characters",
+                "write the name of the group's launch template",
+            ),
+            _ => {}
+        }
+        c.instance_type(&["launch", "instance_type"], &l.instance_type);
+        c.security_groups(&["launch", "security_groups"], &l.security_groups);
+        let launch_name = c.template(&["launch", "name"], &l.name);
+        let user_data = c.template(&["launch", "user_data"], &l.user_data);
+        let launch_volume = c.volume(&["launch", "volume_size_gb"], l.volume_size_gb);
+
+        let r = raw.refresh;
+        let (min, max) = (r.min_healthy_percentage, r.max_healthy_percentage);
+        if !(0..=100).contains(&min) {
+            c.fail(
+                &["refresh", "min_healthy_percentage"],
+                format!("refresh.min_healthy_percentage is {min}; it must be between 0 and 100"),
+                "100 keeps every instance serving during the refresh",
+            );
+        }
+        if !(100..=200).contains(&max) {
+            c.fail(
+                &["refresh", "max_healthy_percentage"],
+                format!("refresh.max_healthy_percentage is {max}; it must be between 100 and 200"),
+                "200 launches replacements before terminating (the safe choice for small groups)",
+            );
+        } else if (0..=100).contains(&min) && max - min > 100 {
+            c.fail(
+                &["refresh", "max_healthy_percentage"],
+                format!("refresh.max_healthy_percentage ({max}) is more than 100 above min_healthy_percentage ({min})"),
+                format!("AWS refuses a spread over 100: raise min_healthy_percentage to at least {}", max - 100),
+            );
+        }
+        let mut previous = 0;
+        for &point in &r.checkpoints {
+            if !(1..=100).contains(&point) || point <= previous {
+                c.fail(
+                    &["refresh", "checkpoints"],
+                    "refresh.checkpoints must be ascending percentages between 1 and 100",
+                    "e.g. [50, 100] pauses once half of the group is replaced",
+                );
+                break;
+            }
+            previous = point;
+        }
+        let instance_warmup = c.duration(
+            &["refresh", "instance_warmup"],
+            r.instance_warmup,
+            DEFAULT_WARMUP,
+        );
+        let refresh_timeout = c.duration(
+            &["refresh", "timeout"],
+            r.timeout,
+            Duration::from_secs(2 * 3600),
+        );
+
+        let origin = Origin {
+            file: file.to_string(),
+            target_at: c.at.value(&[if c.at.key(&["pin"]).line > 1 { "pin" } else { "track" }]),
+            max_healthy_at: c.at.value(&["refresh", "max_healthy_percentage"]),
+            image_name_at: c.at.value(&["image", "name"]),
+            launch_name_at: c.at.value(&["launch", "name"]),
+        };
+        let problems = c.problems;
+        match (target, script, image_name, launch_name, user_data) {
+            (Some(target), Some(script), Some(image_name), Some(launch_name), Some(user_data))
+                if problems.is_empty() =>
+            {
+                Ok(Pipeline {
+                    name: raw.name,
+                    region: raw.region,
+                    auto_scaling_group: group.to_string(),
+                    target,
+                    builder,
+                    update: Update {
+                        script,
+                        execution_timeout,
+                    },
+                    image: Image {
+                        name: image_name,
+                        stop_before_imaging: raw.image.stop_before_imaging,
+                        timeout: image_timeout,
+                    },
+                    launch: Launch {
+                        kind: l.kind,
+                        template: l.template,
+                        name: launch_name,
+                        instance_type: l.instance_type,
+                        security_groups: l.security_groups,
+                        key_pair: l.key_pair,
+                        public_ip: l.public_ip,
+                        volume_size_gb: launch_volume,
+                        user_data,
+                    },
+                    refresh: Refresh {
+                        min_healthy_percentage: min as u8,
+                        max_healthy_percentage: max as u8,
+                        instance_warmup,
+                        checkpoints: r.checkpoints.iter().map(|p| *p as u8).collect(),
+                        skip_matching: r.skip_matching,
+                        timeout: refresh_timeout,
+                    },
+                    github_report: raw.github.report,
+                    origin,
+                })
+            }
+            _ => Err(problems),
+        }
+    }
+
+    /// The most a launch name may hold for this pipeline's launch kind.
+    pub fn max_launch_name(&self) -> usize {
+        match self.launch.kind {
+            LaunchKind::Template => MAX_TEMPLATE_NAME,
+            LaunchKind::Configuration => MAX_LAUNCH_CONFIGURATION_NAME,
+        }
+    }
+}
+
+/// Parses `90s`, `20m`, `1h30m`, `2h` or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total = 0u64;
+    let mut number = String::new();
+    for ch in text.chars() {
+        if ch.is_ascii_digit() {
+            number.push(ch);
+            continue;
+        }
+        let unit = match ch {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return Err(format!("`{text}` is not a duration")),
+        };
+        let value: u64 = number
+            .parse()
+            .map_err(|_| format!("`{text}` is not a duration"))?;
+        total += value * unit;
+        number.clear();
+    }
+    if !number.is_empty() || text.is_empty() {
+        return Err(format!("`{text}` is not a duration"));
+    }
+    Ok(Duration::from_secs(total))
+}
+
+fn is_region(text: &str) -> bool {
+    let parts: Vec<&str> = text.split('-').collect();
+    parts.len() >= 3
+        && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
+        && parts.last().is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
+}
+
+fn is_ami_id(text: &str) -> bool {
+    text.strip_prefix("ami-")
+        .is_some_and(|hex| (8..=17).contains(&hex.len()) && hex.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("180"), Ok(Duration::from_secs(180)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("45s"), Ok(Duration::from_secs(45)));
+        assert!(parse_duration("10 minutes").is_err());
+        assert!(parse_duration("m").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn regions_and_amis() {
+        assert!(is_region("us-east-1"));
+        assert!(is_region("us-gov-west-1"));
+        assert!(!is_region("useast1"));
+        assert!(is_ami_id("ami-0abc1234"));
+        assert!(!is_ami_id("ami-xyz"));
+    }
+}

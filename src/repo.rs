@@ -1,0 +1,244 @@
+//! Reads the GitOps repository through git: pipelines and releases as committed at a
+//! revision (never the working tree, so what runs is what was reviewed and merged), and
+//! which pipelines a range of commits changes.
+//!
+//! The only module that imports `git2`.
+
+use crate::model::{Catalog, Pipeline, Release, SourceFile, desired_release};
+use git2::{ObjectType, Oid, Repository, Tree};
+use semver::Version;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use time::Date;
+
+pub const PIPELINES_DIR: &str = "pipelines";
+pub const RELEASES_DIR: &str = "releases";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error("{path} is not a git repository")]
+    NotARepository {
+        path: PathBuf,
+        #[source]
+        source: git2::Error,
+    },
+    #[error("revision `{rev}` does not name a commit")]
+    UnknownRevision {
+        rev: String,
+        #[source]
+        source: git2::Error,
+    },
+    #[error("cannot read {what} at {commit}")]
+    Read {
+        what: String,
+        commit: String,
+        #[source]
+        source: git2::Error,
+    },
+}
+
+impl RepoError {
+    pub fn hint(&self) -> &'static str {
+        match self {
+            RepoError::NotARepository { .. } => {
+                "run from the GitOps repository's checkout, or pass --repo DIR"
+            }
+            RepoError::UnknownRevision { .. } => {
+                "pass a commit, branch or tag that exists locally (git fetch first), e.g. --rev HEAD or --rev origin/main"
+            }
+            RepoError::Read { .. } => "the repository may be damaged: try `git fsck`",
+        }
+    }
+}
+
+/// The repository's content at one commit.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The full SHA of the commit.
+    pub commit: String,
+    pub catalog: Catalog,
+    /// Blob ids of the pipeline files, to tell which changed between two commits.
+    pipeline_blobs: Vec<(String, Oid)>,
+}
+
+/// How a pipeline changed between two commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChangeKind {
+    /// The desired version went up (a new release, or a raised pin).
+    Rollout,
+    /// The desired version went down, as after `git revert` of a bump.
+    Rollback,
+    /// The pipeline's own file changed, the desired version did not.
+    PipelineEdited,
+    /// The pipeline file is new.
+    Added,
+    /// The pipeline file was deleted: its fleet is left as it is.
+    Removed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PipelineChange {
+    pub pipeline: String,
+    pub kind: ChangeKind,
+    pub from: Option<Version>,
+    pub to: Option<Version>,
+}
+
+pub struct Repo {
+    inner: Repository,
+}
+
+impl Repo {
+    /// Opens the repository containing `path` (a work tree or a bare repository).
+    pub fn open(path: &Path) -> Result<Repo, RepoError> {
+        Repository::discover(path)
+            .map(|inner| Repo { inner })
+            .map_err(|source| RepoError::NotARepository {
+                path: path.to_path_buf(),
+                source,
+            })
+    }
+
+    /// The full SHA of the commit `rev` names.
+    pub fn resolve(&self, rev: &str) -> Result<Oid, RepoError> {
+        self.inner
+            .revparse_single(rev)
+            .and_then(|object| object.peel_to_commit())
+            .map(|commit| commit.id())
+            .map_err(|source| RepoError::UnknownRevision {
+                rev: rev.to_string(),
+                source,
+            })
+    }
+
+    /// The pipelines and releases committed at `rev`, checked against each other.
+    pub fn snapshot(&self, rev: &str, date: Date) -> Result<Snapshot, RepoError> {
+        let oid = self.resolve(rev)?;
+        let commit = oid.to_string();
+        let read_err = |what: &str| {
+            let commit = commit.clone();
+            let what = what.to_string();
+            move |source| RepoError::Read {
+                what,
+                commit,
+                source,
+            }
+        };
+        let tree = self
+            .inner
+            .find_commit(oid)
+            .and_then(|c| c.tree())
+            .map_err(read_err("the commit's tree"))?;
+        let pipelines = self
+            .yaml_files(&tree, PIPELINES_DIR)
+            .map_err(read_err(PIPELINES_DIR))?;
+        let releases = self
+            .yaml_files(&tree, RELEASES_DIR)
+            .map_err(read_err(RELEASES_DIR))?;
+        let pipeline_blobs = pipelines.iter().map(|(f, oid)| (f.path.clone(), *oid)).collect();
+        let strip = |files: Vec<(SourceFile, Oid)>| files.into_iter().map(|(f, _)| f).collect::<Vec<_>>();
+        let catalog = Catalog::check(&strip(pipelines), &strip(releases), date, &commit);
+        Ok(Snapshot {
+            commit,
+            catalog,
+            pipeline_blobs,
+        })
+    }
+
+    /// The `.yaml` / `.yml` files directly under `dir` in `tree`, sorted by name.
+    fn yaml_files(&self, tree: &Tree, dir: &str) -> Result<Vec<(SourceFile, Oid)>, git2::Error> {
+        let entry = match tree.get_path(Path::new(dir)) {
+            Ok(entry) => entry,
+            Err(err) if err.code() == git2::ErrorCode::NotFound => return Ok(Vec::new()),
+            Err(err) => return Err(err),
+        };
+        let subtree = self.inner.find_tree(entry.id())?;
+        let mut files = Vec::new();
+        for item in subtree.iter() {
+            let Ok(name) = item.name() else { continue };
+            if item.kind() != Some(ObjectType::Blob)
+                || !(name.ends_with(".yaml") || name.ends_with(".yml"))
+            {
+                continue;
+            }
+            let blob = self.inner.find_blob(item.id())?;
+            files.push((
+                SourceFile {
+                    path: format!("{dir}/{name}"),
+                    text: String::from_utf8_lossy(blob.content()).into_owned(),
+                },
+                item.id(),
+            ));
+        }
+        files.sort_by(|a, b| a.0.path.cmp(&b.0.path));
+        Ok(files)
+    }
+
+    /// Which pipelines change between `from` and `to`: a pipeline changes when its own file
+    /// changes or when the release it wants changes.
+    pub fn changes(&self, from: &str, to: &str, date: Date) -> Result<Vec<PipelineChange>, RepoError> {
+        let before = self.snapshot(from, date)?;
+        let after = self.snapshot(to, date)?;
+        Ok(compare(&before, &after))
+    }
+}
+
+fn desired(pipeline: &Pipeline, releases: &[Release]) -> Option<Version> {
+    desired_release(pipeline, releases)
+        .ok()
+        .map(|r| r.version.clone())
+}
+
+/// The changes from `before` to `after`, by pipeline name.
+pub fn compare(before: &Snapshot, after: &Snapshot) -> Vec<PipelineChange> {
+    let blob = |snap: &Snapshot, name: &str| {
+        snap.pipeline_blobs
+            .iter()
+            .find(|(path, _)| crate::model::Catalog::pipeline_file_name(path) == name)
+            .map(|(_, oid)| *oid)
+    };
+    let mut changes = Vec::new();
+    for new in &after.catalog.pipelines {
+        let to = desired(new, &after.catalog.releases);
+        match before.catalog.pipeline(&new.name) {
+            None => changes.push(PipelineChange {
+                pipeline: new.name.clone(),
+                kind: ChangeKind::Added,
+                from: None,
+                to,
+            }),
+            Some(old) => {
+                let from = desired(old, &before.catalog.releases);
+                let kind = match (&from, &to) {
+                    (Some(f), Some(t)) if t > f => Some(ChangeKind::Rollout),
+                    (Some(f), Some(t)) if t < f => Some(ChangeKind::Rollback),
+                    (None, Some(_)) => Some(ChangeKind::Rollout),
+                    _ if blob(before, &new.name) != blob(after, &new.name) => {
+                        Some(ChangeKind::PipelineEdited)
+                    }
+                    _ => None,
+                };
+                if let Some(kind) = kind {
+                    changes.push(PipelineChange {
+                        pipeline: new.name.clone(),
+                        kind,
+                        from,
+                        to,
+                    });
+                }
+            }
+        }
+    }
+    for old in &before.catalog.pipelines {
+        if after.catalog.pipeline(&old.name).is_none() && blob(after, &old.name).is_none() {
+            changes.push(PipelineChange {
+                pipeline: old.name.clone(),
+                kind: ChangeKind::Removed,
+                from: desired(old, &before.catalog.releases),
+                to: None,
+            });
+        }
+    }
+    changes
+}

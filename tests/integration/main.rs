@@ -1,0 +1,10 @@
+//! Integration tests, one binary so that the AWS SDK is linked once.
+//!
+//! Modules by subject: validation tables, git history scenarios, the planner, and the
+//! real binary's command line.
+
+mod cli;
+mod git_history;
+mod planner;
+mod support;
+mod validation;
