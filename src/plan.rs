@@ -249,7 +249,7 @@ pub fn plan_rollout(
             Stage::LaunchBuilder,
             Action::Run,
             format!(
-                "launch an {} builder from {} and wait for it on SSM",
+                "launch a builder ({}) from {} and wait for it on SSM",
                 pipeline.builder.instance_type,
                 match &pipeline.builder.base_image {
                     BaseImage::FromGroup => "the image the group runs now".to_string(),
