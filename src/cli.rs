@@ -40,14 +40,21 @@ pub enum Command {
     ///
     /// Compares the release each pipeline wants (as committed at --rev) with what its
     /// Auto Scaling group runs. Nothing is changed.
-    #[command(after_help = "Examples:\n  red5-rollout plan --fleet-state fleet.json\n  red5-rollout plan stream-manager --fleet-state fleet.json --format markdown > comment.md")]
+    #[command(
+        after_help = "Examples:\n  red5-rollout plan --fleet-state fleet.json\n  red5-rollout plan stream-manager --fleet-state fleet.json --format markdown > comment.md"
+    )]
     Plan(PlanArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct RepoArgs {
     /// The GitOps repository (any directory inside its work tree).
-    #[arg(long, value_name = "DIR", default_value = ".", env = "RED5_ROLLOUT_REPO")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = ".",
+        env = "RED5_ROLLOUT_REPO"
+    )]
     pub repo: PathBuf,
 
     /// The commit to read pipelines and releases from.

@@ -50,10 +50,16 @@ fn select<'a>(names: &[String], all: &'a [Pipeline]) -> Result<Vec<&'a Pipeline>
     names
         .iter()
         .map(|name| {
-            all.iter().find(|p| &p.name == name).ok_or_else(|| Error::UnknownPipeline {
-                name: name.clone(),
-                known: all.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "),
-            })
+            all.iter()
+                .find(|p| &p.name == name)
+                .ok_or_else(|| Error::UnknownPipeline {
+                    name: name.clone(),
+                    known: all
+                        .iter()
+                        .map(|p| p.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })
         })
         .collect()
 }
@@ -80,18 +86,18 @@ pub fn plan_pipelines(
     }
     let mut plans = Vec::new();
     for pipeline in select(names, &catalog.pipelines)? {
-        let release = desired_release(pipeline, &catalog.releases).map_err(|source| {
-            Error::NoRelease {
+        let release =
+            desired_release(pipeline, &catalog.releases).map_err(|source| Error::NoRelease {
                 pipeline: pipeline.name.clone(),
                 source,
-            }
-        })?;
+            })?;
         let names = render(pipeline, release, date, &snap.commit).map_err(Error::Invalid)?;
         let fleet = fleet_of(pipeline)?;
-        let plan = plan_rollout(pipeline, release, &names, &fleet).map_err(|source| Error::Plan {
-            pipeline: pipeline.name.clone(),
-            source,
-        })?;
+        let plan =
+            plan_rollout(pipeline, release, &names, &fleet).map_err(|source| Error::Plan {
+                pipeline: pipeline.name.clone(),
+                source,
+            })?;
         plans.push(plan);
     }
     Ok(plans)

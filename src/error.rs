@@ -63,7 +63,9 @@ pub enum Error {
 impl Error {
     pub fn exit(&self) -> Exit {
         match self {
-            Error::Repo(_) | Error::FleetStateFile { .. } | Error::NoFleetSource => Exit::Environment,
+            Error::Repo(_) | Error::FleetStateFile { .. } | Error::NoFleetSource => {
+                Exit::Environment
+            }
             Error::Invalid(_)
             | Error::UnknownPipeline { .. }
             | Error::NoRelease { .. }
@@ -75,14 +77,20 @@ impl Error {
     pub fn hint(&self) -> Option<String> {
         match self {
             Error::Repo(e) => Some(e.hint().to_string()),
-            Error::Invalid(_) => Some("fix the problems above; `red5-rollout validate` lists them all".into()),
-            Error::UnknownPipeline { .. } => Some("pass the name of a file under pipelines/, without .yaml".into()),
+            Error::Invalid(_) => {
+                Some("fix the problems above; `red5-rollout validate` lists them all".into())
+            }
+            Error::UnknownPipeline { .. } => {
+                Some("pass the name of a file under pipelines/, without .yaml".into())
+            }
             Error::NoRelease { source, .. } => Some(source.hint()),
             Error::Plan { source, .. } => Some(source.hint()),
-            Error::FleetStateFile { .. } | Error::FleetStateMissing { .. } => {
-                Some("the file is JSON: {\"fleets\": [{\"group\": NAME, ...}]}; see README.md".into())
+            Error::FleetStateFile { .. } | Error::FleetStateMissing { .. } => Some(
+                "the file is JSON: {\"fleets\": [{\"group\": NAME, ...}]}; see README.md".into(),
+            ),
+            Error::NoFleetSource => {
+                Some("pass --fleet-state FILE with the observed state as JSON".into())
             }
-            Error::NoFleetSource => Some("pass --fleet-state FILE with the observed state as JSON".into()),
         }
     }
 
@@ -98,7 +106,14 @@ impl Error {
                 source: PlanError::WouldTerminateOnlyInstance { diagnostic, .. },
                 ..
             } => {
-                let _ = writeln!(out, "{}", crate::model::Diagnostic { hint: None, ..diagnostic.clone() });
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    crate::model::Diagnostic {
+                        hint: None,
+                        ..diagnostic.clone()
+                    }
+                );
             }
             _ => {}
         }

@@ -132,8 +132,13 @@ impl Plan {
 /// Why the planner refuses to plan.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
-    #[error("group {group} has one instance and max healthy 100%: the refresh would terminate the only Stream Manager before its replacement runs")]
-    WouldTerminateOnlyInstance { group: String, diagnostic: Diagnostic },
+    #[error(
+        "group {group} has one instance and max healthy 100%: the refresh would terminate the only Stream Manager before its replacement runs"
+    )]
+    WouldTerminateOnlyInstance {
+        group: String,
+        diagnostic: Diagnostic,
+    },
     #[error("refresh {id} of group {group} is {status} towards {target}, not {wanted}")]
     OtherRefreshInFlight {
         group: String,
@@ -147,10 +152,9 @@ pub enum PlanError {
 impl PlanError {
     pub fn hint(&self) -> String {
         match self {
-            PlanError::WouldTerminateOnlyInstance { diagnostic, .. } => diagnostic
-                .hint
-                .clone()
-                .unwrap_or_default(),
+            PlanError::WouldTerminateOnlyInstance { diagnostic, .. } => {
+                diagnostic.hint.clone().unwrap_or_default()
+            }
             PlanError::OtherRefreshInFlight { group, .. } => format!(
                 "wait for it to end, or cancel it: aws autoscaling cancel-instance-refresh --auto-scaling-group-name {group}"
             ),
@@ -224,7 +228,13 @@ pub fn plan_rollout(
     };
 
     let mut stages = Vec::with_capacity(Stage::ALL.len());
-    let mut add = |stage, action, reason: String| stages.push(StagePlan { stage, action, reason });
+    let mut add = |stage, action, reason: String| {
+        stages.push(StagePlan {
+            stage,
+            action,
+            reason,
+        })
+    };
 
     // The bake: launch-builder, apply-update, create-image.
     let bake_skip = |what: &str| -> Option<String> {
@@ -243,7 +253,10 @@ pub fn plan_rollout(
         (None, Some(b)) => add(
             Stage::LaunchBuilder,
             Action::Resume,
-            format!("adopt builder {} launched by run {}", b.instance_id, b.run_id),
+            format!(
+                "adopt builder {} launched by run {}",
+                b.instance_id, b.run_id
+            ),
         ),
         (None, None) => add(
             Stage::LaunchBuilder,
@@ -329,12 +342,17 @@ pub fn plan_rollout(
         ),
     }
 
-    let config_name = config.map_or_else(|| format!("the new {kind_label}"), |c| format!("{kind_label} {}", c.id));
+    let config_name = config.map_or_else(
+        || format!("the new {kind_label}"),
+        |c| format!("{kind_label} {}", c.id),
+    );
     match pipeline.launch.kind {
         LaunchKind::Template => add(
             Stage::SwapAsg,
             Action::Skip,
-            format!("the refresh carries {config_name} (DesiredConfiguration); the group is not updated first"),
+            format!(
+                "the refresh carries {config_name} (DesiredConfiguration); the group is not updated first"
+            ),
         ),
         LaunchKind::Configuration if group_uses_config || is_converged => add(
             Stage::SwapAsg,
@@ -346,7 +364,10 @@ pub fn plan_rollout(
             Action::Run,
             format!(
                 "move the group from {} to {config_name}",
-                fleet.current_config.as_deref().unwrap_or("its current configuration")
+                fleet
+                    .current_config
+                    .as_deref()
+                    .unwrap_or("its current configuration")
             ),
         ),
     }
@@ -390,7 +411,11 @@ pub fn plan_rollout(
                     r.min_healthy_percentage,
                     r.max_healthy_percentage,
                     human(r.instance_warmup.as_secs()),
-                    if r.skip_matching { ", skip matching" } else { "" },
+                    if r.skip_matching {
+                        ", skip matching"
+                    } else {
+                        ""
+                    },
                     match pipeline.launch.kind {
                         LaunchKind::Template => ", AWS rolls back on failure",
                         LaunchKind::Configuration => ", the runner rolls back on failure",
@@ -404,14 +429,21 @@ pub fn plan_rollout(
         (Some(b), _) => add(
             Stage::Cleanup,
             Action::Run,
-            format!("terminate builder {} (always, also after a failure)", b.instance_id),
+            format!(
+                "terminate builder {} (always, also after a failure)",
+                b.instance_id
+            ),
         ),
         (None, true) => add(
             Stage::Cleanup,
             Action::Run,
             "terminate the builder (always, also after a failure)".to_string(),
         ),
-        (None, false) => add(Stage::Cleanup, Action::Skip, "no builder to clean up".into()),
+        (None, false) => add(
+            Stage::Cleanup,
+            Action::Skip,
+            "no builder to clean up".into(),
+        ),
     }
 
     let from = fleet.running_version.clone();

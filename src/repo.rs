@@ -136,8 +136,12 @@ impl Repo {
         let releases = self
             .yaml_files(&tree, RELEASES_DIR)
             .map_err(read_err(RELEASES_DIR))?;
-        let pipeline_blobs = pipelines.iter().map(|(f, oid)| (f.path.clone(), *oid)).collect();
-        let strip = |files: Vec<(SourceFile, Oid)>| files.into_iter().map(|(f, _)| f).collect::<Vec<_>>();
+        let pipeline_blobs = pipelines
+            .iter()
+            .map(|(f, oid)| (f.path.clone(), *oid))
+            .collect();
+        let strip =
+            |files: Vec<(SourceFile, Oid)>| files.into_iter().map(|(f, _)| f).collect::<Vec<_>>();
         let catalog = Catalog::check(&strip(pipelines), &strip(releases), date, &commit);
         Ok(Snapshot {
             commit,
@@ -177,7 +181,12 @@ impl Repo {
 
     /// Which pipelines change between `from` and `to`: a pipeline changes when its own file
     /// changes or when the release it wants changes.
-    pub fn changes(&self, from: &str, to: &str, date: Date) -> Result<Vec<PipelineChange>, RepoError> {
+    pub fn changes(
+        &self,
+        from: &str,
+        to: &str,
+        date: Date,
+    ) -> Result<Vec<PipelineChange>, RepoError> {
         let before = self.snapshot(from, date)?;
         let after = self.snapshot(to, date)?;
         Ok(compare(&before, &after))

@@ -24,15 +24,31 @@ pub struct Catalog {
 impl Catalog {
     /// Checks every file, then every pipeline against the releases: that a release is
     /// selected and that its names render within AWS's limits on `date`.
-    pub fn check(pipelines: &[SourceFile], releases: &[SourceFile], date: Date, commit: &str) -> Catalog {
+    pub fn check(
+        pipelines: &[SourceFile],
+        releases: &[SourceFile],
+        date: Date,
+        commit: &str,
+    ) -> Catalog {
         let mut catalog = Catalog::default();
         for file in releases {
             match Release::from_yaml(&file.path, &file.text) {
                 Ok(release) => {
-                    if let Some(first) = catalog.releases.iter().find(|r| r.version == release.version) {
+                    if let Some(first) = catalog
+                        .releases
+                        .iter()
+                        .find(|r| r.version == release.version)
+                    {
                         catalog.problems.push(
-                            Diagnostic::new(&file.path, Location::START, format!("version {} is also released by {}", release.version, first.file))
-                                .with_hint("keep one file per version"),
+                            Diagnostic::new(
+                                &file.path,
+                                Location::START,
+                                format!(
+                                    "version {} is also released by {}",
+                                    release.version, first.file
+                                ),
+                            )
+                            .with_hint("keep one file per version"),
                         );
                     } else {
                         catalog.releases.push(release);
@@ -44,10 +60,22 @@ impl Catalog {
         for file in pipelines {
             match Pipeline::from_yaml(&file.path, &file.text) {
                 Ok(pipeline) => {
-                    if let Some(other) = catalog.pipelines.iter().find(|p| p.auto_scaling_group == pipeline.auto_scaling_group && p.region == pipeline.region) {
+                    if let Some(other) = catalog.pipelines.iter().find(|p| {
+                        p.auto_scaling_group == pipeline.auto_scaling_group
+                            && p.region == pipeline.region
+                    }) {
                         catalog.problems.push(
-                            Diagnostic::new(&file.path, Location::START, format!("auto scaling group {} is also rolled by pipeline {}", pipeline.auto_scaling_group, other.name))
-                                .with_hint("one pipeline per Auto Scaling group: two would fight over it"),
+                            Diagnostic::new(
+                                &file.path,
+                                Location::START,
+                                format!(
+                                    "auto scaling group {} is also rolled by pipeline {}",
+                                    pipeline.auto_scaling_group, other.name
+                                ),
+                            )
+                            .with_hint(
+                                "one pipeline per Auto Scaling group: two would fight over it",
+                            ),
                         );
                         continue;
                     }

@@ -85,7 +85,8 @@ impl Diagnostics {
     }
 
     pub fn sorted(mut self) -> Self {
-        self.0.sort_by(|a, b| (&a.file, a.location).cmp(&(&b.file, b.location)));
+        self.0
+            .sort_by(|a, b| (&a.file, a.location).cmp(&(&b.file, b.location)));
         self
     }
 

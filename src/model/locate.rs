@@ -113,8 +113,7 @@ impl Locator {
 
 /// Splits `key: value` (or `key:` alone) into the unquoted key and what follows the colon.
 fn split_key(text: &str) -> Option<(String, &str)> {
-    let (key, rest) = if let Some(quote) = text.chars().next().filter(|c| *c == '"' || *c == '\'')
-    {
+    let (key, rest) = if let Some(quote) = text.chars().next().filter(|c| *c == '"' || *c == '\'') {
         let end = text[1..].find(quote)? + 1;
         (text[1..end].to_string(), &text[end + 1..])
     } else {
@@ -168,7 +167,10 @@ list:
     #[test]
     fn block_scalar_content_is_not_read_as_keys() {
         let l = Locator::new(DOC);
-        assert_eq!(l.line_in_value(&["update", "script"], 1), Location::new(9, 1));
+        assert_eq!(
+            l.line_in_value(&["update", "script"], 1),
+            Location::new(9, 1)
+        );
         assert_eq!(l.key(&["update", "echo a"]), Location::new(6, 1));
     }
 

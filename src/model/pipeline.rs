@@ -315,7 +315,10 @@ impl Checker<'_> {
         if !(MIN_VOLUME_GB..=16384).contains(&size) {
             self.fail(
                 path,
-                format!("{} is {size} GB; it must be between 16 and 16384", path.join(".")),
+                format!(
+                    "{} is {size} GB; it must be between 16 and 16384",
+                    path.join(".")
+                ),
                 "the Red5 Pro guide asks for volumes of at least 16 GB",
             );
         }
@@ -326,8 +329,12 @@ impl Checker<'_> {
         let ok = value.split_once('.').is_some_and(|(family, size)| {
             !family.is_empty()
                 && !size.is_empty()
-                && family.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-                && size.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && family
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && size
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
         });
         if !ok {
             self.fail(
@@ -363,8 +370,14 @@ impl Pipeline {
         if raw.name != stem {
             c.fail(
                 &["name"],
-                format!("pipeline name `{}` does not match the file name `{stem}`", raw.name),
-                format!("name the file pipelines/{}.yaml, or set `name: {stem}`", raw.name),
+                format!(
+                    "pipeline name `{}` does not match the file name `{stem}`",
+                    raw.name
+                ),
+                format!(
+                    "name the file pipelines/{}.yaml, or set `name: {stem}`",
+                    raw.name
+                ),
             );
         } else if raw.name.is_empty()
             || !raw
@@ -374,7 +387,10 @@ impl Pipeline {
         {
             c.fail(
                 &["name"],
-                format!("pipeline name `{}` may only hold a-z, 0-9 and '-'", raw.name),
+                format!(
+                    "pipeline name `{}` may only hold a-z, 0-9 and '-'",
+                    raw.name
+                ),
                 "the name goes into AWS tags and lock names; e.g. stream-manager",
             );
         }
@@ -508,11 +524,15 @@ impl Pipeline {
                 "launch.template is set but launch.kind is `configuration`",
                 "remove `template`, or set `kind: template`",
             ),
-            (LaunchKind::Template, Some(name)) if name.trim().is_empty() || name.len() > MAX_TEMPLATE_NAME => c.fail(
-                &["launch", "template"],
-                "launch.template must be 1 to 128 characters",
-                "write the name of the group's launch template",
-            ),
+            (LaunchKind::Template, Some(name))
+                if name.trim().is_empty() || name.len() > MAX_TEMPLATE_NAME =>
+            {
+                c.fail(
+                    &["launch", "template"],
+                    "launch.template must be 1 to 128 characters",
+                    "write the name of the group's launch template",
+                )
+            }
             _ => {}
         }
         c.instance_type(&["launch", "instance_type"], &l.instance_type);
@@ -568,7 +588,11 @@ impl Pipeline {
 
         let origin = Origin {
             file: file.to_string(),
-            target_at: c.at.value(&[if c.at.key(&["pin"]).line > 1 { "pin" } else { "track" }]),
+            target_at: c.at.value(&[if c.at.key(&["pin"]).line > 1 {
+                "pin"
+            } else {
+                "track"
+            }]),
             max_healthy_at: c.at.value(&["refresh", "max_healthy_percentage"]),
             image_name_at: c.at.value(&["image", "name"]),
             launch_name_at: c.at.value(&["launch", "name"]),
@@ -663,13 +687,20 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 fn is_region(text: &str) -> bool {
     let parts: Vec<&str> = text.split('-').collect();
     parts.len() >= 3
-        && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
-        && parts.last().is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+        && parts
+            .last()
+            .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
 }
 
 fn is_ami_id(text: &str) -> bool {
-    text.strip_prefix("ami-")
-        .is_some_and(|hex| (8..=17).contains(&hex.len()) && hex.chars().all(|c| c.is_ascii_hexdigit()))
+    text.strip_prefix("ami-").is_some_and(|hex| {
+        (8..=17).contains(&hex.len()) && hex.chars().all(|c| c.is_ascii_hexdigit())
+    })
 }
 
 #[cfg(test)]

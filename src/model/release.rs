@@ -109,7 +109,8 @@ impl Release {
         let version = match parse_version(raw.version.0.trim()) {
             Ok(v) => Some(v),
             Err((message, hint)) => {
-                problems.push(Diagnostic::new(file, at.value(&["version"]), message).with_hint(hint));
+                problems
+                    .push(Diagnostic::new(file, at.value(&["version"]), message).with_hint(hint));
                 None
             }
         };
@@ -131,7 +132,9 @@ impl Release {
 
         let url = raw.artifact.url.trim();
         if let Err((message, hint)) = check_artifact_url(url) {
-            problems.push(Diagnostic::new(file, at.value(&["artifact", "url"]), message).with_hint(hint));
+            problems.push(
+                Diagnostic::new(file, at.value(&["artifact", "url"]), message).with_hint(hint),
+            );
         }
 
         let sha256 = match raw.artifact.sha256 {

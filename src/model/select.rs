@@ -5,7 +5,7 @@
 use super::diagnostic::{Diagnostic, Diagnostics};
 use super::pipeline::{LaunchKind, MAX_AMI_NAME, Pipeline, Target};
 use super::release::Release;
-use super::template::{TemplateValues, RenderError};
+use super::template::{RenderError, TemplateValues};
 use semver::Version;
 use serde::Serialize;
 use time::Date;
@@ -17,7 +17,9 @@ pub enum NoRelease {
     PinMissing { pin: Version },
     #[error("no release matches track `{track}` (releases: {available})")]
     NothingMatches { track: String, available: String },
-    #[error("no release matches track `{track}`: only pre-releases do ({prereleases}), and the track names none")]
+    #[error(
+        "no release matches track `{track}`: only pre-releases do ({prereleases}), and the track names none"
+    )]
     OnlyPrereleases { track: String, prereleases: String },
 }
 
@@ -156,16 +158,40 @@ pub fn render(
     let mut render_one = |template: &super::template::Template, what: &str, at| {
         template.render(&values).unwrap_or_else(|err: RenderError| {
             problems.push(
-                Diagnostic::new(file.clone(), at, format!("{what} cannot be rendered for {}: {}", release.version, source_text(&err)))
-                    .with_hint("check the filters the template uses"),
+                Diagnostic::new(
+                    file.clone(),
+                    at,
+                    format!(
+                        "{what} cannot be rendered for {}: {}",
+                        release.version,
+                        source_text(&err)
+                    ),
+                )
+                .with_hint("check the filters the template uses"),
             );
             String::new()
         })
     };
-    let image_name = render_one(&pipeline.image.name, "image.name", pipeline.origin.image_name_at);
-    let launch_name = render_one(&pipeline.launch.name, "launch.name", pipeline.origin.launch_name_at);
-    let update_script = render_one(&pipeline.update.script, "update.script", pipeline.origin.image_name_at);
-    let user_data = render_one(&pipeline.launch.user_data, "launch.user_data", pipeline.origin.launch_name_at);
+    let image_name = render_one(
+        &pipeline.image.name,
+        "image.name",
+        pipeline.origin.image_name_at,
+    );
+    let launch_name = render_one(
+        &pipeline.launch.name,
+        "launch.name",
+        pipeline.origin.launch_name_at,
+    );
+    let update_script = render_one(
+        &pipeline.update.script,
+        "update.script",
+        pipeline.origin.image_name_at,
+    );
+    let user_data = render_one(
+        &pipeline.launch.user_data,
+        "launch.user_data",
+        pipeline.origin.launch_name_at,
+    );
 
     let image_name = image_name.trim().to_string();
     let launch_name = launch_name.trim().to_string();

@@ -12,9 +12,18 @@ use std::sync::OnceLock;
 /// The variables a template may use, with what they hold. Shown in errors and in README.md.
 pub const VARIABLES: &[(&str, &str)] = &[
     ("version", "the release's semver version, e.g. 12.4.0"),
-    ("artifact_url", "the release's artifact URL (https:// or s3://)"),
-    ("artifact_sha256", "the release's artifact SHA-256, 64 hex digits"),
-    ("date", "the day the resource is first created, e.g. 20261124"),
+    (
+        "artifact_url",
+        "the release's artifact URL (https:// or s3://)",
+    ),
+    (
+        "artifact_sha256",
+        "the release's artifact SHA-256, 64 hex digits",
+    ),
+    (
+        "date",
+        "the day the resource is first created, e.g. 20261124",
+    ),
     ("month_day", "the same day in the guide's style, e.g. nov24"),
     ("instance_type", "the launch instance type, e.g. m5.large"),
     (
@@ -140,7 +149,10 @@ mod tests {
 
     #[test]
     fn renders_known_variables() {
-        let t = Template::parse("SM-red5pro-server-{{ version }}-{{ month_day }}-{{ instance_type_short }}-LC").unwrap();
+        let t = Template::parse(
+            "SM-red5pro-server-{{ version }}-{{ month_day }}-{{ instance_type_short }}-LC",
+        )
+        .unwrap();
         assert_eq!(
             t.render(&values()).unwrap(),
             "SM-red5pro-server-12.4.0-nov24-m5large-LC"
@@ -168,6 +180,10 @@ mod tests {
     #[test]
     fn syntax_errors_are_refused() {
         let err = Template::parse("line\n{{ version ").unwrap_err();
-        assert!(err.message.starts_with("template does not parse"), "{}", err.message);
+        assert!(
+            err.message.starts_with("template does not parse"),
+            "{}",
+            err.message
+        );
     }
 }

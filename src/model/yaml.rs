@@ -6,10 +6,8 @@ use serde::de::DeserializeOwned;
 /// Parses `text` (the content of `file`) into `T`, or says where and why it cannot.
 pub fn parse<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, Diagnostic> {
     if text.trim().is_empty() {
-        return Err(
-            Diagnostic::new(file, Location::START, "the file is empty")
-                .with_hint("write the document, or delete the file"),
-        );
+        return Err(Diagnostic::new(file, Location::START, "the file is empty")
+            .with_hint("write the document, or delete the file"));
     }
     serde_yaml::from_str(text).map_err(|err| to_diagnostic(file, &err))
 }

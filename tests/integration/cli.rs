@@ -1,1 +1,242 @@
-//! cli tests.
+//! The real binary on real git repositories: output, errors and exit codes.
+
+use crate::support::{git, shipped_repo};
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn red5_rollout(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_red5-rollout"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RED5_ROLLOUT_REPO")
+        .output()
+        .expect("the binary runs")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+const FLEET: &str = r#"{"fleets": [
+  {"group": "red5pro-sm-asg", "desired_capacity": 2, "running_version": "12.3.0", "current_config": "1",
+   "images": [{"id": "ami-0123456789abcdef0", "version": "12.3.0", "state": "available"}],
+   "launch_configs": [{"id": "1", "version": "12.3.0", "image_id": "ami-0123456789abcdef0"}]},
+  {"group": "red5pro-sm-legacy-asg", "desired_capacity": 1, "running_version": "12.4.0"}
+]}"#;
+
+#[test]
+fn validate_accepts_the_shipped_content() {
+    let repo = shipped_repo();
+    let out = red5_rollout(repo.path(), &["validate"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("ok: 2 pipeline(s) and 2 release(s) at "),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn validate_lists_every_problem_with_file_line_and_hint_and_exits_1() {
+    let repo = shipped_repo();
+    std::fs::write(
+        repo.path().join("releases/12.5.0.yaml"),
+        "version: 12.5.0\nartifact:\n  url: http://downloads.example.com/red5pro.zip\n",
+    )
+    .unwrap();
+    std::fs::write(
+        repo.path().join("releases/12.6.0.yaml"),
+        "version: 12.6\nartifact:\n  url: https://x.example.com/a.zip\n  sha256: abc\n",
+    )
+    .unwrap();
+    git(repo.path(), &["add", "-A"]);
+    git(repo.path(), &["commit", "-q", "-m", "bad releases"]);
+    let out = red5_rollout(repo.path(), &["validate"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    let expected = [
+        "releases/12.5.0.yaml:2:1: artifact has no sha256",
+        "releases/12.5.0.yaml:3:8: artifact.url must use https:// or s3://, not http://",
+        "  hint: host the artifact on HTTPS or S3: a plain download can be altered in transit",
+        "releases/12.6.0.yaml:1:10: version `12.6` is not semver (unexpected end of input while parsing minor version number)",
+        "releases/12.6.0.yaml:4:11: artifact.sha256 must be 64 hex digits, found 3 characters",
+        "error: 4 problem(s) in the repository",
+    ];
+    for line in expected {
+        assert!(err.contains(line), "missing {line:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn validate_reads_what_is_committed_not_the_working_tree() {
+    let repo = shipped_repo();
+    std::fs::write(repo.path().join("releases/12.4.0.yaml"), "version: [").unwrap();
+    let out = red5_rollout(repo.path(), &["validate"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = red5_rollout(repo.path(), &["validate", "--rev", "HEAD~0"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn an_unknown_revision_exits_7_with_a_hint() {
+    let repo = shipped_repo();
+    let out = red5_rollout(repo.path(), &["validate", "--rev", "no-such-branch"]);
+    assert_eq!(out.status.code(), Some(7));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("error: revision `no-such-branch` does not name a commit\n  caused by: "),
+        "{err}"
+    );
+    assert!(
+        err.contains("  hint: pass a commit, branch or tag that exists locally"),
+        "{err}"
+    );
+}
+
+#[test]
+fn plan_prints_text_markdown_and_json_from_a_fleet_state_file() {
+    let repo = shipped_repo();
+    let fleet = repo.path().join("fleet.json");
+    std::fs::write(&fleet, FLEET).unwrap();
+    let fleet = fleet.to_str().unwrap();
+
+    let out = red5_rollout(repo.path(), &["plan", "--fleet-state", fleet]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("stream-manager (red5pro-sm-asg in us-east-1): rollout 12.3.0 -> 12.4.0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("stream-manager-legacy (red5pro-sm-legacy-asg in us-east-1): "),
+        "{text}"
+    );
+
+    let out = red5_rollout(
+        repo.path(),
+        &[
+            "plan",
+            "stream-manager",
+            "--fleet-state",
+            fleet,
+            "--format",
+            "markdown",
+        ],
+    );
+    assert!(
+        stdout(&out)
+            .starts_with("## red5-rollout plan\n\n### `stream-manager`: rollout 12.3.0 → 12.4.0")
+    );
+
+    let out = red5_rollout(
+        repo.path(),
+        &[
+            "plan",
+            "stream-manager",
+            "--fleet-state",
+            fleet,
+            "--format",
+            "json",
+        ],
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["schema"], "red5-rollout/plan/v1");
+    assert_eq!(json["plans"][0]["kind"], "rollout");
+    assert_eq!(json["plans"][0]["stages"][0]["stage"], "launch-builder");
+    assert_eq!(json["plans"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn plan_shows_the_single_instance_trap_at_its_line_and_exits_1() {
+    let repo = shipped_repo();
+    let path = repo.path().join("pipelines/stream-manager-legacy.yaml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("max_healthy_percentage: 200", "max_healthy_percentage: 100");
+    std::fs::write(&path, &text).unwrap();
+    git(repo.path(), &["commit", "-qam", "max healthy 100"]);
+    let fleet = repo.path().join("fleet.json");
+    std::fs::write(
+        &fleet,
+        FLEET.replace(
+            "\"running_version\": \"12.4.0\"",
+            "\"running_version\": \"12.3.0\"",
+        ),
+    )
+    .unwrap();
+    let out = red5_rollout(
+        repo.path(),
+        &[
+            "plan",
+            "stream-manager-legacy",
+            "--fleet-state",
+            fleet.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let line = text
+        .lines()
+        .position(|l| l.contains("max_healthy_percentage"))
+        .unwrap()
+        + 1;
+    let err = stderr(&out);
+    assert!(
+        err.starts_with(&format!("pipelines/stream-manager-legacy.yaml:{line}:27: group red5pro-sm-legacy-asg has one instance")),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: set min_healthy_percentage: 100 and max_healthy_percentage: 200"),
+        "{err}"
+    );
+}
+
+#[test]
+fn plan_refuses_unknown_pipelines_and_missing_fleet_state() {
+    let repo = shipped_repo();
+    let fleet = repo.path().join("fleet.json");
+    std::fs::write(&fleet, FLEET).unwrap();
+    let out = red5_rollout(
+        repo.path(),
+        &["plan", "nope", "--fleet-state", fleet.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).starts_with(
+        "error: no pipeline named `nope` (known: stream-manager-legacy, stream-manager)"
+    ));
+
+    std::fs::write(&fleet, "{\"fleets\": [{\"group\": 3}]}").unwrap();
+    let out = red5_rollout(
+        repo.path(),
+        &["plan", "--fleet-state", fleet.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(7));
+    assert!(
+        stderr(&out).contains("error: cannot read the fleet state file"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn help_teaches_with_examples_and_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = red5_rollout(dir.path(), &["--help"]);
+    let help = stdout(&out);
+    assert!(help.contains("Exit codes:"), "{help}");
+    assert!(
+        help.contains("6  another run holds the group's lock"),
+        "{help}"
+    );
+    let out = red5_rollout(dir.path(), &["plan", "--help"]);
+    let help = stdout(&out);
+    assert!(
+        help.contains("Examples:\n  red5-rollout plan --fleet-state fleet.json"),
+        "{help}"
+    );
+    let out = red5_rollout(dir.path(), &["validate", "--bogus"]);
+    assert_eq!(out.status.code(), Some(2));
+}

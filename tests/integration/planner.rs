@@ -24,7 +24,11 @@ fn reason(plan: &Plan, stage: Stage) -> &str {
 
 #[test]
 fn a_fresh_rollout_bakes_and_refreshes_without_updating_the_group_first() {
-    let plan = Scenario::new("stream-manager").release("12.3.0").release("12.4.0").fleet_on("12.3.0").plan();
+    let plan = Scenario::new("stream-manager")
+        .release("12.3.0")
+        .release("12.4.0")
+        .fleet_on("12.3.0")
+        .plan();
     assert_eq!(plan.kind, PlanKind::Rollout);
     assert_eq!(plan.to.to_string(), "12.4.0");
     assert_eq!(plan.from.as_ref().unwrap().to_string(), "12.3.0");
@@ -41,7 +45,11 @@ fn a_fresh_rollout_bakes_and_refreshes_without_updating_the_group_first() {
 
 #[test]
 fn a_fresh_rollout_with_a_launch_configuration_swaps_the_group() {
-    let plan = Scenario::new("stream-manager-legacy").release("12.3.0").release("12.4.0").fleet_on("12.3.0").plan();
+    let plan = Scenario::new("stream-manager-legacy")
+        .release("12.3.0")
+        .release("12.4.0")
+        .fleet_on("12.3.0")
+        .plan();
     assert_eq!(actions(&plan), "RRRRRRR");
     assert_eq!(
         reason(&plan, Stage::CreateLaunchConfig),
@@ -55,18 +63,32 @@ fn a_fresh_rollout_with_a_launch_configuration_swaps_the_group() {
 
 #[test]
 fn resume_adopts_a_builder_that_was_launched_but_not_updated() {
-    let plan = Scenario::new("stream-manager").release("12.4.0").fleet_on("12.3.0").builder("12.4.0", false).plan();
+    let plan = Scenario::new("stream-manager")
+        .release("12.4.0")
+        .fleet_on("12.3.0")
+        .builder("12.4.0", false)
+        .plan();
     assert_eq!(plan.kind, PlanKind::Resume);
     assert_eq!(actions(&plan), "URRRSRR");
-    assert_eq!(reason(&plan, Stage::LaunchBuilder), "adopt builder i-0b1d000000000001 launched by run run-1");
+    assert_eq!(
+        reason(&plan, Stage::LaunchBuilder),
+        "adopt builder i-0b1d000000000001 launched by run run-1"
+    );
 }
 
 #[test]
 fn resume_after_the_update_goes_straight_to_the_image() {
-    let plan = Scenario::new("stream-manager").release("12.4.0").fleet_on("12.3.0").builder("12.4.0", true).plan();
+    let plan = Scenario::new("stream-manager")
+        .release("12.4.0")
+        .fleet_on("12.3.0")
+        .builder("12.4.0", true)
+        .plan();
     assert_eq!(plan.kind, PlanKind::Resume);
     assert_eq!(actions(&plan), "USRRSRR");
-    assert_eq!(reason(&plan, Stage::ApplyUpdate), "builder i-0b1d000000000001 already runs 12.4.0");
+    assert_eq!(
+        reason(&plan, Stage::ApplyUpdate),
+        "builder i-0b1d000000000001 already runs 12.4.0"
+    );
 }
 
 #[test]
@@ -93,7 +115,10 @@ fn resume_after_the_image_creates_the_configuration() {
         .image("12.4.0", ImageState::Available)
         .plan();
     assert_eq!(actions(&plan), "SSSRSRS");
-    assert_eq!(reason(&plan, Stage::LaunchBuilder), format!("{} for 12.4.0 exists", image_id("12.4.0")));
+    assert_eq!(
+        reason(&plan, Stage::LaunchBuilder),
+        format!("{} for 12.4.0 exists", image_id("12.4.0"))
+    );
     assert_eq!(reason(&plan, Stage::Cleanup), "no builder to clean up");
 }
 
@@ -106,7 +131,10 @@ fn resume_after_the_configuration_only_refreshes() {
         .config("12.4.0")
         .plan();
     assert_eq!(actions(&plan), "SSSSSRS");
-    assert_eq!(reason(&plan, Stage::CreateLaunchConfig), "template version 2 for 12.4.0 exists");
+    assert_eq!(
+        reason(&plan, Stage::CreateLaunchConfig),
+        "template version 2 for 12.4.0 exists"
+    );
 }
 
 #[test]
@@ -120,7 +148,10 @@ fn resume_after_a_configuration_swap_does_not_swap_again() {
     let plan = scenario.plan();
     assert_eq!(plan.kind, PlanKind::Resume);
     assert_eq!(actions(&plan), "SSSSRUS");
-    assert_eq!(reason(&plan, Stage::InstanceRefresh), "follow refresh refresh-0001 (InProgress, 40% done)");
+    assert_eq!(
+        reason(&plan, Stage::InstanceRefresh),
+        "follow refresh refresh-0001 (InProgress, 40% done)"
+    );
 }
 
 #[test]
@@ -154,25 +185,42 @@ fn a_refresh_towards_another_version_blocks_the_plan() {
 
 #[test]
 fn rollback_reuses_the_old_image_and_configuration() {
-    let plan = Scenario::new("stream-manager").release("12.3.0").fleet_on("12.3.0").fleet_on("12.4.0").plan();
+    let plan = Scenario::new("stream-manager")
+        .release("12.3.0")
+        .fleet_on("12.3.0")
+        .fleet_on("12.4.0")
+        .plan();
     assert_eq!(plan.kind, PlanKind::Rollback);
     assert_eq!(actions(&plan), "SSSSSRS");
     assert_eq!(plan.from.as_ref().unwrap().to_string(), "12.4.0");
-    assert_eq!(reason(&plan, Stage::CreateImage), format!("{} for 12.3.0 exists", image_id("12.3.0")));
+    assert_eq!(
+        reason(&plan, Stage::CreateImage),
+        format!("{} for 12.3.0 exists", image_id("12.3.0"))
+    );
     assert!(plan.notes.is_empty(), "{:?}", plan.notes);
 }
 
 #[test]
 fn rollback_with_a_launch_configuration_moves_the_group_back() {
-    let plan = Scenario::new("stream-manager-legacy").release("12.3.0").fleet_on("12.3.0").fleet_on("12.4.0").plan();
+    let plan = Scenario::new("stream-manager-legacy")
+        .release("12.3.0")
+        .fleet_on("12.3.0")
+        .fleet_on("12.4.0")
+        .plan();
     assert_eq!(plan.kind, PlanKind::Rollback);
     assert_eq!(actions(&plan), "SSSSRRS");
-    assert_eq!(reason(&plan, Stage::SwapAsg), "move the group from 2 to launch configuration 1");
+    assert_eq!(
+        reason(&plan, Stage::SwapAsg),
+        "move the group from 2 to launch configuration 1"
+    );
 }
 
 #[test]
 fn rollback_rebakes_when_the_old_image_was_deleted() {
-    let plan = Scenario::new("stream-manager").release("12.3.0").fleet_on("12.4.0").plan();
+    let plan = Scenario::new("stream-manager")
+        .release("12.3.0")
+        .fleet_on("12.4.0")
+        .plan();
     assert_eq!(plan.kind, PlanKind::Rollback);
     assert_eq!(actions(&plan), "RRRRSRR");
     assert_eq!(
@@ -191,13 +239,20 @@ fn a_failed_image_is_baked_again_and_said_so() {
     assert_eq!(actions(&plan), "RRRRSRR");
     assert_eq!(
         plan.notes,
-        vec![format!("image {} for 12.4.0 failed earlier; it is baked again", image_id("12.4.0"))]
+        vec![format!(
+            "image {} for 12.4.0 failed earlier; it is baked again",
+            image_id("12.4.0")
+        )]
     );
 }
 
 #[test]
 fn nothing_to_do_when_the_group_runs_the_desired_release() {
-    let plan = Scenario::new("stream-manager").release("12.3.0").release("12.4.0").fleet_on("12.4.0").plan();
+    let plan = Scenario::new("stream-manager")
+        .release("12.3.0")
+        .release("12.4.0")
+        .fleet_on("12.4.0")
+        .plan();
     assert_eq!(plan.kind, PlanKind::NothingToDo);
     assert!(plan.is_noop());
     assert_eq!(actions(&plan), "SSSSSSS");
@@ -205,7 +260,11 @@ fn nothing_to_do_when_the_group_runs_the_desired_release() {
 
 #[test]
 fn a_leftover_builder_is_cleaned_up_even_when_converged() {
-    let plan = Scenario::new("stream-manager").release("12.4.0").fleet_on("12.4.0").builder("12.4.0", true).plan();
+    let plan = Scenario::new("stream-manager")
+        .release("12.4.0")
+        .fleet_on("12.4.0")
+        .builder("12.4.0", true)
+        .plan();
     assert_eq!(plan.kind, PlanKind::Resume);
     assert_eq!(actions(&plan), "SSSSSSR");
 }
@@ -224,7 +283,11 @@ fn pin_overrides_the_newest_release() {
 
 #[test]
 fn pre_releases_are_ignored_unless_the_track_names_one() {
-    let stable = Scenario::new("stream-manager").release("12.4.0").release("12.5.0-rc.1").fleet_on("12.3.0").plan();
+    let stable = Scenario::new("stream-manager")
+        .release("12.4.0")
+        .release("12.5.0-rc.1")
+        .fleet_on("12.3.0")
+        .plan();
     assert_eq!(stable.to.to_string(), "12.4.0");
     let opted_in = Scenario::new("stream-manager")
         .target("track: \">=12.5.0-rc.1\"")
@@ -238,7 +301,10 @@ fn pre_releases_are_ignored_unless_the_track_names_one() {
 
 #[test]
 fn one_instance_is_safe_with_the_shipped_max_healthy_200() {
-    let scenario = Scenario::new("stream-manager").release("12.4.0").fleet_on("12.3.0").capacity(1);
+    let scenario = Scenario::new("stream-manager")
+        .release("12.4.0")
+        .fleet_on("12.3.0")
+        .capacity(1);
     // The shipped pipeline uses 100/200 and is safe with one instance.
     assert_eq!(scenario.plan().kind, PlanKind::Rollout);
 }
@@ -250,7 +316,13 @@ fn a_database_migration_is_called_out() {
     assert!(release.requires_database_migration);
     // Built through the public API so that the flag travels from the file to the plan.
     let pipeline = crate::support::shipped_pipeline("stream-manager");
-    let names = red5_rollout::model::render(&pipeline, &release, crate::support::DATE, crate::support::COMMIT).unwrap();
+    let names = red5_rollout::model::render(
+        &pipeline,
+        &release,
+        crate::support::DATE,
+        crate::support::COMMIT,
+    )
+    .unwrap();
     let fleet = red5_rollout::fleet::FleetState {
         group: pipeline.auto_scaling_group.clone(),
         desired_capacity: 2,
@@ -260,14 +332,24 @@ fn a_database_migration_is_called_out() {
     let plan = red5_rollout::plan::plan_rollout(&pipeline, &release, &names, &fleet).unwrap();
     assert_eq!(
         plan.notes,
-        vec!["release 12.4.0 requires a database migration: run it before the refresh starts".to_string()]
+        vec![
+            "release 12.4.0 requires a database migration: run it before the refresh starts"
+                .to_string()
+        ]
     );
 }
 
 #[test]
 fn plans_render_as_text_markdown_and_json() {
-    let rollout = Scenario::new("stream-manager").release("12.4.0").fleet_on("12.3.0").plan();
-    let rollback = Scenario::new("stream-manager-legacy").release("12.3.0").fleet_on("12.3.0").fleet_on("12.4.0").plan();
+    let rollout = Scenario::new("stream-manager")
+        .release("12.4.0")
+        .fleet_on("12.3.0")
+        .plan();
+    let rollback = Scenario::new("stream-manager-legacy")
+        .release("12.3.0")
+        .fleet_on("12.3.0")
+        .fleet_on("12.4.0")
+        .plan();
     let plans = [rollout, rollback];
     insta::assert_snapshot!("plan_text", plans_as_text(&plans));
     insta::assert_snapshot!("plan_markdown", plans_as_markdown(&plans));
@@ -282,7 +364,13 @@ fn the_refused_single_instance_plan_names_the_line_to_fix() {
         .replace("max_healthy_percentage: 200", "max_healthy_percentage: 100");
     let pipeline = red5_rollout::model::Pipeline::from_yaml(path, &text).unwrap();
     let release = crate::support::release("12.4.0");
-    let names = red5_rollout::model::render(&pipeline, &release, crate::support::DATE, crate::support::COMMIT).unwrap();
+    let names = red5_rollout::model::render(
+        &pipeline,
+        &release,
+        crate::support::DATE,
+        crate::support::COMMIT,
+    )
+    .unwrap();
     let fleet = red5_rollout::fleet::FleetState {
         group: "red5pro-sm-asg".into(),
         desired_capacity: 1,
@@ -290,9 +378,16 @@ fn the_refused_single_instance_plan_names_the_line_to_fix() {
     };
     match red5_rollout::plan::plan_rollout(&pipeline, &release, &names, &fleet) {
         Err(PlanError::WouldTerminateOnlyInstance { diagnostic, .. }) => {
-            let line = text.lines().position(|l| l.contains("max_healthy_percentage")).unwrap() + 1;
+            let line = text
+                .lines()
+                .position(|l| l.contains("max_healthy_percentage"))
+                .unwrap()
+                + 1;
             assert_eq!(diagnostic.location.line, line);
-            assert_eq!(diagnostic.message, "group red5pro-sm-asg has one instance and refresh.max_healthy_percentage is 100: the only Stream Manager would be terminated first");
+            assert_eq!(
+                diagnostic.message,
+                "group red5pro-sm-asg has one instance and refresh.max_healthy_percentage is 100: the only Stream Manager would be terminated first"
+            );
         }
         other => panic!("expected the single-instance refusal, got {other:?}"),
     }

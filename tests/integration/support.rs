@@ -1,7 +1,9 @@
 //! Shared test helpers: the shipped pipelines, releases made to order, a planner scenario
 //! builder, and temporary git repositories holding the shipped content.
 
-use red5_rollout::fleet::{BuilderRecord, FleetState, ImageRecord, ImageState, LaunchConfigRecord, RefreshRecord};
+use red5_rollout::fleet::{
+    BuilderRecord, FleetState, ImageRecord, ImageState, LaunchConfigRecord, RefreshRecord,
+};
 use red5_rollout::model::{Pipeline, Release, desired_release, render};
 use red5_rollout::plan::{Plan, PlanError, plan_rollout};
 use std::path::{Path, PathBuf};
@@ -126,7 +128,8 @@ impl Scenario {
     }
 
     pub fn try_plan(&self) -> Result<Plan, PlanError> {
-        let release = desired_release(&self.pipeline, &self.releases).unwrap_or_else(|e| panic!("{e}"));
+        let release =
+            desired_release(&self.pipeline, &self.releases).unwrap_or_else(|e| panic!("{e}"));
         let names = render(&self.pipeline, release, DATE, COMMIT).unwrap_or_else(|e| panic!("{e}"));
         plan_rollout(&self.pipeline, release, &names, &self.fleet)
     }
@@ -151,12 +154,23 @@ pub fn config_id(version: &str) -> String {
 /// Runs git in `dir` with a fixed identity, failing the test when git fails.
 pub fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
-        .args(["-c", "user.name=Release Engineer", "-c", "user.email=re@example.com", "-c", "commit.gpgsign=false"])
+        .args([
+            "-c",
+            "user.name=Release Engineer",
+            "-c",
+            "user.email=re@example.com",
+            "-c",
+            "commit.gpgsign=false",
+        ])
         .args(args)
         .current_dir(dir)
         .output()
         .expect("git runs");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -175,7 +189,11 @@ pub fn shipped_repo() -> tempfile::TempDir {
         .unwrap();
     }
     for version in ["12.3.0", "12.4.0"] {
-        std::fs::write(dir.path().join(format!("releases/{version}.yaml")), release_text(version)).unwrap();
+        std::fs::write(
+            dir.path().join(format!("releases/{version}.yaml")),
+            release_text(version),
+        )
+        .unwrap();
     }
     git(dir.path(), &["init", "-q", "-b", "main"]);
     git(dir.path(), &["add", "-A"]);
