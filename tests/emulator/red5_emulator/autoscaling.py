@@ -14,6 +14,10 @@ It also fixes moto where it differs from AWS in ways the runner depends on:
   or UpdateAutoScalingGroup is a ``ValidationError`` (400), not a 500;
 - switching a group between a launch template and a launch configuration
   really switches it (moto kept the old one and launched from it);
+- a launch template version made by CreateLaunchTemplateVersion keeps its
+  user data as moto's base64 type, as CreateLaunchTemplate does, so groups
+  can launch from it (moto kept the plain string and failed its own type
+  assertion on every launch);
 - group launches spread over the group's subnets, use the key pair of a
   launch configuration, and start ``Pending`` like any other instance.
 """
@@ -30,6 +34,10 @@ from moto.autoscaling.models import (
     InstanceState,
 )
 from moto.core.exceptions import ServiceException
+from moto.ec2.models.launch_templates import LaunchTemplate
+from moto.ec2.utils import parse_user_data
+
+from . import instances
 
 
 class AlreadyExists(ServiceException):
@@ -191,6 +199,7 @@ def refresh_load_balancers(group: FakeAutoScalingGroup) -> None:
 # -- patches -------------------------------------------------------------------
 
 _original_create_launch_configuration = AutoScalingBackend.create_launch_configuration
+_original_create_version = LaunchTemplate.create_version
 _original_set_launch_configuration = FakeAutoScalingGroup._set_launch_configuration
 
 
@@ -201,6 +210,12 @@ def create_launch_configuration(self: AutoScalingBackend, name: str, *args: Any,
             f"already exists with the name {name}"
         )
     return _original_create_launch_configuration(self, name, *args, **kwargs)
+
+
+def create_version(self: LaunchTemplate, data: dict[str, Any], description: str) -> Any:
+    if isinstance(data.get("UserData"), str):
+        data = dict(data, UserData=parse_user_data(data["UserData"]))
+    return _original_create_version(self, data, description)
 
 
 def _set_launch_configuration(self: FakeAutoScalingGroup, launch_config_name: str | None,
@@ -281,8 +296,39 @@ def _fallback_spec(state: InstanceState) -> dict[str, Any] | None:
         return None
 
 
+def update_attached_target_groups(self: AutoScalingBackend, group_name: str) -> None:
+    # Target groups refuse instances that are not running yet (as on AWS),
+    # so only running group members are registered here; the others are
+    # registered when they start running.
+    group = self.autoscaling_groups[group_name]
+    if not group.target_group_arns:
+        return
+    running = [
+        s.instance.id for s in group.instance_states if s.instance._state.name == "running"
+    ]
+    if not running:
+        return
+    for target_group in self.elbv2_backend.describe_target_groups(
+        target_group_arns=group.target_group_arns, load_balancer_arn=None, names=None
+    ):
+        self.elbv2_backend.register_targets(
+            target_group.arn, [{"Id": i, "Port": target_group.port} for i in running]
+        )
+
+
+def _register_when_running(instance: Any) -> None:
+    group = getattr(instance, "autoscaling_group", None)
+    if group is None:
+        return
+    if any(s.instance is instance for s in group.instance_states):
+        refresh_load_balancers(group)
+
+
 def install() -> None:
+    AutoScalingBackend.update_attached_target_groups = update_attached_target_groups
+    instances.RUNNING_HOOKS.append(_register_when_running)
     AutoScalingBackend.create_launch_configuration = create_launch_configuration
+    LaunchTemplate.create_version = create_version
     FakeAutoScalingGroup._set_launch_configuration = _set_launch_configuration
     FakeAutoScalingGroup.replace_autoscaling_group_instances = replace_autoscaling_group_instances
     FakeAutoScalingGroup.active_instances = active_instances

@@ -25,6 +25,11 @@ from .state import EMULATOR
 class IncorrectInstanceState(ServiceException):
     code = "IncorrectInstanceState"
 
+# Called with each instance that has just become running; Auto Scaling uses
+# this to register group instances with their target groups, which refuse
+# targets that are not running.
+RUNNING_HOOKS: list[Any] = []
+
 PENDING = ("pending", 0)
 RUNNING = ("running", 16)
 STOPPING = ("stopping", 64)
@@ -52,6 +57,8 @@ def _become_running(instance: Instance, generation: int) -> None:
     generation = set_state(instance, RUNNING)
     instance.red5_running_since = EMULATOR.now()
     EMULATOR.record_event("instance_running", instance.id)
+    for hook in RUNNING_HOOKS:
+        hook(instance)
     EMULATOR.after("ssm_agent", _agent_online, instance, generation)
 
 

@@ -51,6 +51,11 @@ DEFAULT_TIME_SCALE = 0.01
 # a transition becomes visible to a client that is not polling.
 TICK_INTERVAL = 0.02
 
+# The chronological call and event lists keep at most this many entries, so
+# a demo left running for days does not grow without bound; the per-action
+# counts stay exact.
+LOG_LIMIT = 100_000
+
 # Fault switches accepted by POST /_emulator/faults, with their validators.
 FAULT_KEYS = (
     "ssm_fail_next",
@@ -142,6 +147,8 @@ class Emulator:
         event = {"time": time.time(), "kind": kind, "id": resource_id}
         event.update(extra)
         self.events.append(event)
+        if len(self.events) > LOG_LIMIT:
+            del self.events[: len(self.events) - LOG_LIMIT]
 
     # -- calls ------------------------------------------------------------
 
@@ -157,6 +164,8 @@ class Emulator:
             "fault": None,
         }
         self.calls.append(entry)
+        if len(self.calls) > LOG_LIMIT:
+            del self.calls[: len(self.calls) - LOG_LIMIT]
         self.call_counts[key] += 1
         return entry
 

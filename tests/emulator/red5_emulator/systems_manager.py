@@ -148,7 +148,11 @@ def _targets_only(self: Command) -> list[str]:
     if not self.targets:
         return []
     ec2 = ec2_backends[self.account_id][self.backend_region]
-    filters = {target["Key"]: target["Values"] for target in self.targets}
+    # SSM's "InstanceIds" target key is EC2's "instance-id" filter.
+    filters = {
+        "instance-id" if target["Key"] == "InstanceIds" else target["Key"]: target["Values"]
+        for target in self.targets
+    }
     return [
         instance.id
         for reservation in ec2.all_reservations(filters=filters)
@@ -257,8 +261,7 @@ def get_invocation(self: Command, instance_id: str, plugin_name: str | None) -> 
     if EMULATOR.now() < getattr(self, "red5_visible_at", 0.0):
         raise SSMException(
             "InvocationDoesNotExist",
-            "An error occurred (InvocationDoesNotExist) when calling the "
-            "GetCommandInvocation operation",
+            "The command invocation does not exist yet; it is still being delivered.",
         )
     return _original_get_invocation(self, instance_id, plugin_name)
 

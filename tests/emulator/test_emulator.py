@@ -1,0 +1,718 @@
+"""Tests of the local AWS emulator, through boto3 like any client.
+
+One emulator process serves the whole module (started the way the Rust tests
+start it: ``emulator start --foreground --port 0``); every test begins from
+an empty account (``POST /moto-api/reset``) with the default delays and a
+time scale small enough that an instance refresh takes well under a second.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import queue
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import Any, Callable
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+HERE = pathlib.Path(__file__).resolve().parent
+EMULATOR = HERE / "emulator"
+TIME_SCALE = 0.005
+DEFAULT_DELAYS = {
+    "instance_running": 20, "ssm_agent": 10, "ssm_command": 30, "image_available": 60,
+    "instance_stop": 15, "ssm_invocation_visible": 2, "refresh_pending": 5,
+    "time_scale": TIME_SCALE,
+}
+UBUNTU_AMI = "ami-785db401"
+OTHER_AMI = "ami-760aaa0f"
+TERMINAL = ("Successful", "Failed", "Cancelled", "RollbackSuccessful", "RollbackFailed")
+
+
+# -- the emulator process ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    log = tmp_path_factory.mktemp("emulator") / "emulator.log"
+    with open(log, "wb") as log_file:
+        process = subprocess.Popen(
+            [str(EMULATOR), "start", "--foreground", "--port", "0", "--time-scale", str(TIME_SCALE)],
+            stdout=subprocess.PIPE, stderr=log_file, text=True,
+        )
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: lines.put(process.stdout.readline()), daemon=True).start()
+        try:
+            url = lines.get(timeout=120).strip()
+        except queue.Empty:
+            process.kill()
+            raise AssertionError(f"the emulator printed no endpoint; log:\n{log.read_text()}")
+        assert url.startswith("http://127.0.0.1:"), url
+        yield url
+        process.terminate()
+        process.wait(timeout=10)
+
+
+class Control:
+    """The emulator's control API."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as response:
+                raw = response.read()
+                return response.status, json.loads(raw) if raw.strip().startswith(b"{") else raw
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    def get(self, path: str) -> Any:
+        status, body = self.request("GET", path)
+        assert status == 200, body
+        return body
+
+    def post(self, path: str, body: Any) -> Any:
+        status, answer = self.request("POST", path, body)
+        assert status == 200, answer
+        return answer
+
+    def delete(self, path: str) -> Any:
+        status, body = self.request("DELETE", path)
+        assert status == 200, body
+        return body
+
+    def events(self, kind: str | None = None) -> list[dict[str, Any]]:
+        events = self.get("/_emulator/events")["events"]
+        return [e for e in events if kind is None or e["kind"] == kind]
+
+
+class Aws:
+    """boto3 clients for one test, without retries so faults stay visible."""
+
+    def __init__(self, url: str):
+        config = Config(retries={"total_max_attempts": 1, "mode": "standard"})
+        session = boto3.session.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+        )
+        self.ec2 = session.client("ec2", endpoint_url=url, config=config)
+        self.autoscaling = session.client("autoscaling", endpoint_url=url, config=config)
+        self.ssm = session.client("ssm", endpoint_url=url, config=config)
+        self.iam = session.client("iam", endpoint_url=url, config=config)
+        self.elbv2 = session.client("elbv2", endpoint_url=url, config=config)
+
+
+@pytest.fixture
+def control(endpoint: str) -> Control:
+    control = Control(endpoint)
+    status, _ = control.request("POST", "/moto-api/reset", {})
+    assert status == 200
+    control.post("/_emulator/delays", DEFAULT_DELAYS)
+    return control
+
+
+@pytest.fixture
+def aws(endpoint: str, control: Control) -> Aws:
+    return Aws(endpoint)
+
+
+def wait_until(what: str, check: Callable[[], Any], timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def error_of(call: Callable[[], Any]) -> tuple[str, int, str]:
+    with pytest.raises(ClientError) as raised:
+        call()
+    error = raised.value.response
+    return error["Error"]["Code"], error["ResponseMetadata"]["HTTPStatusCode"], error["Error"].get("Message", "")
+
+
+# -- builders ---------------------------------------------------------------------
+
+def instance_state(aws: Aws, instance_id: str) -> str:
+    reservation = aws.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]
+    return reservation["Instances"][0]["State"]["Name"]
+
+
+def builder_profile(aws: Aws) -> str:
+    aws.iam.create_role(RoleName="builder", AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                "Principal": {"Service": "ec2.amazonaws.com"}}]}))
+    aws.iam.create_instance_profile(InstanceProfileName="builder")
+    aws.iam.add_role_to_instance_profile(InstanceProfileName="builder", RoleName="builder")
+    return "builder"
+
+
+def launch(aws: Aws, profile: str | None = None) -> str:
+    extra = {"IamInstanceProfile": {"Name": profile}} if profile else {}
+    return aws.ec2.run_instances(ImageId=UBUNTU_AMI, MinCount=1, MaxCount=1,
+                                 InstanceType="m5.large", **extra)["Instances"][0]["InstanceId"]
+
+
+def online_builder(aws: Aws) -> str:
+    instance_id = launch(aws, builder_profile(aws))
+    wait_until("the SSM agent", lambda: aws.ssm.describe_instance_information(
+        Filters=[{"Key": "InstanceIds", "Values": [instance_id]}])["InstanceInformationList"])
+    return instance_id
+
+
+def subnets(aws: Aws) -> list[str]:
+    vpc = aws.ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    return [
+        aws.ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{n}.0/24",
+                              AvailabilityZone=f"us-east-1{zone}")["Subnet"]["SubnetId"]
+        for n, zone in ((1, "a"), (2, "b"))
+    ]
+
+
+def template_group(aws: Aws, desired: int = 2) -> str:
+    """A group on launch template version 1; version 2 exists with another AMI."""
+    template_id = aws.ec2.create_launch_template(
+        LaunchTemplateName="sm-template",
+        LaunchTemplateData={"ImageId": UBUNTU_AMI, "InstanceType": "m5.large"},
+    )["LaunchTemplate"]["LaunchTemplateId"]
+    aws.ec2.create_launch_template_version(
+        LaunchTemplateId=template_id, LaunchTemplateData={"ImageId": OTHER_AMI, "InstanceType": "m5.large"}
+    )
+    aws.autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName="sm-group",
+        LaunchTemplate={"LaunchTemplateId": template_id, "Version": "1"},
+        MinSize=1, MaxSize=4, DesiredCapacity=desired, VPCZoneIdentifier=",".join(subnets(aws)),
+    )
+    wait_until("the group in service", lambda: all(
+        i["LifecycleState"] == "InService" for i in group(aws)["Instances"]))
+    return template_id
+
+
+def group(aws: Aws, name: str = "sm-group") -> dict[str, Any]:
+    return aws.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
+
+
+def versions_of_instances(aws: Aws, name: str = "sm-group") -> list[str]:
+    instances = aws.autoscaling.describe_auto_scaling_instances()["AutoScalingInstances"]
+    return sorted(i["LaunchTemplate"]["Version"] for i in instances if i["AutoScalingGroupName"] == name)
+
+
+def latest_refresh(aws: Aws, name: str = "sm-group") -> dict[str, Any]:
+    return aws.autoscaling.describe_instance_refreshes(AutoScalingGroupName=name)["InstanceRefreshes"][0]
+
+
+def wait_for_refresh(aws: Aws, name: str = "sm-group") -> dict[str, Any]:
+    return wait_until("the refresh to end", lambda: (
+        r := latest_refresh(aws, name))["Status"] in TERMINAL and r)
+
+
+def to_version(template_id: str, version: str = "2") -> dict[str, Any]:
+    return {"LaunchTemplate": {"LaunchTemplateId": template_id, "Version": version}}
+
+
+# -- EC2 ----------------------------------------------------------------------------
+
+def test_instances_are_pending_before_running_and_stopping_before_stopped(aws: Aws, control: Control) -> None:
+    instance_id = launch(aws)
+    assert instance_state(aws, instance_id) == "pending"
+    wait_until("running", lambda: instance_state(aws, instance_id) == "running")
+    assert [e["id"] for e in control.events("instance_running")] == [instance_id]
+
+    stopping = aws.ec2.stop_instances(InstanceIds=[instance_id])["StoppingInstances"][0]
+    assert stopping["CurrentState"]["Name"] == "stopping"
+    assert instance_state(aws, instance_id) == "stopping"
+    wait_until("stopped", lambda: instance_state(aws, instance_id) == "stopped")
+
+
+def test_create_image_is_pending_then_available_and_refuses_a_duplicate_name(aws: Aws, control: Control) -> None:
+    instance_id = launch(aws)
+    wait_until("running", lambda: instance_state(aws, instance_id) == "running")
+    image_id = aws.ec2.create_image(
+        InstanceId=instance_id, Name="red5pro-sm-12.4.0",
+        TagSpecifications=[
+            {"ResourceType": "image", "Tags": [{"Key": "red5-rollout:version", "Value": "12.4.0"}]},
+            {"ResourceType": "snapshot", "Tags": [{"Key": "red5-rollout:version", "Value": "12.4.0"}]},
+        ],
+    )["ImageId"]
+    image = aws.ec2.describe_images(ImageIds=[image_id])["Images"][0]
+    assert image["State"] == "pending"
+    assert {"Key": "red5-rollout:version", "Value": "12.4.0"} in image["Tags"]
+    code, status, _ = error_of(lambda: aws.ec2.create_image(InstanceId=instance_id, Name="red5pro-sm-12.4.0"))
+    assert (code, status) == ("InvalidAMIName.Duplicate", 400)
+    wait_until("available", lambda: aws.ec2.describe_images(ImageIds=[image_id])["Images"][0]["State"] == "available")
+    assert [e["id"] for e in control.events("image_available")] == [image_id]
+
+
+def test_image_fail_fault_fails_the_next_image_with_its_reason(aws: Aws, control: Control) -> None:
+    instance_id = launch(aws)
+    wait_until("running", lambda: instance_state(aws, instance_id) == "running")
+    control.post("/_emulator/faults", {"image_fail_next": {"reason": "snapshot copy failed"}})
+    failed = aws.ec2.create_image(InstanceId=instance_id, Name="image-one")["ImageId"]
+    assert "image_fail_next" not in control.get("/_emulator/faults")["faults"]
+    healthy = aws.ec2.create_image(InstanceId=instance_id, Name="image-two")["ImageId"]
+    image = wait_until("failed", lambda: (
+        i := aws.ec2.describe_images(ImageIds=[failed])["Images"][0])["State"] == "failed" and i)
+    assert image["StateReason"]["Message"] == "snapshot copy failed"
+    wait_until("available", lambda: aws.ec2.describe_images(ImageIds=[healthy])["Images"][0]["State"] == "available")
+
+
+# -- SSM ------------------------------------------------------------------------------
+
+def test_describe_instance_information_lists_agents_once_online(aws: Aws, control: Control) -> None:
+    profile = builder_profile(aws)
+    with_profile = launch(aws, profile)
+    without_profile = launch(aws)
+    assert aws.ssm.describe_instance_information()["InstanceInformationList"] == []
+    wait_until("online", lambda: aws.ssm.describe_instance_information()["InstanceInformationList"])
+    listed = aws.ssm.describe_instance_information()["InstanceInformationList"]
+    assert [(i["InstanceId"], i["PingStatus"]) for i in listed] == [(with_profile, "Online")]
+    running = [e for e in control.events() if e["id"] == with_profile]
+    assert [e["kind"] for e in running] == ["instance_running", "ssm_agent_online"]
+
+    by_filter = aws.ssm.describe_instance_information(
+        Filters=[{"Key": "InstanceIds", "Values": [with_profile, without_profile]}])
+    assert [i["InstanceId"] for i in by_filter["InstanceInformationList"]] == [with_profile]
+    by_list = aws.ssm.describe_instance_information(
+        InstanceInformationFilterList=[{"key": "InstanceIds", "valueSet": [without_profile]}])
+    assert by_list["InstanceInformationList"] == []
+
+    aws.ec2.stop_instances(InstanceIds=[with_profile])
+    info = aws.ssm.describe_instance_information()["InstanceInformationList"]
+    assert [i["PingStatus"] for i in info] == ["ConnectionLost"]
+
+
+def test_send_command_runs_on_the_named_instance_only_and_takes_time(aws: Aws, control: Control) -> None:
+    builder = online_builder(aws)
+    bystander = launch(aws, "builder")
+    wait_until("bystander online", lambda: len(
+        aws.ssm.describe_instance_information()["InstanceInformationList"]) == 2)
+    command = aws.ssm.send_command(
+        InstanceIds=[builder], DocumentName="AWS-RunShellScript",
+        Parameters={"commands": ["set -euo pipefail", "apt-get install -y red5pro\nsystemctl restart red5pro"]},
+    )["Command"]
+    assert command["InstanceIds"] == [builder]
+    command_id = command["CommandId"]
+    code, _, _ = error_of(lambda: aws.ssm.get_command_invocation(CommandId=command_id, InstanceId=bystander))
+    assert code == "InvocationDoesNotExist"
+
+    statuses = []
+
+    def finished() -> dict[str, Any] | None:
+        try:
+            invocation = aws.ssm.get_command_invocation(CommandId=command_id, InstanceId=builder)
+        except ClientError as error:
+            statuses.append(error.response["Error"]["Code"])
+            return None
+        statuses.append(invocation["Status"])
+        return invocation if invocation["Status"] not in ("Pending", "InProgress") else None
+
+    invocation = wait_until("the command", finished)
+    assert "InProgress" in statuses
+    assert invocation["Status"] == "Success" and invocation["ResponseCode"] == 0
+    assert "running 3 script lines" in invocation["StandardOutputContent"]
+    assert "+ systemctl restart red5pro" in invocation["StandardOutputContent"]
+    assert [e["id"] for e in control.events("command_finished")] == [command_id]
+
+
+def test_send_command_refuses_an_instance_without_an_online_agent(aws: Aws) -> None:
+    instance_id = launch(aws)
+    code, status, _ = error_of(lambda: aws.ssm.send_command(
+        InstanceIds=[instance_id], DocumentName="AWS-RunShellScript", Parameters={"commands": ["true"]}))
+    assert (code, status) == ("InvalidInstanceId", 400)
+
+
+def test_ssm_fail_fault_fails_the_next_command_with_its_output(aws: Aws, control: Control) -> None:
+    builder = online_builder(aws)
+    control.post("/_emulator/faults", {"ssm_fail_next": {"output": "E: Unable to locate package red5pro\n", "exit_code": 3}})
+
+    def run(commands: list[str]) -> dict[str, Any]:
+        command_id = aws.ssm.send_command(InstanceIds=[builder], DocumentName="AWS-RunShellScript",
+                                          Parameters={"commands": commands})["Command"]["CommandId"]
+
+        def done() -> dict[str, Any] | None:
+            try:
+                invocation = aws.ssm.get_command_invocation(CommandId=command_id, InstanceId=builder)
+            except ClientError:
+                return None
+            return invocation if invocation["Status"] not in ("Pending", "InProgress") else None
+
+        return wait_until("the command", done)
+
+    failed = run(["apt-get install -y red5pro"])
+    assert failed["Status"] == "Failed"
+    assert failed["ResponseCode"] == 3
+    assert failed["StandardOutputContent"] == "E: Unable to locate package red5pro\n"
+    assert failed["StandardErrorContent"] == "failed to run commands: exit status 3"
+    # The switch is one-shot, and long output is cut like AWS cuts it.
+    long_script = [f"echo line {n} {'x' * 40}" for n in range(1000)]
+    succeeded = run(long_script)
+    assert succeeded["Status"] == "Success"
+    assert len(succeeded["StandardOutputContent"]) == 24_000
+
+
+# -- Auto Scaling ---------------------------------------------------------------------
+
+def test_refresh_replaces_instances_and_moves_the_group_to_the_new_version(aws: Aws, control: Control) -> None:
+    template_id = template_group(aws)
+    before = {i["InstanceId"] for i in group(aws)["Instances"]}
+    refresh_id = aws.autoscaling.start_instance_refresh(
+        AutoScalingGroupName="sm-group", DesiredConfiguration=to_version(template_id),
+        Preferences={"MinHealthyPercentage": 50, "InstanceWarmup": 20, "AutoRollback": True},
+    )["InstanceRefreshId"]
+    code, status, _ = error_of(lambda: aws.autoscaling.start_instance_refresh(AutoScalingGroupName="sm-group"))
+    assert (code, status) == ("InstanceRefreshInProgress", 400)
+    assert latest_refresh(aws)["Status"] == "Pending"
+
+    seen_percentages = set()
+
+    def done() -> dict[str, Any] | None:
+        refresh = latest_refresh(aws)
+        seen_percentages.add(refresh["PercentageComplete"])
+        return refresh if refresh["Status"] in TERMINAL else None
+
+    refresh = wait_until("the refresh", done)
+    assert refresh["InstanceRefreshId"] == refresh_id
+    assert refresh["Status"] == "Successful"
+    assert {0, 50, 100} <= seen_percentages
+    assert refresh["InstancesToUpdate"] == 0 and "EndTime" in refresh
+    assert refresh["Preferences"]["MinHealthyPercentage"] == 50
+    assert refresh["Preferences"]["AutoRollback"] is True
+    assert refresh["DesiredConfiguration"]["LaunchTemplate"]["Version"] == "2"
+    assert group(aws)["LaunchTemplate"]["Version"] == "2"
+    after = {i["InstanceId"] for i in group(aws)["Instances"]}
+    assert len(after) == 2 and not (after & before)
+    assert versions_of_instances(aws) == ["2", "2"]
+    assert {i["LaunchTemplate"]["Version"] for i in group(aws)["Instances"]} == {"2"}
+    assert [e["id"] for e in control.events("refresh_terminal")] == [refresh_id]
+
+
+def test_refresh_failing_at_half_rolls_back_with_auto_rollback(aws: Aws, control: Control) -> None:
+    template_id = template_group(aws)
+    control.post("/_emulator/faults", {"refresh_fail_at_percent": 50})
+    aws.autoscaling.start_instance_refresh(
+        AutoScalingGroupName="sm-group", DesiredConfiguration=to_version(template_id),
+        Preferences={"MinHealthyPercentage": 50, "InstanceWarmup": 10, "AutoRollback": True},
+    )
+    statuses = []
+
+    def done() -> dict[str, Any] | None:
+        refresh = latest_refresh(aws)
+        statuses.append(refresh["Status"])
+        return refresh if refresh["Status"] in TERMINAL else None
+
+    refresh = wait_until("the rollback", done)
+    assert refresh["Status"] == "RollbackSuccessful"
+    assert "RollbackInProgress" in statuses
+    assert refresh["RollbackDetails"]["PercentageCompleteOnRollback"] == 50
+    assert "50%" in refresh["RollbackDetails"]["RollbackReason"]
+    assert group(aws)["LaunchTemplate"]["Version"] == "1"
+    assert versions_of_instances(aws) == ["1", "1"]
+    assert "refresh_fail_at_percent" not in control.get("/_emulator/faults")["faults"]
+
+
+def test_refresh_failing_without_auto_rollback_ends_failed(aws: Aws, control: Control) -> None:
+    template_id = template_group(aws)
+    control.post("/_emulator/faults", {"refresh_fail_at_percent": 50})
+    aws.autoscaling.start_instance_refresh(
+        AutoScalingGroupName="sm-group", DesiredConfiguration=to_version(template_id),
+        Preferences={"MinHealthyPercentage": 50, "InstanceWarmup": 10},
+    )
+    refresh = wait_for_refresh(aws)
+    assert refresh["Status"] == "Failed"
+    assert refresh["PercentageComplete"] == 50
+    assert "50%" in refresh["StatusReason"]
+    assert group(aws)["LaunchTemplate"]["Version"] == "1"
+    assert versions_of_instances(aws) == ["1", "2"]
+
+
+def test_cancel_stops_the_refresh_and_keeps_replaced_instances(aws: Aws) -> None:
+    template_id = template_group(aws)
+    code, _, _ = error_of(lambda: aws.autoscaling.cancel_instance_refresh(AutoScalingGroupName="sm-group"))
+    assert code == "ActiveInstanceRefreshNotFound"
+    aws.autoscaling.start_instance_refresh(
+        AutoScalingGroupName="sm-group", DesiredConfiguration=to_version(template_id),
+        Preferences={"MinHealthyPercentage": 50, "InstanceWarmup": 60},
+    )
+    wait_until("a batch in flight", lambda: latest_refresh(aws)["Status"] == "InProgress")
+    aws.autoscaling.cancel_instance_refresh(AutoScalingGroupName="sm-group")
+    assert latest_refresh(aws)["Status"] == "Cancelling"
+    refresh = wait_for_refresh(aws)
+    assert refresh["Status"] == "Cancelled"
+    assert group(aws)["LaunchTemplate"]["Version"] == "1"
+    assert versions_of_instances(aws) == ["1", "2"]
+
+
+def test_rollback_replaces_new_instances_with_the_previous_version(aws: Aws) -> None:
+    template_id = template_group(aws)
+    code, _, _ = error_of(lambda: aws.autoscaling.rollback_instance_refresh(AutoScalingGroupName="sm-group"))
+    assert code == "ActiveInstanceRefreshNotFound"
+    aws.autoscaling.start_instance_refresh(
+        AutoScalingGroupName="sm-group", DesiredConfiguration=to_version(template_id),
+        Preferences={"MinHealthyPercentage": 50, "InstanceWarmup": 60},
+    )
+    wait_until("the first batch", lambda: latest_refresh(aws)["PercentageComplete"] == 50)
+    aws.autoscaling.rollback_instance_refresh(AutoScalingGroupName="sm-group")
+    assert latest_refresh(aws)["Status"] == "RollbackInProgress"
+    refresh = wait_for_refresh(aws)
+    assert refresh["Status"] == "RollbackSuccessful"
+    assert refresh["RollbackDetails"]["PercentageCompleteOnRollback"] == 50
+    assert group(aws)["LaunchTemplate"]["Version"] == "1"
+    assert versions_of_instances(aws) == ["1", "1"]
+
+
+def test_refresh_preferences_are_validated_like_aws(aws: Aws) -> None:
+    template_id = template_group(aws, desired=1)
+    refused = [
+        ({"Preferences": {"AutoRollback": True}}, "ValidationError"),
+        ({"Preferences": {"AutoRollback": True}, "DesiredConfiguration": to_version(template_id, "$Latest")},
+         "ValidationError"),
+        ({"Preferences": {"MinHealthyPercentage": 50, "MaxHealthyPercentage": 250}}, "ValidationError"),
+        ({"Preferences": {"MinHealthyPercentage": 50, "MaxHealthyPercentage": 160}}, "ValidationError"),
+        ({"Preferences": {"MaxHealthyPercentage": 150}}, "ValidationError"),
+        ({"DesiredConfiguration": to_version(template_id, "9")}, "ValidationError"),
+    ]
+    for arguments, expected in refused:
+        code, status, _ = error_of(lambda: aws.autoscaling.start_instance_refresh(
+            AutoScalingGroupName="sm-group", **arguments))
+        assert (code, status) == (expected, 400), arguments
+    assert aws.autoscaling.describe_instance_refreshes(AutoScalingGroupName="sm-group")["InstanceRefreshes"] == []
+    # Without AutoRollback, $Latest is fine, and it rolls back only by hand.
+    aws.autoscaling.start_instance_refresh(
+        AutoScalingGroupName="sm-group", DesiredConfiguration=to_version(template_id, "$Latest"))
+    code, _, _ = error_of(lambda: aws.autoscaling.rollback_instance_refresh(AutoScalingGroupName="sm-group"))
+    assert code == "IrreversibleInstanceRefresh"
+
+
+def test_max_healthy_above_100_launches_before_terminating(aws: Aws) -> None:
+    template_id = template_group(aws, desired=1)
+    aws.autoscaling.start_instance_refresh(
+        AutoScalingGroupName="sm-group", DesiredConfiguration=to_version(template_id),
+        Preferences={"MinHealthyPercentage": 100, "MaxHealthyPercentage": 200, "InstanceWarmup": 40},
+    )
+    sizes = set()
+
+    def done() -> bool:
+        sizes.add(len(group(aws)["Instances"]))
+        return latest_refresh(aws)["Status"] in TERMINAL
+
+    wait_until("the refresh", done)
+    assert latest_refresh(aws)["Status"] == "Successful"
+    assert sizes == {1, 2}
+    assert versions_of_instances(aws) == ["2"]
+
+
+def test_launch_configuration_groups_refresh_to_the_group_configuration(aws: Aws, control: Control) -> None:
+    def configuration(name: str, image: str) -> None:
+        aws.autoscaling.create_launch_configuration(
+            LaunchConfigurationName=name, ImageId=image, InstanceType="m5.large")
+
+    configuration("SM-12.3.0-LC", UBUNTU_AMI)
+    code, status, _ = error_of(lambda: configuration("SM-12.3.0-LC", OTHER_AMI))
+    assert (code, status) == ("AlreadyExists", 400)
+    aws.autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName="legacy", LaunchConfigurationName="SM-12.3.0-LC",
+        MinSize=1, MaxSize=2, DesiredCapacity=1, VPCZoneIdentifier=",".join(subnets(aws)))
+    code, status, _ = error_of(lambda: aws.autoscaling.update_auto_scaling_group(
+        AutoScalingGroupName="legacy", LaunchConfigurationName="no-such-LC"))
+    assert (code, status) == ("ValidationError", 400)
+
+    configuration("SM-12.4.0-LC", OTHER_AMI)
+    aws.autoscaling.update_auto_scaling_group(AutoScalingGroupName="legacy", LaunchConfigurationName="SM-12.4.0-LC")
+    [old] = aws.autoscaling.describe_auto_scaling_instances()["AutoScalingInstances"]
+    assert old["LaunchConfigurationName"] == "SM-12.3.0-LC"
+    refresh_id = aws.autoscaling.start_instance_refresh(
+        AutoScalingGroupName="legacy", Preferences={"InstanceWarmup": 10, "SkipMatching": True},
+    )["InstanceRefreshId"]
+    # Nobody polls meanwhile: the refresh must finish on the emulator's clock.
+    time.sleep(1.0)
+    [finished] = control.events("refresh_terminal")
+    assert finished["id"] == refresh_id and finished["status"] == "Successful"
+    assert finished["time"] < time.time() - 0.3
+    assert wait_for_refresh(aws, "legacy")["Status"] == "Successful"
+    [new] = aws.autoscaling.describe_auto_scaling_instances()["AutoScalingInstances"]
+    assert new["LaunchConfigurationName"] == "SM-12.4.0-LC"
+    assert new["InstanceId"] != old["InstanceId"]
+    reservation = aws.ec2.describe_instances(InstanceIds=[new["InstanceId"]])["Reservations"][0]
+    assert reservation["Instances"][0]["ImageId"] == OTHER_AMI
+
+
+# -- faults, calls, control --------------------------------------------------------------
+
+def test_throttling_refuses_every_nth_call_with_each_protocols_error(aws: Aws, control: Control) -> None:
+    control.post("/_emulator/faults", {"throttle_fraction": 0.25})
+    outcomes = []
+    for _ in range(8):
+        try:
+            aws.ec2.describe_vpcs()
+            outcomes.append("ok")
+        except ClientError as error:
+            outcomes.append((error.response["Error"]["Code"], error.response["ResponseMetadata"]["HTTPStatusCode"]))
+    assert outcomes == ["ok"] * 3 + [("RequestLimitExceeded", 503)] + ["ok"] * 3 + [("RequestLimitExceeded", 503)]
+    assert control.get("/_emulator/health") == {"ok": True, "time_scale": TIME_SCALE}
+
+    control.post("/_emulator/faults", {"throttle_fraction": 1.0})
+    assert error_of(lambda: aws.autoscaling.describe_auto_scaling_groups())[:2] == ("Throttling", 400)
+    assert error_of(lambda: aws.ssm.describe_instance_information())[:2] == ("ThrottlingException", 400)
+    control.post("/_emulator/faults", {"throttle_only": ["ssm:GetCommandInvocation"]})
+    aws.ec2.describe_vpcs()
+    control.delete("/_emulator/faults")
+    aws.autoscaling.describe_auto_scaling_groups()
+    throttled = [c for c in control.get("/_emulator/calls")["calls"] if c["fault"] == "throttled"]
+    assert len(throttled) == 4
+
+
+def test_server_error_burst_fails_the_next_calls(aws: Aws, control: Control) -> None:
+    control.post("/_emulator/faults", {"server_error_burst": 2})
+    assert error_of(lambda: aws.ec2.describe_vpcs())[:2] == ("InternalError", 500)
+    assert error_of(lambda: aws.autoscaling.describe_auto_scaling_groups())[:2] == ("InternalFailure", 500)
+    aws.ssm.describe_instance_information()
+    assert control.get("/_emulator/faults")["faults"] == {}
+
+
+def test_calls_are_counted_by_service_and_action(aws: Aws, control: Control) -> None:
+    instance_id = launch(aws)
+    aws.ec2.describe_instances(InstanceIds=[instance_id])
+    aws.autoscaling.describe_auto_scaling_groups()
+    aws.ssm.describe_instance_information()
+    calls = control.get("/_emulator/calls")
+    assert calls["counts"] == {
+        "ec2:RunInstances": 1, "ec2:DescribeInstances": 1,
+        "autoscaling:DescribeAutoScalingGroups": 1, "ssm:DescribeInstanceInformation": 1,
+    }
+    assert calls["mutating_counts"] == {"ec2:RunInstances": 1}
+    assert [c["mutating"] for c in calls["calls"]] == [True, False, False, False]
+    assert all(c["status"] == 200 for c in calls["calls"])
+    control.delete("/_emulator/calls")
+    assert control.get("/_emulator/calls")["total"] == 0
+
+
+def test_control_api_rejects_unknown_switches_and_moto_reset_clears_everything(aws: Aws, control: Control) -> None:
+    status, body = control.request("POST", "/_emulator/faults", {"throttle_fractoin": 0.5})
+    assert status == 400 and "throttle_fractoin" in body["error"]
+    status, body = control.request("POST", "/_emulator/delays", {"ssm_command": -1})
+    assert status == 400
+    control.post("/_emulator/delays", {"ssm_command": 45})
+    assert control.get("/_emulator/delays")["delays"]["ssm_command"] == 45
+
+    template_id = template_group(aws, desired=1)
+    aws.autoscaling.start_instance_refresh(AutoScalingGroupName="sm-group",
+                                           DesiredConfiguration=to_version(template_id))
+    control.post("/_emulator/faults", {"refresh_fail_at_percent": 10})
+    status, _ = control.request("POST", "/moto-api/reset", {})
+    assert status == 200
+    assert control.get("/_emulator/faults")["faults"] == {}
+    assert control.get("/_emulator/calls")["total"] == 0
+    assert control.events() == []
+    template_group(aws, desired=1)
+    assert aws.autoscaling.describe_instance_refreshes(AutoScalingGroupName="sm-group")["InstanceRefreshes"] == []
+
+
+# -- the seed and the script --------------------------------------------------------------
+
+def tags_of(resource: dict[str, Any]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in resource.get("Tags", [])}
+
+
+def test_seed_builds_the_stream_manager_fleet_once(endpoint: str, aws: Aws, control: Control) -> None:
+    result = subprocess.run([str(EMULATOR), "seed", "--endpoint", endpoint],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "red5pro-sm-asg" in result.stdout
+
+    vpc = aws.ec2.describe_vpcs(Filters=[{"Name": "tag:Name", "Values": ["red5pro-vpc"]}])["Vpcs"][0]
+    assert vpc["CidrBlock"] == "10.0.0.0/16"
+    found = aws.ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc["VpcId"]]}])["Subnets"]
+    assert sorted((tags_of(s)["Name"], s["CidrBlock"], s["AvailabilityZone"]) for s in found) == [
+        ("red5pro-sm-subnet-a", "10.0.1.0/24", "us-east-1a"),
+        ("red5pro-sm-subnet-b", "10.0.2.0/24", "us-east-1b"),
+    ]
+    security_groups = {g["GroupName"]: g for g in aws.ec2.describe_security_groups(
+        Filters=[{"Name": "vpc-id", "Values": [vpc["VpcId"]]}])["SecurityGroups"]}
+    assert sorted(p["FromPort"] for p in security_groups["red5pro-sm-sg"]["IpPermissions"]) == [22, 443, 5080]
+    [db_rule] = security_groups["red5pro-db-sg"]["IpPermissions"]
+    assert db_rule["FromPort"] == 3306
+    assert db_rule["UserIdGroupPairs"][0]["GroupId"] == security_groups["red5pro-sm-sg"]["GroupId"]
+    assert aws.iam.get_instance_profile(InstanceProfileName="red5pro-sm-builder")["InstanceProfile"]["Roles"]
+    policies = aws.iam.list_attached_role_policies(RoleName="red5pro-sm-builder")["AttachedPolicies"]
+    assert [p["PolicyName"] for p in policies] == ["AmazonSSMManagedInstanceCore"]
+
+    images = aws.ec2.describe_images(Owners=["self"])["Images"]
+    pipelines = {tags_of(i)["red5-rollout:pipeline"]: i for i in images}
+    assert set(pipelines) == {"stream-manager", "stream-manager-legacy"}
+    for image in images:
+        assert image["State"] == "available"
+        assert tags_of(image) | {"red5-rollout:pipeline": "-"} == {
+            "Name": "red5pro-sm-12.3.0", "red5-rollout:pipeline": "-",
+            "red5-rollout:version": "12.3.0", "red5-rollout:commit": "seed"}
+
+    template = aws.ec2.describe_launch_template_versions(LaunchTemplateName="red5pro-sm")["LaunchTemplateVersions"][0]
+    assert template["VersionNumber"] == 1
+    assert template["VersionDescription"] == "SM-red5pro-server-12.3.0-nov01-m5large-template"
+    data = template["LaunchTemplateData"]
+    assert data["ImageId"] == pipelines["stream-manager"]["ImageId"]
+    assert data["InstanceType"] == "m5.large" and data["KeyName"] == "red5pro-sm-key"
+    assert data["BlockDeviceMappings"][0]["Ebs"]["VolumeSize"] == 16
+
+    target_group = aws.elbv2.describe_target_groups(Names=["red5pro-sm-tg"])["TargetGroups"][0]
+    assert (target_group["Port"], target_group["HealthCheckPath"]) == (5080, "/")
+    main_group = group(aws, "red5pro-sm-asg")
+    assert main_group["LaunchTemplate"]["LaunchTemplateName"] == "red5pro-sm"
+    assert main_group["LaunchTemplate"]["Version"] == "1"
+    assert (main_group["MinSize"], main_group["MaxSize"], main_group["DesiredCapacity"]) == (1, 4, 2)
+    assert main_group["TargetGroupARNs"] == [target_group["TargetGroupArn"]]
+    assert main_group["HealthCheckType"] == "ELB" and main_group["HealthCheckGracePeriod"] == 300
+    assert tags_of(main_group) == {"red5-rollout:pipeline": "stream-manager",
+                                   "red5-rollout:version": "12.3.0", "red5-rollout:commit": "seed"}
+    assert all(i["LifecycleState"] == "InService" for i in main_group["Instances"])
+    legacy = group(aws, "red5pro-sm-legacy-asg")
+    assert legacy["LaunchConfigurationName"] == "SM-red5pro-server-12.3.0-nov01-m5large-LC"
+    assert (legacy["MinSize"], legacy["MaxSize"], legacy["DesiredCapacity"]) == (1, 2, 1)
+    assert tags_of(legacy)["red5-rollout:pipeline"] == "stream-manager-legacy"
+    [configuration] = aws.autoscaling.describe_launch_configurations()["LaunchConfigurations"]
+    assert configuration["ImageId"] == pipelines["stream-manager-legacy"]["ImageId"]
+    health = aws.elbv2.describe_target_health(TargetGroupArn=target_group["TargetGroupArn"])
+    assert len(health["TargetHealthDescriptions"]) == 3
+    seeds = aws.ec2.describe_instances(Filters=[{"Name": "tag:Name", "Values": ["red5pro-seed-*"]}])
+    assert {i["State"]["Name"] for r in seeds["Reservations"] for i in r["Instances"]} == {"terminated"}
+
+    control.delete("/_emulator/calls")
+    again = subprocess.run([str(EMULATOR), "seed", "--endpoint", endpoint],
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "already seeded" in again.stdout
+    assert control.get("/_emulator/calls")["mutating_counts"] == {}
+
+
+def test_background_start_reuses_the_running_emulator_and_stop_ends_it(tmp_path: pathlib.Path) -> None:
+    state = tmp_path / "state"
+    env = dict(os.environ)
+
+    def emulator(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(EMULATOR), *args], capture_output=True, text=True, timeout=120, env=env)
+
+    started = emulator("start", "--state-dir", str(state))
+    assert started.returncode == 0, started.stderr
+    url = started.stdout.strip()
+    assert url.startswith("http://127.0.0.1:") and "\n" not in url
+    try:
+        assert emulator("start", "--state-dir", str(state)).stdout.strip() == url
+        assert emulator("endpoint", "--state-dir", str(state)).stdout.strip() == url
+        assert Control(url).get("/_emulator/health")["ok"] is True
+    finally:
+        stopped = emulator("stop", "--state-dir", str(state))
+    assert stopped.returncode == 0, stopped.stderr
+    assert not (state / "pid").exists()
+    assert emulator("endpoint", "--state-dir", str(state)).returncode == 1
