@@ -22,6 +22,8 @@ struct Entry {
     value_at: Option<Location>,
     /// First line of the content of a `|` or `>` block scalar.
     block_starts: Option<usize>,
+    /// The inline value starts with a quote that its line does not close.
+    is_unclosed_quote: bool,
 }
 
 impl Locator {
@@ -66,6 +68,7 @@ impl Locator {
                 value_at: (!value.is_empty() && !value.starts_with('#') && !is_block)
                     .then(|| Location::new(line_no, value_col)),
                 block_starts: is_block.then_some(line_no + 1),
+                is_unclosed_quote: is_unclosed_quote(value),
             });
         }
         Locator { entries }
@@ -98,6 +101,25 @@ impl Locator {
         Location::START
     }
 
+    /// The key of the second entry at `path`, when the key is written twice.
+    pub fn repeated_key(&self, path: &[&str]) -> Option<Location> {
+        self.entries
+            .iter()
+            .filter(|e| e.path.len() == path.len() && e.path.iter().zip(path).all(|(a, b)| a == b))
+            .nth(1)
+            .map(|e| e.key_at)
+    }
+
+    /// The first inline value up to line `line` that opens a quote its line does not
+    /// close, with its dotted key path.
+    pub fn unclosed_quote(&self, line: usize) -> Option<(Location, String)> {
+        self.entries
+            .iter()
+            .take_while(|e| e.key_at.line <= line)
+            .find(|e| e.is_unclosed_quote)
+            .and_then(|e| Some((e.value_at?, e.path.join("."))))
+    }
+
     /// The position of line `offset` (from 0) inside the string value at `path`: the line
     /// itself for a block scalar, the key's line for an inline value.
     pub fn line_in_value(&self, path: &[&str], offset: usize) -> Location {
@@ -109,6 +131,28 @@ impl Locator {
             _ => self.value(path),
         }
     }
+}
+
+/// Whether `value` starts a single- or double-quoted scalar and does not end it.
+fn is_unclosed_quote(value: &str) -> bool {
+    let mut chars = value.chars();
+    let quote = match chars.next() {
+        Some(q @ ('"' | '\'')) => q,
+        _ => return false,
+    };
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            ('"', '\\') => {
+                chars.next();
+            }
+            ('\'', '\'') if chars.clone().next() == Some('\'') => {
+                chars.next();
+            }
+            (q, c) if q == c => return false,
+            _ => {}
+        }
+    }
+    true
 }
 
 /// Splits `key: value` (or `key:` alone) into the unquoted key and what follows the colon.

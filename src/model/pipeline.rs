@@ -260,6 +260,10 @@ pub struct Origin {
     pub max_healthy_at: Location,
     pub image_name_at: Location,
     pub launch_name_at: Location,
+    /// The first line of the update script, to which a render error's line is added.
+    pub script_at: Location,
+    /// The first line of the user data, likewise.
+    pub user_data_at: Location,
 }
 
 /// Collects the problems of one file while the validated value is built.
@@ -596,6 +600,8 @@ impl Pipeline {
             max_healthy_at: c.at.value(&["refresh", "max_healthy_percentage"]),
             image_name_at: c.at.value(&["image", "name"]),
             launch_name_at: c.at.value(&["launch", "name"]),
+            script_at: c.at.line_in_value(&["update", "script"], 0),
+            user_data_at: c.at.line_in_value(&["launch", "user_data"], 0),
         };
         let problems = c.problems;
         match (target, script, image_name, launch_name, user_data) {

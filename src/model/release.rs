@@ -83,13 +83,13 @@ pub struct Artifact {
 /// what is wrong with it. Shared by releases and pipelines.
 pub(crate) fn parse_version(text: &str) -> Result<Version, (String, String)> {
     let hint = "a version is MAJOR.MINOR.PATCH, optionally with -prerelease or +build made of letters, digits, '.' and '-', e.g. 12.4.0 or 12.5.0-rc.1";
-    if let Some(rest) = text.strip_prefix('v') {
-        if Version::parse(rest).is_ok() {
-            return Err((
-                format!("version `{text}` is not semver"),
-                format!("write `{rest}` without the leading `v`"),
-            ));
-        }
+    if let Some(rest) = text.strip_prefix('v')
+        && Version::parse(rest).is_ok()
+    {
+        return Err((
+            format!("version `{text}` is not semver"),
+            format!("write `{rest}` without the leading `v`"),
+        ));
     }
     Version::parse(text).map_err(|err| {
         (
@@ -147,21 +147,28 @@ impl Release {
             }
             Some(Scalar(text)) => {
                 let text = text.trim().to_ascii_lowercase();
-                if text.len() == 64 && text.chars().all(|c| c.is_ascii_hexdigit()) {
-                    Some(text)
-                } else {
-                    problems.push(
-                        Diagnostic::new(
-                            file,
-                            at.value(&["artifact", "sha256"]),
-                            format!(
-                                "artifact.sha256 must be 64 hex digits, found {} characters",
-                                text.chars().count()
+                // Name a character that is not hex before counting: "found 64 characters"
+                // would say nothing about a checksum of the right length.
+                let found = match text.chars().find(|c| !c.is_ascii_hexdigit()) {
+                    Some(bad) => Some(format!("{bad:?}, which is not a hex digit")),
+                    None if text.len() != 64 => Some(format!("{} characters", text.len())),
+                    None => None,
+                };
+                match found {
+                    None => Some(text),
+                    Some(found) => {
+                        problems.push(
+                            Diagnostic::new(
+                                file,
+                                at.value(&["artifact", "sha256"]),
+                                format!("artifact.sha256 must be 64 hex digits, found {found}"),
+                            )
+                            .with_hint(
+                                "paste the full output of `sha256sum FILE` (the first column)",
                             ),
-                        )
-                        .with_hint("paste the full output of `sha256sum FILE` (the first column)"),
-                    );
-                    None
+                        );
+                        None
+                    }
                 }
             }
         };

@@ -2,7 +2,7 @@
 //!
 //! Pure: selection looks only at the pipeline's `track` or `pin` and the release files.
 
-use super::diagnostic::{Diagnostic, Diagnostics};
+use super::diagnostic::{Diagnostic, Diagnostics, Location};
 use super::pipeline::{LaunchKind, MAX_AMI_NAME, Pipeline, Target};
 use super::release::Release;
 use super::template::{RenderError, TemplateValues};
@@ -155,8 +155,10 @@ pub fn render(
     let values = template_values(pipeline, release, date, commit);
     let file = &pipeline.origin.file;
     let mut problems = Diagnostics::default();
-    let mut render_one = |template: &super::template::Template, what: &str, at| {
+    let mut render_one = |template: &super::template::Template, what: &str, at: Location| {
         template.render(&values).unwrap_or_else(|err: RenderError| {
+            // `at` is the template's first line; the error names the line inside it.
+            let at = Location::new(at.line + err.line_offset(), at.column);
             problems.push(
                 Diagnostic::new(
                     file.clone(),
@@ -164,7 +166,7 @@ pub fn render(
                     format!(
                         "{what} cannot be rendered for {}: {}",
                         release.version,
-                        source_text(&err)
+                        err.reason()
                     ),
                 )
                 .with_hint("check the filters the template uses"),
@@ -185,12 +187,12 @@ pub fn render(
     let update_script = render_one(
         &pipeline.update.script,
         "update.script",
-        pipeline.origin.image_name_at,
+        pipeline.origin.script_at,
     );
     let user_data = render_one(
         &pipeline.launch.user_data,
         "launch.user_data",
-        pipeline.origin.launch_name_at,
+        pipeline.origin.user_data_at,
     );
 
     let image_name = image_name.trim().to_string();
@@ -223,7 +225,7 @@ pub fn render(
     }
     let max = pipeline.max_launch_name();
     let what = match pipeline.launch.kind {
-        LaunchKind::Template => "a launch template version description here",
+        LaunchKind::Template => "with `kind: template` it",
         LaunchKind::Configuration => "a launch configuration name",
     };
     if launch_name.is_empty() || launch_name.len() > max {
@@ -250,9 +252,4 @@ pub fn render(
     } else {
         Err(problems)
     }
-}
-
-fn source_text(err: &RenderError) -> String {
-    use std::error::Error;
-    err.source().map(|s| s.to_string()).unwrap_or_default()
 }

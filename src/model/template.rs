@@ -102,10 +102,7 @@ impl Template {
             .collect();
         unknown.sort();
         if let Some(name) = unknown.first() {
-            let line_offset = source
-                .lines()
-                .position(|line| line.contains(name.as_str()))
-                .unwrap_or(0);
+            let line_offset = line_using(source, name);
             let known: Vec<&str> = VARIABLES.iter().map(|(n, _)| *n).collect();
             return Err(TemplateProblem {
                 line_offset,
@@ -127,6 +124,50 @@ impl Template {
             .render_str(&self.source, values)
             .map_err(RenderError)
     }
+}
+
+impl RenderError {
+    /// The line of the template (from 0) that failed.
+    pub fn line_offset(&self) -> usize {
+        self.0.line().unwrap_or(1).saturating_sub(1)
+    }
+
+    /// What went wrong, without minijinja's "(in <string>:N)" suffix: the diagnostic
+    /// carries the position itself.
+    pub fn reason(&self) -> String {
+        match self.0.detail() {
+            Some(detail) => format!("{}: {detail}", self.0.kind()),
+            None => self.0.kind().to_string(),
+        }
+    }
+}
+
+/// The line (from 0) where the template uses `name` as a variable: the first line where
+/// `name` stands as a whole word inside a `{{ }}` or `{% %}` tag. A plain search for the
+/// text would stop at shell text such as `/tmp` before the `{{ tmp }}` that is wrong.
+fn line_using(source: &str, name: &str) -> usize {
+    let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let in_tag = |line: &str, at: usize| {
+        let before = &line[..at];
+        let opened = before.rfind("{{").max(before.rfind("{%"));
+        let closed = before.rfind("}}").max(before.rfind("%}"));
+        opened.is_some() && opened > closed
+    };
+    let mut plain = None;
+    for (index, line) in source.lines().enumerate() {
+        for (at, _) in line.match_indices(name) {
+            let whole =
+                !line[..at].ends_with(is_ident) && !line[at + name.len()..].starts_with(is_ident);
+            if !whole {
+                continue;
+            }
+            if in_tag(line, at) {
+                return index;
+            }
+            plain.get_or_insert(index);
+        }
+    }
+    plain.unwrap_or(0)
 }
 
 #[cfg(test)]
