@@ -39,7 +39,7 @@ fn main() {
     for i in 0..RELEASES {
         let version = format!("{}.{}.{}", 10 + i % 5, (i / 5) % 20, i / 100);
         let text = format!(
-            "version: {version}\nartifact:\n  url: https://downloads.example.com/red5pro-{version}.zip\n  sha256: {:064x}\nnotes: release {version}\n",
+            "version: {version}\nartifact:\n  url: https://downloads.example.com/red5pro-{version}.zip\n  sha256: \"{:064x}\"\nnotes: release {version}\n",
             i
         );
         std::fs::write(root.join(format!("releases/{version}.yaml")), text).unwrap();

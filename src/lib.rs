@@ -5,10 +5,17 @@
 //! ([`plan`]) and converges the fleet.
 
 pub mod cli;
+pub mod cloud;
 pub mod commands;
 pub mod error;
+pub mod events;
 pub mod fleet;
 pub mod model;
+pub mod observe;
 pub mod plan;
 pub mod render;
 pub mod repo;
+pub mod run;
+pub mod stages;
+pub mod status;
+pub mod wait;

@@ -3,7 +3,10 @@
 //! Modules by subject: validation tables, git history scenarios, the planner, and the
 //! real binary's command line.
 
+mod apply_fake;
+mod aws;
 mod cli;
+mod emulator;
 mod git_history;
 mod planner;
 mod support;

@@ -1,0 +1,1270 @@
+//! [`Cloud`](super::Cloud) on the official AWS SDK for Rust (EC2, Auto Scaling, SSM).
+//! The only file that imports `aws_sdk_*`.
+//!
+//! Every SDK error goes through [`classify`] once, so the stages see an [`ErrorClass`] and
+//! AWS's own code and message, never an SDK type. AWS answers are mapped into the
+//! runner's types without panicking: an optional field the runner can do without gets a
+//! neutral default, and a missing identifier becomes an `Invalid` error that names the
+//! field.
+
+use super::{
+    BuilderSpec, Cloud, CloudError, CloudResult, CommandResult, ErrorClass, Group, GroupConfig,
+    GroupInstance, Image, ImageStatus, Instance, InstanceState, LaunchConfig, LaunchSpec, Lock,
+    Refresh, RefreshSpec, TAG_PIPELINE, Tags,
+};
+use async_trait::async_trait;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_autoscaling::types as asg;
+use aws_sdk_ec2::config::Credentials;
+use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::types as ec2;
+use aws_sdk_ssm::types as ssm;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// Every call gets this many attempts in all: throttling and 5xx answers are retried by
+/// the SDK with exponential backoff, and what is still failing after that reaches the
+/// stage as `Throttled` or `Transient`.
+const MAX_ATTEMPTS: u32 = 5;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+/// One operation, retries and their backoff included.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The builder's root volume and the fleet's (the guide asks for at least 16 GB).
+const ROOT_DEVICE: &str = "/dev/sda1";
+/// How long SSM may take to deliver a command to the agent, as opposed to how long the
+/// script may run (`executionTimeout`).
+const DELIVERY_TIMEOUT_SECS: i32 = 600;
+const COMMENT_LIMIT: usize = 100;
+const DESCRIPTION_LIMIT: usize = 255;
+/// The largest page DescribeLaunchTemplateVersions returns.
+const TEMPLATE_VERSIONS_PAGE: i32 = 200;
+/// Instance states `find_instances` reports: everything that still exists.
+const LIVE_STATES: [&str; 4] = ["pending", "running", "stopping", "stopped"];
+
+/// The AWS SDK clients of one region.
+pub struct AwsCloud {
+    ec2: aws_sdk_ec2::Client,
+    autoscaling: aws_sdk_autoscaling::Client,
+    ssm: aws_sdk_ssm::Client,
+}
+
+impl AwsCloud {
+    /// Clients for `region`, with credentials from the standard chain. `endpoint_url`
+    /// overrides every service's endpoint (the emulator); without it `AWS_ENDPOINT_URL`
+    /// and the per-service variables still apply.
+    pub async fn connect(region: &str, endpoint_url: Option<&str>) -> AwsCloud {
+        AwsCloud::connect_with(region, endpoint_url, None).await
+    }
+
+    /// As [`connect`](Self::connect), with a static access key and secret instead of the
+    /// standard credential chain when `credentials` is given.
+    pub async fn connect_with(
+        region: &str,
+        endpoint_url: Option<&str>,
+        credentials: Option<(String, String)>,
+    ) -> AwsCloud {
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+            .operation_timeout(OPERATION_TIMEOUT)
+            .build();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(region.to_owned()))
+            .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+            .timeout_config(timeouts);
+        if let Some(url) = endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        if let Some((key, secret)) = credentials {
+            loader =
+                loader.credentials_provider(Credentials::new(key, secret, None, None, "static"));
+        }
+        let config = loader.load().await;
+        AwsCloud {
+            ec2: aws_sdk_ec2::Client::new(&config),
+            autoscaling: aws_sdk_autoscaling::Client::new(&config),
+            ssm: aws_sdk_ssm::Client::new(&config),
+        }
+    }
+}
+
+// --- Errors ------------------------------------------------------------------------------
+
+/// The one place an SDK error becomes a [`CloudError`]. Network failures and timeouts
+/// are transient; an answer from AWS is classified by its error code, then its HTTP
+/// status.
+fn classify<E>(operation: &'static str, error: &SdkError<E>) -> CloudError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match error {
+        SdkError::DispatchFailure(_) => CloudError::new(
+            operation,
+            ErrorClass::Transient,
+            "DispatchFailure",
+            DisplayErrorContext(error).to_string(),
+        ),
+        SdkError::TimeoutError(_) => CloudError::new(
+            operation,
+            ErrorClass::Transient,
+            "Timeout",
+            DisplayErrorContext(error).to_string(),
+        ),
+        SdkError::ConstructionFailure(_) => CloudError::new(
+            operation,
+            ErrorClass::Invalid,
+            "ConstructionFailure",
+            DisplayErrorContext(error).to_string(),
+        ),
+        _ => {
+            let status = error
+                .raw_response()
+                .map(|response| response.status().as_u16());
+            let code = error.code().unwrap_or_default();
+            let message = match error.message() {
+                Some(message) => message.to_owned(),
+                None => DisplayErrorContext(error).to_string(),
+            };
+            let shown = match (code, status) {
+                ("", Some(status)) => format!("HTTP {status}"),
+                ("", None) => "Unknown".to_owned(),
+                (code, _) => code.to_owned(),
+            };
+            CloudError::new(
+                operation,
+                CloudError::classify(code, status),
+                shown,
+                message,
+            )
+        }
+    }
+}
+
+/// Turns an SDK result into a classified one: `aws_call.send().await.classified("Op")?`.
+trait Classified<T> {
+    fn classified(self, operation: &'static str) -> CloudResult<T>;
+}
+
+impl<T, E> Classified<T> for Result<T, SdkError<E>>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    fn classified(self, operation: &'static str) -> CloudResult<T> {
+        self.map_err(|error| classify(operation, &error))
+    }
+}
+
+/// Treats a `NotFound` failure as "nothing there".
+fn absent_is_none<T>(result: CloudResult<T>) -> CloudResult<Option<T>> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(error) if error.is(ErrorClass::NotFound) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+fn not_found(operation: &'static str, code: &str, message: impl Into<String>) -> CloudError {
+    CloudError::new(operation, ErrorClass::NotFound, code, message)
+}
+
+/// A field AWS always sends, missing from its answer.
+fn required(operation: &'static str, field: &str, value: Option<&str>) -> CloudResult<String> {
+    match value {
+        Some(value) if !value.is_empty() => Ok(value.to_owned()),
+        _ => Err(CloudError::new(
+            operation,
+            ErrorClass::Invalid,
+            "MissingField",
+            format!("the answer has no {field}"),
+        )),
+    }
+}
+
+// --- Mapping AWS answers -----------------------------------------------------------------
+
+fn ec2_tags(tags: &[ec2::Tag]) -> Tags {
+    tags.iter()
+        .filter_map(|tag| {
+            Some((
+                tag.key()?.to_owned(),
+                tag.value().unwrap_or_default().to_owned(),
+            ))
+        })
+        .collect()
+}
+
+fn group_tags(tags: &[asg::TagDescription]) -> Tags {
+    tags.iter()
+        .filter_map(|tag| {
+            Some((
+                tag.key()?.to_owned(),
+                tag.value().unwrap_or_default().to_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// EC2 filters matching every tag in `tags`.
+fn tag_filters(tags: &Tags) -> Vec<ec2::Filter> {
+    tags.iter()
+        .map(|(key, value)| {
+            ec2::Filter::builder()
+                .name(format!("tag:{key}"))
+                .values(value)
+                .build()
+        })
+        .collect()
+}
+
+fn ec2_tag_list(tags: &Tags) -> Vec<ec2::Tag> {
+    tags.iter()
+        .map(|(key, value)| ec2::Tag::builder().key(key).value(value).build())
+        .collect()
+}
+
+/// A non-negative count from AWS's `i32`.
+fn count(value: Option<i32>) -> u32 {
+    value.and_then(|v| u32::try_from(v).ok()).unwrap_or(0)
+}
+
+/// An AWS `i32` parameter from one of ours, saturating at `i32::MAX`.
+fn int(value: u64) -> i32 {
+    i32::try_from(value).unwrap_or(i32::MAX)
+}
+
+fn truncate(text: &str, limit: usize) -> String {
+    text.chars().take(limit).collect()
+}
+
+/// What a group or one of its instances launches from. A group without a version
+/// launches the template's default version, as AWS does.
+fn group_config(
+    template: Option<&asg::LaunchTemplateSpecification>,
+    configuration: Option<&str>,
+) -> GroupConfig {
+    if let Some(template) = template {
+        return GroupConfig::Template {
+            id: template.launch_template_id().unwrap_or_default().to_owned(),
+            name: template
+                .launch_template_name()
+                .unwrap_or_default()
+                .to_owned(),
+            version: template.version().unwrap_or("$Default").to_owned(),
+        };
+    }
+    match configuration {
+        Some(name) if !name.is_empty() => GroupConfig::Configuration {
+            name: name.to_owned(),
+        },
+        _ => GroupConfig::Other,
+    }
+}
+
+fn group_instance(instance: &asg::Instance) -> CloudResult<GroupInstance> {
+    Ok(GroupInstance {
+        id: required(
+            "DescribeAutoScalingGroups",
+            "instance id",
+            instance.instance_id(),
+        )?,
+        lifecycle_state: instance
+            .lifecycle_state()
+            .map_or("Pending", |state| state.as_str())
+            .to_owned(),
+        health_status: instance.health_status().unwrap_or("Healthy").to_owned(),
+        config: group_config(
+            instance.launch_template(),
+            instance.launch_configuration_name(),
+        ),
+    })
+}
+
+fn image(operation: &'static str, image: &ec2::Image) -> CloudResult<Image> {
+    let status = match image.state() {
+        Some(ec2::ImageState::Pending) => ImageStatus::Pending,
+        Some(ec2::ImageState::Available) => ImageStatus::Available,
+        Some(ec2::ImageState::Failed | ec2::ImageState::Error) => ImageStatus::Failed(
+            image
+                .state_reason()
+                .and_then(|r| r.message())
+                .map(str::to_owned),
+        ),
+        Some(other) => ImageStatus::Other(other.as_str().to_owned()),
+        None => ImageStatus::Other("unknown".to_owned()),
+    };
+    Ok(Image {
+        id: required(operation, "image id", image.image_id())?,
+        name: image.name().unwrap_or_default().to_owned(),
+        status,
+        tags: ec2_tags(image.tags()),
+    })
+}
+
+fn instance(operation: &'static str, instance: &ec2::Instance) -> CloudResult<Instance> {
+    let id = required(operation, "instance id", instance.instance_id())?;
+    let state_name = instance
+        .state()
+        .and_then(|state| state.name())
+        .map(|name| name.as_str())
+        .unwrap_or_default();
+    let state = InstanceState::parse(state_name).ok_or_else(|| {
+        CloudError::new(
+            operation,
+            ErrorClass::Invalid,
+            "UnknownInstanceState",
+            format!("instance {id} is in state {state_name:?}, which the runner does not know"),
+        )
+    })?;
+    Ok(Instance {
+        id,
+        state,
+        image_id: instance.image_id().map(str::to_owned),
+        tags: ec2_tags(instance.tags()),
+    })
+}
+
+fn template_version(version: &ec2::LaunchTemplateVersion) -> CloudResult<LaunchConfig> {
+    let number = version.version_number().ok_or_else(|| {
+        CloudError::new(
+            "DescribeLaunchTemplateVersions",
+            ErrorClass::Invalid,
+            "MissingField",
+            "the answer has no version number",
+        )
+    })?;
+    Ok(LaunchConfig {
+        id: number.to_string(),
+        image_id: version
+            .launch_template_data()
+            .and_then(|data| data.image_id())
+            .unwrap_or_default()
+            .to_owned(),
+        description: version.version_description().unwrap_or_default().to_owned(),
+    })
+}
+
+fn refresh(refresh: &asg::InstanceRefresh) -> CloudResult<Refresh> {
+    Ok(Refresh {
+        id: required(
+            "DescribeInstanceRefreshes",
+            "refresh id",
+            refresh.instance_refresh_id(),
+        )?,
+        status: refresh
+            .status()
+            .map_or("Pending", |s| s.as_str())
+            .to_owned(),
+        status_reason: refresh.status_reason().map(str::to_owned),
+        percentage: refresh
+            .percentage_complete()
+            .map_or(0, |p| u8::try_from(p.clamp(0, 100)).unwrap_or(0)),
+        instances_to_update: count(refresh.instances_to_update()),
+        desired_template_version: refresh
+            .desired_configuration()
+            .and_then(|desired| desired.launch_template())
+            .and_then(|template| template.version())
+            .map(str::to_owned),
+    })
+}
+
+/// Standard base64, as EC2 and Auto Scaling expect user data.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        let sextets = [(n >> 18) & 63, (n >> 12) & 63, (n >> 6) & 63, n & 63];
+        for (i, sextet) in sextets.iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[*sextet as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The builder's `Name` tag: which pipeline it bakes for, when the tags say.
+fn builder_name(tags: &Tags) -> String {
+    match tags.get(TAG_PIPELINE) {
+        Some(pipeline) => format!("red5-rollout builder {pipeline}"),
+        None => "red5-rollout builder".to_owned(),
+    }
+}
+
+fn launch_template_spec(template: &str, version: &str) -> asg::LaunchTemplateSpecification {
+    let spec = asg::LaunchTemplateSpecification::builder().version(version);
+    if template.starts_with("lt-") {
+        spec.launch_template_id(template).build()
+    } else {
+        spec.launch_template_name(template).build()
+    }
+}
+
+#[async_trait]
+impl Cloud for AwsCloud {
+    async fn group(&self, name: &str) -> CloudResult<Group> {
+        const OP: &str = "DescribeAutoScalingGroups";
+        let output = self
+            .autoscaling
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(name)
+            .send()
+            .await
+            .classified(OP)?;
+        let Some(group) = output.auto_scaling_groups().first() else {
+            return Err(not_found(
+                OP,
+                "GroupNotFound",
+                format!("there is no Auto Scaling group named {name} in this region"),
+            ));
+        };
+        let config = if group.mixed_instances_policy().is_some() {
+            GroupConfig::Other
+        } else {
+            group_config(group.launch_template(), group.launch_configuration_name())
+        };
+        Ok(Group {
+            name: group.auto_scaling_group_name().unwrap_or(name).to_owned(),
+            min_size: count(group.min_size()),
+            max_size: count(group.max_size()),
+            desired_capacity: count(group.desired_capacity()),
+            config,
+            subnets: group
+                .vpc_zone_identifier()
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|subnet| !subnet.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            health_check_type: group.health_check_type().unwrap_or("EC2").to_owned(),
+            health_check_grace_period: count(group.health_check_grace_period()),
+            instances: group
+                .instances()
+                .iter()
+                .map(group_instance)
+                .collect::<CloudResult<_>>()?,
+            tags: group_tags(group.tags()),
+        })
+    }
+
+    async fn find_images(&self, tags: &Tags) -> CloudResult<Vec<Image>> {
+        const OP: &str = "DescribeImages";
+        let pages = self
+            .ec2
+            .describe_images()
+            .owners("self")
+            .set_filters(Some(tag_filters(tags)))
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .classified(OP)?;
+        pages
+            .iter()
+            .flat_map(|page| page.images())
+            .map(|found| image(OP, found))
+            .collect()
+    }
+
+    async fn image(&self, id: &str) -> CloudResult<Image> {
+        const OP: &str = "DescribeImages";
+        let output = self
+            .ec2
+            .describe_images()
+            .image_ids(id)
+            .send()
+            .await
+            .classified(OP)?;
+        match output.images().first() {
+            Some(found) => image(OP, found),
+            None => Err(not_found(
+                OP,
+                "InvalidAMIID.NotFound",
+                format!("the image {id} does not exist"),
+            )),
+        }
+    }
+
+    async fn find_instances(&self, tags: &Tags) -> CloudResult<Vec<Instance>> {
+        const OP: &str = "DescribeInstances";
+        let state_filter = ec2::Filter::builder()
+            .name("instance-state-name")
+            .set_values(Some(LIVE_STATES.iter().map(|s| (*s).to_owned()).collect()))
+            .build();
+        let pages = self
+            .ec2
+            .describe_instances()
+            .set_filters(Some(tag_filters(tags)))
+            .filters(state_filter)
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .classified(OP)?;
+        pages
+            .iter()
+            .flat_map(|page| page.reservations())
+            .flat_map(|reservation| reservation.instances())
+            .map(|found| instance(OP, found))
+            .collect()
+    }
+
+    async fn instance(&self, id: &str) -> CloudResult<Instance> {
+        const OP: &str = "DescribeInstances";
+        let output = self
+            .ec2
+            .describe_instances()
+            .instance_ids(id)
+            .send()
+            .await
+            .classified(OP)?;
+        let found = output
+            .reservations()
+            .iter()
+            .flat_map(|reservation| reservation.instances())
+            .next();
+        match found {
+            Some(found) => instance(OP, found),
+            None => Err(not_found(
+                OP,
+                "InvalidInstanceID.NotFound",
+                format!("the instance {id} does not exist"),
+            )),
+        }
+    }
+
+    async fn template_versions(&self, name: &str) -> CloudResult<Vec<LaunchConfig>> {
+        const OP: &str = "DescribeLaunchTemplateVersions";
+        let pages = self
+            .ec2
+            .describe_launch_template_versions()
+            .launch_template_name(name)
+            .into_paginator()
+            .page_size(TEMPLATE_VERSIONS_PAGE)
+            .send()
+            .try_collect()
+            .await
+            .classified(OP)?;
+        let mut versions = pages
+            .iter()
+            .flat_map(|page| page.launch_template_versions())
+            .map(template_version)
+            .collect::<CloudResult<Vec<_>>>()?;
+        versions.sort_by_key(|version| version.id.parse::<u64>().unwrap_or(u64::MAX));
+        Ok(versions)
+    }
+
+    async fn launch_configurations(&self, prefix: &str) -> CloudResult<Vec<LaunchConfig>> {
+        const OP: &str = "DescribeLaunchConfigurations";
+        let pages = self
+            .autoscaling
+            .describe_launch_configurations()
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .classified(OP)?;
+        let mut configurations = Vec::new();
+        for configuration in pages.iter().flat_map(|page| page.launch_configurations()) {
+            let name = configuration
+                .launch_configuration_name()
+                .unwrap_or_default();
+            if name.is_empty() || !name.starts_with(prefix) {
+                continue;
+            }
+            configurations.push(LaunchConfig {
+                id: name.to_owned(),
+                image_id: configuration.image_id().unwrap_or_default().to_owned(),
+                description: name.to_owned(),
+            });
+        }
+        Ok(configurations)
+    }
+
+    async fn config_image(&self, config: &GroupConfig) -> CloudResult<Option<String>> {
+        match config {
+            GroupConfig::Template { id, name, version } => {
+                const OP: &str = "DescribeLaunchTemplateVersions";
+                let request = self
+                    .ec2
+                    .describe_launch_template_versions()
+                    .versions(version);
+                let request = if id.is_empty() {
+                    request.launch_template_name(name)
+                } else {
+                    request.launch_template_id(id)
+                };
+                let output = request.send().await.classified(OP)?;
+                let Some(found) = output.launch_template_versions().first() else {
+                    return Err(not_found(
+                        OP,
+                        "InvalidLaunchTemplateVersion.NotFound",
+                        format!("launch template {name} has no version {version}"),
+                    ));
+                };
+                Ok(found
+                    .launch_template_data()
+                    .and_then(|data| data.image_id())
+                    .map(str::to_owned))
+            }
+            GroupConfig::Configuration { name } => {
+                const OP: &str = "DescribeLaunchConfigurations";
+                let output = self
+                    .autoscaling
+                    .describe_launch_configurations()
+                    .launch_configuration_names(name)
+                    .send()
+                    .await
+                    .classified(OP)?;
+                let Some(found) = output.launch_configurations().first() else {
+                    return Err(not_found(
+                        OP,
+                        "LaunchConfigurationNotFound",
+                        format!("there is no launch configuration named {name}"),
+                    ));
+                };
+                Ok(found
+                    .image_id()
+                    .filter(|id| !id.is_empty())
+                    .map(str::to_owned))
+            }
+            GroupConfig::Other => Ok(None),
+        }
+    }
+
+    async fn resolve_subnet(&self, id_or_name: &str) -> CloudResult<String> {
+        const OP: &str = "DescribeSubnets";
+        if id_or_name.starts_with("subnet-") {
+            self.ec2
+                .describe_subnets()
+                .subnet_ids(id_or_name)
+                .send()
+                .await
+                .classified(OP)?;
+            return Ok(id_or_name.to_owned());
+        }
+        let name_filter = ec2::Filter::builder()
+            .name("tag:Name")
+            .values(id_or_name)
+            .build();
+        let output = self
+            .ec2
+            .describe_subnets()
+            .filters(name_filter)
+            .send()
+            .await
+            .classified(OP)?;
+        let ids: Vec<&str> = output
+            .subnets()
+            .iter()
+            .filter_map(|s| s.subnet_id())
+            .collect();
+        match ids.as_slice() {
+            [id] => Ok((*id).to_owned()),
+            [] => Err(not_found(
+                OP,
+                "SubnetNotFound",
+                format!("no subnet has the Name tag {id_or_name:?}"),
+            )),
+            several => Err(CloudError::new(
+                OP,
+                ErrorClass::Invalid,
+                "AmbiguousSubnetName",
+                format!(
+                    "{} subnets have the Name tag {id_or_name:?} ({}): name the subnet by its id",
+                    several.len(),
+                    several.join(", ")
+                ),
+            )),
+        }
+    }
+
+    async fn resolve_security_groups(&self, ids_or_names: &[String]) -> CloudResult<Vec<String>> {
+        const OP: &str = "DescribeSecurityGroups";
+        let names: BTreeSet<&str> = ids_or_names
+            .iter()
+            .map(String::as_str)
+            .filter(|entry| !entry.starts_with("sg-"))
+            .collect();
+        if names.is_empty() {
+            return Ok(ids_or_names.to_vec());
+        }
+        let name_filter = ec2::Filter::builder()
+            .name("group-name")
+            .set_values(Some(names.iter().map(|n| (*n).to_owned()).collect()))
+            .build();
+        let pages = self
+            .ec2
+            .describe_security_groups()
+            .filters(name_filter)
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .classified(OP)?;
+        let found: Vec<(&str, &str)> = pages
+            .iter()
+            .flat_map(|page| page.security_groups())
+            .filter_map(|group| Some((group.group_name()?, group.group_id()?)))
+            .collect();
+        let missing: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|name| !found.iter().any(|(found_name, _)| found_name == name))
+            .collect();
+        if !missing.is_empty() {
+            return Err(not_found(
+                OP,
+                "InvalidGroup.NotFound",
+                format!("no security group is named {}", missing.join(", ")),
+            ));
+        }
+        let mut ids = Vec::with_capacity(ids_or_names.len());
+        for entry in ids_or_names {
+            if entry.starts_with("sg-") {
+                ids.push(entry.clone());
+                continue;
+            }
+            let matching: Vec<&str> = found
+                .iter()
+                .filter(|(name, _)| name == entry)
+                .map(|(_, id)| *id)
+                .collect();
+            if let [id] = matching.as_slice() {
+                ids.push((*id).to_owned());
+            } else {
+                return Err(CloudError::new(
+                    OP,
+                    ErrorClass::Invalid,
+                    "AmbiguousGroupName",
+                    format!(
+                        "{} security groups are named {entry} ({}): name the group by its id",
+                        matching.len(),
+                        matching.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(ids)
+    }
+
+    async fn run_builder(&self, spec: &BuilderSpec) -> CloudResult<String> {
+        const OP: &str = "RunInstances";
+        let mut tags = spec.tags.clone();
+        tags.entry("Name".to_owned())
+            .or_insert_with(|| builder_name(&spec.tags));
+        let tag_spec = |resource| {
+            ec2::TagSpecification::builder()
+                .resource_type(resource)
+                .set_tags(Some(ec2_tag_list(&tags)))
+                .build()
+        };
+        let root_volume = ec2::BlockDeviceMapping::builder()
+            .device_name(ROOT_DEVICE)
+            .ebs(
+                ec2::EbsBlockDevice::builder()
+                    .volume_size(int(spec.volume_size_gb.into()))
+                    .volume_type(ec2::VolumeType::Gp3)
+                    .delete_on_termination(true)
+                    .build(),
+            )
+            .build();
+        let output = self
+            .ec2
+            .run_instances()
+            .min_count(1)
+            .max_count(1)
+            .image_id(&spec.image_id)
+            .instance_type(ec2::InstanceType::from(spec.instance_type.as_str()))
+            .subnet_id(&spec.subnet_id)
+            .set_security_group_ids(Some(spec.security_group_ids.clone()))
+            .iam_instance_profile(
+                ec2::IamInstanceProfileSpecification::builder()
+                    .name(&spec.instance_profile)
+                    .build(),
+            )
+            .set_key_name(spec.key_pair.clone())
+            .block_device_mappings(root_volume)
+            .client_token(&spec.client_token)
+            .metadata_options(
+                ec2::InstanceMetadataOptionsRequest::builder()
+                    .http_tokens(ec2::HttpTokensState::Required)
+                    .build(),
+            )
+            .tag_specifications(tag_spec(ec2::ResourceType::Instance))
+            .tag_specifications(tag_spec(ec2::ResourceType::Volume))
+            .send()
+            .await
+            .classified(OP)?;
+        let launched = output.instances().first().and_then(|i| i.instance_id());
+        required(OP, "instance id", launched)
+    }
+
+    async fn is_ssm_online(&self, instance_id: &str) -> CloudResult<bool> {
+        const OP: &str = "DescribeInstanceInformation";
+        let filter = ssm::InstanceInformationStringFilter::builder()
+            .key("InstanceIds")
+            .values(instance_id)
+            .build()
+            .map_err(|error| {
+                CloudError::new(OP, ErrorClass::Invalid, "BuildError", error.to_string())
+            })?;
+        let output = self
+            .ssm
+            .describe_instance_information()
+            .filters(filter)
+            .send()
+            .await
+            .classified(OP)?;
+        Ok(output.instance_information_list().iter().any(|info| {
+            info.instance_id() == Some(instance_id)
+                && info.ping_status() == Some(&ssm::PingStatus::Online)
+        }))
+    }
+
+    async fn send_script(
+        &self,
+        instance_id: &str,
+        script: &str,
+        execution_timeout_secs: u64,
+        comment: &str,
+    ) -> CloudResult<String> {
+        const OP: &str = "SendCommand";
+        // AWS-RunShellScript runs its `commands` as the lines of one script.
+        let lines: Vec<String> = script.lines().map(str::to_owned).collect();
+        let output = self
+            .ssm
+            .send_command()
+            .document_name("AWS-RunShellScript")
+            .instance_ids(instance_id)
+            .parameters("commands", lines)
+            .parameters("executionTimeout", vec![execution_timeout_secs.to_string()])
+            .timeout_seconds(DELIVERY_TIMEOUT_SECS)
+            .comment(truncate(comment, COMMENT_LIMIT))
+            .send()
+            .await
+            .classified(OP)?;
+        required(
+            OP,
+            "command id",
+            output.command().and_then(|c| c.command_id()),
+        )
+    }
+
+    async fn command_result(
+        &self,
+        command_id: &str,
+        instance_id: &str,
+    ) -> CloudResult<CommandResult> {
+        const OP: &str = "GetCommandInvocation";
+        let output = self
+            .ssm
+            .get_command_invocation()
+            .command_id(command_id)
+            .instance_id(instance_id)
+            .send()
+            .await
+            .classified(OP)?;
+        Ok(CommandResult {
+            status: output.status().map_or("Pending", |s| s.as_str()).to_owned(),
+            response_code: output.response_code(),
+            stdout: output
+                .standard_output_content()
+                .unwrap_or_default()
+                .to_owned(),
+            stderr: output
+                .standard_error_content()
+                .unwrap_or_default()
+                .to_owned(),
+        })
+    }
+
+    async fn stop_instance(&self, instance_id: &str) -> CloudResult<()> {
+        self.ec2
+            .stop_instances()
+            .instance_ids(instance_id)
+            .send()
+            .await
+            .classified("StopInstances")?;
+        Ok(())
+    }
+
+    async fn terminate_instance(&self, instance_id: &str) -> CloudResult<()> {
+        // An instance that is already gone is as terminated as it gets.
+        absent_is_none(
+            self.ec2
+                .terminate_instances()
+                .instance_ids(instance_id)
+                .send()
+                .await
+                .classified("TerminateInstances"),
+        )?;
+        Ok(())
+    }
+
+    async fn tag_instance(&self, instance_id: &str, tags: &Tags) -> CloudResult<()> {
+        if tags.is_empty() {
+            return Ok(());
+        }
+        self.ec2
+            .create_tags()
+            .resources(instance_id)
+            .set_tags(Some(ec2_tag_list(tags)))
+            .send()
+            .await
+            .classified("CreateTags")?;
+        Ok(())
+    }
+
+    async fn create_image(
+        &self,
+        instance_id: &str,
+        name: &str,
+        tags: &Tags,
+    ) -> CloudResult<String> {
+        const OP: &str = "CreateImage";
+        let mut request = self.ec2.create_image().instance_id(instance_id).name(name);
+        if !tags.is_empty() {
+            request = request.tag_specifications(
+                ec2::TagSpecification::builder()
+                    .resource_type(ec2::ResourceType::Image)
+                    .set_tags(Some(ec2_tag_list(tags)))
+                    .build(),
+            );
+        }
+        let output = request.send().await.classified(OP)?;
+        required(OP, "image id", output.image_id())
+    }
+
+    async fn create_template_version(
+        &self,
+        template: &str,
+        spec: &LaunchSpec,
+    ) -> CloudResult<LaunchConfig> {
+        const OP: &str = "CreateLaunchTemplateVersion";
+        let description = truncate(&spec.name, DESCRIPTION_LIMIT);
+        let root_volume = ec2::LaunchTemplateBlockDeviceMappingRequest::builder()
+            .device_name(ROOT_DEVICE)
+            .ebs(
+                ec2::LaunchTemplateEbsBlockDeviceRequest::builder()
+                    .volume_size(int(spec.volume_size_gb.into()))
+                    .volume_type(ec2::VolumeType::Gp3)
+                    .delete_on_termination(true)
+                    .build(),
+            )
+            .build();
+        let mut data = ec2::RequestLaunchTemplateData::builder()
+            .image_id(&spec.image_id)
+            .instance_type(ec2::InstanceType::from(spec.instance_type.as_str()))
+            .set_key_name(spec.key_pair.clone())
+            .block_device_mappings(root_volume)
+            .user_data(base64(spec.user_data.as_bytes()));
+        // A public address can only be asked for on a network interface, and then the
+        // security groups must be given there too, not at the top level.
+        data = if spec.public_ip {
+            data.network_interfaces(
+                ec2::LaunchTemplateInstanceNetworkInterfaceSpecificationRequest::builder()
+                    .device_index(0)
+                    .associate_public_ip_address(true)
+                    .set_groups(Some(spec.security_group_ids.clone()))
+                    .build(),
+            )
+        } else {
+            data.set_security_group_ids(Some(spec.security_group_ids.clone()))
+        };
+        if !spec.tags.is_empty() {
+            data = data.tag_specifications(
+                ec2::LaunchTemplateTagSpecificationRequest::builder()
+                    .resource_type(ec2::ResourceType::Instance)
+                    .set_tags(Some(ec2_tag_list(&spec.tags)))
+                    .build(),
+            );
+        }
+        let output = self
+            .ec2
+            .create_launch_template_version()
+            .launch_template_name(template)
+            .version_description(&description)
+            .launch_template_data(data.build())
+            .send()
+            .await
+            .classified(OP)?;
+        let number = output
+            .launch_template_version()
+            .and_then(|version| version.version_number())
+            .ok_or_else(|| {
+                CloudError::new(
+                    OP,
+                    ErrorClass::Invalid,
+                    "MissingField",
+                    "the answer has no version number",
+                )
+            })?;
+        Ok(LaunchConfig {
+            id: number.to_string(),
+            image_id: spec.image_id.clone(),
+            description,
+        })
+    }
+
+    async fn create_launch_configuration(&self, spec: &LaunchSpec) -> CloudResult<LaunchConfig> {
+        let root_volume = asg::BlockDeviceMapping::builder()
+            .device_name(ROOT_DEVICE)
+            .ebs(
+                asg::Ebs::builder()
+                    .volume_size(int(spec.volume_size_gb.into()))
+                    .volume_type("gp3")
+                    .delete_on_termination(true)
+                    .build(),
+            )
+            .build();
+        self.autoscaling
+            .create_launch_configuration()
+            .launch_configuration_name(&spec.name)
+            .image_id(&spec.image_id)
+            .instance_type(&spec.instance_type)
+            .set_security_groups(Some(spec.security_group_ids.clone()))
+            .set_key_name(spec.key_pair.clone())
+            .associate_public_ip_address(spec.public_ip)
+            .block_device_mappings(root_volume)
+            .user_data(base64(spec.user_data.as_bytes()))
+            .send()
+            .await
+            .classified("CreateLaunchConfiguration")?;
+        Ok(LaunchConfig {
+            id: spec.name.clone(),
+            image_id: spec.image_id.clone(),
+            description: spec.name.clone(),
+        })
+    }
+
+    async fn set_group_configuration(&self, group: &str, configuration: &str) -> CloudResult<()> {
+        self.autoscaling
+            .update_auto_scaling_group()
+            .auto_scaling_group_name(group)
+            .launch_configuration_name(configuration)
+            .send()
+            .await
+            .classified("UpdateAutoScalingGroup")?;
+        Ok(())
+    }
+
+    async fn tag_group(&self, group: &str, tags: &Tags) -> CloudResult<()> {
+        if tags.is_empty() {
+            return Ok(());
+        }
+        let tags = tags
+            .iter()
+            .map(|(key, value)| {
+                asg::Tag::builder()
+                    .resource_id(group)
+                    .resource_type("auto-scaling-group")
+                    .key(key)
+                    .value(value)
+                    .propagate_at_launch(false)
+                    .build()
+            })
+            .collect();
+        self.autoscaling
+            .create_or_update_tags()
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .classified("CreateOrUpdateTags")?;
+        Ok(())
+    }
+
+    async fn start_refresh(&self, group: &str, spec: &RefreshSpec) -> CloudResult<String> {
+        const OP: &str = "StartInstanceRefresh";
+        let checkpoints = (!spec.checkpoints.is_empty())
+            .then(|| spec.checkpoints.iter().map(|p| i32::from(*p)).collect());
+        let preferences = asg::RefreshPreferences::builder()
+            .min_healthy_percentage(spec.min_healthy_percentage.into())
+            .max_healthy_percentage(spec.max_healthy_percentage.into())
+            .instance_warmup(int(spec.instance_warmup.as_secs()))
+            .skip_matching(spec.skip_matching)
+            .set_checkpoint_percentages(checkpoints)
+            .auto_rollback(spec.auto_rollback)
+            .build();
+        let desired = spec.desired_template.as_ref().map(|(template, version)| {
+            asg::DesiredConfiguration::builder()
+                .launch_template(launch_template_spec(template, version))
+                .build()
+        });
+        let output = self
+            .autoscaling
+            .start_instance_refresh()
+            .auto_scaling_group_name(group)
+            .preferences(preferences)
+            .set_desired_configuration(desired)
+            .send()
+            .await
+            .classified(OP)?;
+        required(OP, "refresh id", output.instance_refresh_id())
+    }
+
+    async fn refreshes(&self, group: &str) -> CloudResult<Vec<Refresh>> {
+        let pages = self
+            .autoscaling
+            .describe_instance_refreshes()
+            .auto_scaling_group_name(group)
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .classified("DescribeInstanceRefreshes")?;
+        pages
+            .iter()
+            .flat_map(|page| page.instance_refreshes())
+            .map(refresh)
+            .collect()
+    }
+
+    async fn cancel_refresh(&self, group: &str) -> CloudResult<()> {
+        self.autoscaling
+            .cancel_instance_refresh()
+            .auto_scaling_group_name(group)
+            .send()
+            .await
+            .classified("CancelInstanceRefresh")?;
+        Ok(())
+    }
+
+    async fn rollback_refresh(&self, group: &str) -> CloudResult<()> {
+        self.autoscaling
+            .rollback_instance_refresh()
+            .auto_scaling_group_name(group)
+            .send()
+            .await
+            .classified("RollbackInstanceRefresh")?;
+        Ok(())
+    }
+
+    async fn put_lock(&self, name: &str, lock: &Lock) -> CloudResult<()> {
+        const OP: &str = "PutParameter";
+        let value = serde_json::to_string(lock).map_err(|error| {
+            CloudError::new(OP, ErrorClass::Invalid, "LockEncoding", error.to_string())
+        })?;
+        self.ssm
+            .put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(ssm::ParameterType::String)
+            .overwrite(false)
+            .send()
+            .await
+            .classified(OP)?;
+        Ok(())
+    }
+
+    async fn read_lock(&self, name: &str) -> CloudResult<Option<Lock>> {
+        const OP: &str = "GetParameter";
+        let output = absent_is_none(
+            self.ssm
+                .get_parameter()
+                .name(name)
+                .send()
+                .await
+                .classified(OP),
+        )?;
+        let Some(value) = output
+            .as_ref()
+            .and_then(|o| o.parameter())
+            .and_then(|p| p.value())
+        else {
+            return Ok(None);
+        };
+        serde_json::from_str(value).map(Some).map_err(|error| {
+            CloudError::new(
+                OP,
+                ErrorClass::Invalid,
+                "MalformedLock",
+                format!("the parameter {name} does not hold a red5-rollout lock: {error}"),
+            )
+        })
+    }
+
+    async fn delete_lock(&self, name: &str) -> CloudResult<()> {
+        absent_is_none(
+            self.ssm
+                .delete_parameter()
+                .name(name)
+                .send()
+                .await
+                .classified("DeleteParameter"),
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_the_standard_alphabet_and_padding() {
+        let table = [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+            ("#!/bin/bash\n", "IyEvYmluL2Jhc2gK"),
+        ];
+        for (text, encoded) in table {
+            assert_eq!(base64(text.as_bytes()), encoded, "{text:?}");
+        }
+        assert_eq!(base64(&[0xff, 0xfe, 0xfd]), "//79");
+    }
+
+    #[test]
+    fn a_group_names_its_template_or_configuration() {
+        let template = asg::LaunchTemplateSpecification::builder()
+            .launch_template_id("lt-1")
+            .launch_template_name("red5pro-sm")
+            .build();
+        assert_eq!(
+            group_config(Some(&template), None),
+            GroupConfig::Template {
+                id: "lt-1".into(),
+                name: "red5pro-sm".into(),
+                version: "$Default".into()
+            }
+        );
+        assert_eq!(
+            group_config(None, Some("SM-LC")),
+            GroupConfig::Configuration {
+                name: "SM-LC".into()
+            }
+        );
+        assert_eq!(group_config(None, None), GroupConfig::Other);
+    }
+
+    #[test]
+    fn the_builder_is_named_after_its_pipeline() {
+        let mut tags = Tags::new();
+        assert_eq!(builder_name(&tags), "red5-rollout builder");
+        tags.insert(TAG_PIPELINE.into(), "stream-manager".into());
+        assert_eq!(builder_name(&tags), "red5-rollout builder stream-manager");
+    }
+
+    #[test]
+    fn text_is_cut_at_a_character_boundary() {
+        assert_eq!(truncate("héllo", 2), "hé");
+        assert_eq!(truncate("short", 100), "short");
+    }
+}

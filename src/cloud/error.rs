@@ -1,0 +1,178 @@
+//! AWS errors, classified once so that stages decide from the class and never from SDK
+//! types, with AWS's own code and message kept for the person reading the failure.
+
+use std::fmt;
+
+/// What kind of failure an AWS call met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The resource does not exist (or no longer does).
+    NotFound,
+    /// The resource exists already, or the call conflicts with work in progress.
+    Conflict,
+    /// AWS asked us to slow down; the SDK's retries were exhausted.
+    Throttled,
+    /// A network problem or a 5xx answer; the SDK's retries were exhausted.
+    Transient,
+    /// The credentials may not do this.
+    Denied,
+    /// AWS refused the request as malformed or not allowed.
+    Invalid,
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorClass::NotFound => "not found",
+            ErrorClass::Conflict => "conflict",
+            ErrorClass::Throttled => "throttled",
+            ErrorClass::Transient => "transient failure",
+            ErrorClass::Denied => "access denied",
+            ErrorClass::Invalid => "invalid request",
+        })
+    }
+}
+
+/// A failed AWS call: which operation, its class, AWS's code and message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{operation} failed ({class}): {code}: {message}")]
+pub struct CloudError {
+    pub operation: &'static str,
+    pub class: ErrorClass,
+    pub code: String,
+    pub message: String,
+}
+
+impl CloudError {
+    pub fn new(
+        operation: &'static str,
+        class: ErrorClass,
+        code: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        CloudError {
+            operation,
+            class,
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn is(&self, class: ErrorClass) -> bool {
+        self.class == class
+    }
+
+    /// The class of an AWS error code, from the codes EC2, Auto Scaling and SSM answer.
+    /// `status` is the HTTP status, used when the code is unknown.
+    pub fn classify(code: &str, status: Option<u16>) -> ErrorClass {
+        match code {
+            c if c.ends_with(".NotFound")
+                || c.ends_with("NotFound")
+                || c.ends_with("NotFoundException")
+                || c == "InvocationDoesNotExist"
+                || c == "ParameterNotFound"
+                || c == "InvalidInstanceId" =>
+            {
+                ErrorClass::NotFound
+            }
+            "AlreadyExists"
+            | "ParameterAlreadyExists"
+            | "InstanceRefreshInProgress"
+            | "ResourceInUse"
+            | "ScalingActivityInProgress"
+            | "IncorrectInstanceState"
+            | "IdempotentParameterMismatch" => ErrorClass::Conflict,
+            c if c.contains("AlreadyExists") || c.ends_with(".Duplicate") => ErrorClass::Conflict,
+            "Throttling"
+            | "ThrottlingException"
+            | "RequestLimitExceeded"
+            | "TooManyUpdates"
+            | "RequestThrottled"
+            | "SlowDown" => ErrorClass::Throttled,
+            "InternalError"
+            | "InternalFailure"
+            | "ServiceUnavailable"
+            | "Unavailable"
+            | "InternalServerError"
+            | "RequestTimeout"
+            | "RequestTimeoutException" => ErrorClass::Transient,
+            "UnauthorizedOperation"
+            | "AccessDenied"
+            | "AccessDeniedException"
+            | "AuthFailure"
+            | "InvalidClientTokenId"
+            | "ExpiredToken"
+            | "ExpiredTokenException"
+            | "UnrecognizedClientException"
+            | "OptInRequired" => ErrorClass::Denied,
+            _ => match status {
+                Some(s) if s >= 500 => ErrorClass::Transient,
+                Some(403) => ErrorClass::Denied,
+                Some(404) => ErrorClass::NotFound,
+                Some(429) => ErrorClass::Throttled,
+                _ => ErrorClass::Invalid,
+            },
+        }
+    }
+
+    /// What to do about this failure, for the hint line.
+    pub fn hint(&self) -> &'static str {
+        match self.class {
+            ErrorClass::NotFound => "check the name or id in the pipeline, and the region",
+            ErrorClass::Conflict => {
+                "another run or person may be changing the same resource: check `red5-rollout status`"
+            }
+            ErrorClass::Throttled => {
+                "AWS is throttling this account: run again later, or with fewer pipelines at once"
+            }
+            ErrorClass::Transient => {
+                "AWS or the network failed after retries: run again; every stage resumes where it was"
+            }
+            ErrorClass::Denied => {
+                "the credentials lack a permission: see the IAM policy in README.md"
+            }
+            ErrorClass::Invalid => {
+                "AWS refused the request: check the pipeline's values against the message"
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_classified() {
+        let table = [
+            ("InvalidAMIID.NotFound", None, ErrorClass::NotFound),
+            ("InvalidInstanceID.NotFound", None, ErrorClass::NotFound),
+            ("ParameterNotFound", Some(400), ErrorClass::NotFound),
+            ("InvocationDoesNotExist", Some(400), ErrorClass::NotFound),
+            (
+                "ActiveInstanceRefreshNotFound",
+                Some(400),
+                ErrorClass::NotFound,
+            ),
+            ("AlreadyExists", Some(400), ErrorClass::Conflict),
+            ("ParameterAlreadyExists", Some(400), ErrorClass::Conflict),
+            ("InstanceRefreshInProgress", Some(400), ErrorClass::Conflict),
+            (
+                "InvalidLaunchTemplateName.AlreadyExistsException",
+                Some(400),
+                ErrorClass::Conflict,
+            ),
+            ("Throttling", Some(400), ErrorClass::Throttled),
+            ("RequestLimitExceeded", Some(503), ErrorClass::Throttled),
+            ("ThrottlingException", Some(400), ErrorClass::Throttled),
+            ("InternalError", Some(500), ErrorClass::Transient),
+            ("Whatever", Some(502), ErrorClass::Transient),
+            ("UnauthorizedOperation", Some(403), ErrorClass::Denied),
+            ("ValidationError", Some(400), ErrorClass::Invalid),
+            ("UnsupportedOperation", Some(400), ErrorClass::Invalid),
+        ];
+        for (code, status, class) in table {
+            assert_eq!(CloudError::classify(code, status), class, "{code}");
+        }
+    }
+}

@@ -1,0 +1,865 @@
+//! An in-memory [`Cloud`] for fast tests of the stages and the run: resources change state
+//! after fixed delays on tokio's clock (so paused-time tests run instantly), every call is
+//! counted, and any call can be made to fail once with a chosen error.
+//!
+//! It models only what the runner relies on; the real AWS behaviour is tested against the
+//! emulator through [`super::aws::AwsCloud`].
+
+use super::*;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How long each kind of change takes on the fake's clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Delays {
+    pub instance_running: Duration,
+    pub ssm_online: Duration,
+    pub command: Duration,
+    pub instance_stop: Duration,
+    pub image_available: Duration,
+    pub refresh_batch: Duration,
+}
+
+impl Default for Delays {
+    fn default() -> Self {
+        Delays {
+            instance_running: Duration::from_secs(20),
+            ssm_online: Duration::from_secs(10),
+            command: Duration::from_secs(30),
+            instance_stop: Duration::from_secs(15),
+            image_available: Duration::from_secs(60),
+            refresh_batch: Duration::from_secs(180),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct FakeInstance {
+    state: InstanceState,
+    since: Instant,
+    image_id: String,
+    tags: Tags,
+}
+
+#[derive(Debug, Clone)]
+struct FakeImage {
+    name: String,
+    created: Instant,
+    fails: Option<String>,
+    tags: Tags,
+}
+
+#[derive(Debug, Clone)]
+struct FakeCommand {
+    sent: Instant,
+    result: CommandResult,
+}
+
+#[derive(Debug, Clone)]
+struct FakeRefresh {
+    id: String,
+    started: Instant,
+    spec: RefreshSpec,
+    previous: GroupConfig,
+    target: GroupConfig,
+    ended: Option<(String, u8)>,
+    fail_at: Option<u8>,
+}
+
+/// The mutable world behind the fake.
+#[derive(Debug)]
+pub struct World {
+    pub delays: Delays,
+    pub group: Group,
+    instances: BTreeMap<String, FakeInstance>,
+    images: BTreeMap<String, FakeImage>,
+    /// Launch template versions of the group's template, by number.
+    pub template_versions: Vec<LaunchConfig>,
+    pub launch_configurations: Vec<LaunchConfig>,
+    commands: HashMap<String, FakeCommand>,
+    refreshes: Vec<FakeRefresh>,
+    parameters: HashMap<String, String>,
+    /// Every call, in order, by operation name.
+    pub calls: Vec<&'static str>,
+    failures: HashMap<&'static str, CloudError>,
+    next_command_fails: Option<(String, i32)>,
+    next_image_fails: Option<String>,
+    refresh_fails_at: Option<u8>,
+    counter: u64,
+}
+
+/// An in-memory cloud with one Auto Scaling group.
+pub struct FakeCloud {
+    world: Mutex<World>,
+}
+
+/// Operations that change something, for "a second run makes no mutating call".
+pub const MUTATING: &[&str] = &[
+    "RunInstances",
+    "SendCommand",
+    "StopInstances",
+    "TerminateInstances",
+    "CreateTags",
+    "CreateImage",
+    "CreateLaunchTemplateVersion",
+    "CreateLaunchConfiguration",
+    "UpdateAutoScalingGroup",
+    "CreateOrUpdateTags",
+    "StartInstanceRefresh",
+    "CancelInstanceRefresh",
+    "RollbackInstanceRefresh",
+    "PutParameter",
+    "DeleteParameter",
+];
+
+impl FakeCloud {
+    /// A group `group` of `capacity` instances on launch template `template` version 1, which
+    /// launches `image_id`, tagged as running `version` for `pipeline`.
+    pub fn with_template_group(
+        group: &str,
+        template: &str,
+        image_id: &str,
+        pipeline: &str,
+        version: &str,
+        capacity: u32,
+    ) -> Self {
+        let config = GroupConfig::Template {
+            id: "lt-0fake".into(),
+            name: template.into(),
+            version: "1".into(),
+        };
+        Self::with_group(group, config, image_id, pipeline, version, capacity)
+    }
+
+    /// The same with launch configuration `configuration`.
+    pub fn with_configuration_group(
+        group: &str,
+        configuration: &str,
+        image_id: &str,
+        pipeline: &str,
+        version: &str,
+        capacity: u32,
+    ) -> Self {
+        let config = GroupConfig::Configuration {
+            name: configuration.into(),
+        };
+        Self::with_group(group, config, image_id, pipeline, version, capacity)
+    }
+
+    fn with_group(
+        group: &str,
+        config: GroupConfig,
+        image_id: &str,
+        pipeline: &str,
+        version: &str,
+        capacity: u32,
+    ) -> Self {
+        let now = Instant::now();
+        let mut tags = Tags::new();
+        tags.insert(TAG_PIPELINE.into(), pipeline.into());
+        tags.insert(TAG_VERSION.into(), version.into());
+        let mut world = World {
+            delays: Delays::default(),
+            group: Group {
+                name: group.into(),
+                min_size: 1,
+                max_size: capacity.max(1) * 2,
+                desired_capacity: capacity,
+                config: config.clone(),
+                subnets: vec!["subnet-0fake".into()],
+                health_check_type: "ELB".into(),
+                health_check_grace_period: 300,
+                instances: Vec::new(),
+                tags: tags.clone(),
+            },
+            instances: BTreeMap::new(),
+            images: BTreeMap::new(),
+            template_versions: Vec::new(),
+            launch_configurations: Vec::new(),
+            commands: HashMap::new(),
+            refreshes: Vec::new(),
+            parameters: HashMap::new(),
+            calls: Vec::new(),
+            failures: HashMap::new(),
+            next_command_fails: None,
+            next_image_fails: None,
+            refresh_fails_at: None,
+            counter: 0,
+        };
+        world.images.insert(
+            image_id.into(),
+            FakeImage {
+                name: format!("base-{version}"),
+                created: now - Duration::from_secs(86_400),
+                fails: None,
+                tags,
+            },
+        );
+        match &config {
+            GroupConfig::Template { .. } => world.template_versions.push(LaunchConfig {
+                id: "1".into(),
+                image_id: image_id.into(),
+                description: format!("base {version}"),
+            }),
+            GroupConfig::Configuration { name } => world.launch_configurations.push(LaunchConfig {
+                id: name.clone(),
+                image_id: image_id.into(),
+                description: name.clone(),
+            }),
+            GroupConfig::Other => {}
+        }
+        for _ in 0..capacity {
+            let id = world.next_id("i");
+            world.group.instances.push(GroupInstance {
+                id,
+                lifecycle_state: "InService".into(),
+                health_status: "Healthy".into(),
+                config: config.clone(),
+            });
+        }
+        FakeCloud {
+            world: Mutex::new(world),
+        }
+    }
+
+    /// Runs `f` on the world, e.g. to inspect it or change delays.
+    pub fn with_world<T>(&self, f: impl FnOnce(&mut World) -> T) -> T {
+        f(&mut self.world.lock().expect("fake cloud lock"))
+    }
+
+    /// Makes the next call of `operation` fail with `class`.
+    pub fn fail_next(&self, operation: &'static str, class: ErrorClass, code: &str) {
+        self.with_world(|w| {
+            w.failures.insert(
+                operation,
+                CloudError::new(operation, class, code, "injected by the test"),
+            );
+        });
+    }
+
+    /// Makes the next SSM command end Failed with `output` and `exit_code`.
+    pub fn fail_next_command(&self, output: &str, exit_code: i32) {
+        self.with_world(|w| w.next_command_fails = Some((output.into(), exit_code)));
+    }
+
+    /// Makes the next image end `failed` with `reason`.
+    pub fn fail_next_image(&self, reason: &str) {
+        self.with_world(|w| w.next_image_fails = Some(reason.into()));
+    }
+
+    /// Makes refreshes fail once they reach `percent`.
+    pub fn fail_refresh_at(&self, percent: u8) {
+        self.with_world(|w| w.refresh_fails_at = Some(percent));
+    }
+
+    /// The calls made so far.
+    pub fn calls(&self) -> Vec<&'static str> {
+        self.with_world(|w| w.calls.clone())
+    }
+
+    /// The mutating calls made so far.
+    pub fn mutating_calls(&self) -> Vec<&'static str> {
+        self.calls()
+            .into_iter()
+            .filter(|c| MUTATING.contains(c))
+            .collect()
+    }
+
+    pub fn clear_calls(&self) {
+        self.with_world(|w| w.calls.clear());
+    }
+
+    /// Instances that are not terminated and carry the builder role.
+    pub fn live_builders(&self) -> Vec<String> {
+        self.with_world(|w| {
+            w.advance();
+            w.instances
+                .iter()
+                .filter(|(_, i)| i.state.is_alive() && i.tags.get(TAG_ROLE).is_some())
+                .map(|(id, _)| id.clone())
+                .collect()
+        })
+    }
+
+    pub fn image_count(&self) -> usize {
+        self.with_world(|w| w.images.len())
+    }
+
+    fn call<T>(
+        &self,
+        operation: &'static str,
+        f: impl FnOnce(&mut World) -> CloudResult<T>,
+    ) -> CloudResult<T> {
+        let mut world = self.world.lock().expect("fake cloud lock");
+        world.calls.push(operation);
+        if let Some(err) = world.failures.remove(operation) {
+            return Err(err);
+        }
+        world.advance();
+        f(&mut world)
+    }
+}
+
+fn not_found(operation: &'static str, what: &str) -> CloudError {
+    CloudError::new(
+        operation,
+        ErrorClass::NotFound,
+        "NotFound",
+        format!("{what} does not exist"),
+    )
+}
+
+fn has_tags(tags: &Tags, wanted: &Tags) -> bool {
+    wanted.iter().all(|(k, v)| tags.get(k) == Some(v))
+}
+
+impl World {
+    fn next_id(&mut self, prefix: &str) -> String {
+        self.counter += 1;
+        format!("{prefix}-{:017x}", self.counter)
+    }
+
+    /// Moves every resource along by the time that passed.
+    fn advance(&mut self) {
+        let now = Instant::now();
+        let d = self.delays;
+        for inst in self.instances.values_mut() {
+            let due = match inst.state {
+                InstanceState::Pending => Some((d.instance_running, InstanceState::Running)),
+                InstanceState::Stopping => Some((d.instance_stop, InstanceState::Stopped)),
+                InstanceState::ShuttingDown => {
+                    Some((Duration::from_secs(5), InstanceState::Terminated))
+                }
+                _ => None,
+            };
+            if let Some((delay, next)) = due {
+                if now >= inst.since + delay {
+                    inst.state = next;
+                    inst.since = now;
+                }
+            }
+        }
+        self.advance_refreshes(now);
+    }
+
+    fn advance_refreshes(&mut self, now: Instant) {
+        let batch = self.delays.refresh_batch.max(Duration::from_millis(1));
+        let Some(r) = self.refreshes.last_mut() else {
+            return;
+        };
+        if r.ended.is_some() {
+            return;
+        }
+        let batches = (now - r.started).as_secs_f64() / batch.as_secs_f64();
+        let percent = ((batches / 2.0) * 100.0).min(100.0) as u8;
+        if let Some(fail) = r.fail_at.filter(|f| percent >= *f) {
+            if r.spec.auto_rollback {
+                r.ended = Some(("RollbackSuccessful".into(), fail));
+            } else {
+                r.ended = Some(("Failed".into(), fail));
+            }
+            let config = if r.spec.auto_rollback {
+                r.previous.clone()
+            } else {
+                self.group.config.clone()
+            };
+            self.group.config = config;
+            return;
+        }
+        if percent >= 100 {
+            r.ended = Some(("Successful".into(), 100));
+            let target = r.target.clone();
+            self.group.config = target.clone();
+            for inst in &mut self.group.instances {
+                inst.config = target.clone();
+            }
+        }
+    }
+
+    fn refresh_view(r: &FakeRefresh, now: Instant, batch: Duration) -> Refresh {
+        let (status, percentage) = match &r.ended {
+            Some((status, p)) => (status.clone(), *p),
+            None => {
+                let batches = (now - r.started).as_secs_f64()
+                    / batch.max(Duration::from_millis(1)).as_secs_f64();
+                (
+                    "InProgress".into(),
+                    ((batches / 2.0) * 100.0).min(99.0) as u8,
+                )
+            }
+        };
+        Refresh {
+            id: r.id.clone(),
+            status,
+            status_reason: r
+                .ended
+                .as_ref()
+                .filter(|(s, _)| s != "Successful")
+                .map(|_| "an instance failed its health check".into()),
+            percentage,
+            instances_to_update: 0,
+            desired_template_version: r.spec.desired_template.as_ref().map(|(_, v)| v.clone()),
+        }
+    }
+}
+
+#[async_trait]
+impl Cloud for FakeCloud {
+    async fn group(&self, name: &str) -> CloudResult<Group> {
+        self.call("DescribeAutoScalingGroups", |w| {
+            if w.group.name == name {
+                Ok(w.group.clone())
+            } else {
+                Err(not_found("DescribeAutoScalingGroups", name))
+            }
+        })
+    }
+
+    async fn find_images(&self, tags: &Tags) -> CloudResult<Vec<Image>> {
+        self.call("DescribeImages", |w| {
+            let now = Instant::now();
+            let delay = w.delays.image_available;
+            Ok(w.images
+                .iter()
+                .filter(|(_, i)| has_tags(&i.tags, tags))
+                .map(|(id, i)| image_view(id, i, now, delay))
+                .collect())
+        })
+    }
+
+    async fn image(&self, id: &str) -> CloudResult<Image> {
+        self.call("DescribeImages", |w| {
+            let delay = w.delays.image_available;
+            w.images
+                .get(id)
+                .map(|i| image_view(id, i, Instant::now(), delay))
+                .ok_or_else(|| not_found("DescribeImages", id))
+        })
+    }
+
+    async fn find_instances(&self, tags: &Tags) -> CloudResult<Vec<Instance>> {
+        self.call("DescribeInstances", |w| {
+            Ok(w.instances
+                .iter()
+                .filter(|(_, i)| i.state.is_alive() && has_tags(&i.tags, tags))
+                .map(|(id, i)| instance_view(id, i))
+                .collect())
+        })
+    }
+
+    async fn instance(&self, id: &str) -> CloudResult<Instance> {
+        self.call("DescribeInstances", |w| {
+            w.instances
+                .get(id)
+                .map(|i| instance_view(id, i))
+                .ok_or_else(|| not_found("DescribeInstances", id))
+        })
+    }
+
+    async fn template_versions(&self, _name: &str) -> CloudResult<Vec<LaunchConfig>> {
+        self.call("DescribeLaunchTemplateVersions", |w| {
+            Ok(w.template_versions.clone())
+        })
+    }
+
+    async fn launch_configurations(&self, prefix: &str) -> CloudResult<Vec<LaunchConfig>> {
+        self.call("DescribeLaunchConfigurations", |w| {
+            Ok(w.launch_configurations
+                .iter()
+                .filter(|c| c.id.starts_with(prefix))
+                .cloned()
+                .collect())
+        })
+    }
+
+    async fn config_image(&self, config: &GroupConfig) -> CloudResult<Option<String>> {
+        self.call("DescribeLaunchTemplateVersions", |w| {
+            Ok(match config {
+                GroupConfig::Template { version, .. } => w
+                    .template_versions
+                    .iter()
+                    .find(|v| &v.id == version)
+                    .map(|v| v.image_id.clone()),
+                GroupConfig::Configuration { name } => w
+                    .launch_configurations
+                    .iter()
+                    .find(|c| &c.id == name)
+                    .map(|c| c.image_id.clone()),
+                GroupConfig::Other => None,
+            })
+        })
+    }
+
+    async fn resolve_subnet(&self, id_or_name: &str) -> CloudResult<String> {
+        self.call("DescribeSubnets", |_| {
+            Ok(format!(
+                "subnet-{}",
+                id_or_name.trim_start_matches("subnet-")
+            ))
+        })
+    }
+
+    async fn resolve_security_groups(&self, ids_or_names: &[String]) -> CloudResult<Vec<String>> {
+        self.call("DescribeSecurityGroups", |_| {
+            Ok(ids_or_names
+                .iter()
+                .map(|g| format!("sg-{}", g.trim_start_matches("sg-")))
+                .collect())
+        })
+    }
+
+    async fn run_builder(&self, spec: &BuilderSpec) -> CloudResult<String> {
+        self.call("RunInstances", |w| {
+            if !w.images.contains_key(&spec.image_id) {
+                return Err(not_found("RunInstances", &spec.image_id));
+            }
+            let id = w.next_id("i");
+            w.instances.insert(
+                id.clone(),
+                FakeInstance {
+                    state: InstanceState::Pending,
+                    since: Instant::now(),
+                    image_id: spec.image_id.clone(),
+                    tags: spec.tags.clone(),
+                },
+            );
+            Ok(id)
+        })
+    }
+
+    async fn is_ssm_online(&self, instance_id: &str) -> CloudResult<bool> {
+        self.call("DescribeInstanceInformation", |w| {
+            let delay = w.delays.ssm_online;
+            Ok(w.instances.get(instance_id).is_some_and(|i| {
+                i.state == InstanceState::Running && Instant::now() >= i.since + delay
+            }))
+        })
+    }
+
+    async fn send_script(
+        &self,
+        instance_id: &str,
+        script: &str,
+        _timeout: u64,
+        _comment: &str,
+    ) -> CloudResult<String> {
+        self.call("SendCommand", |w| {
+            if !w.instances.contains_key(instance_id) {
+                return Err(not_found("SendCommand", instance_id));
+            }
+            let id = w.next_id("cmd");
+            let result = match w.next_command_fails.take() {
+                Some((output, code)) => CommandResult {
+                    status: "Failed".into(),
+                    response_code: code,
+                    stdout: output,
+                    stderr: String::new(),
+                },
+                None => CommandResult {
+                    status: "Success".into(),
+                    response_code: 0,
+                    stdout: format!("ran {} lines\n", script.lines().count()),
+                    stderr: String::new(),
+                },
+            };
+            w.commands.insert(
+                id.clone(),
+                FakeCommand {
+                    sent: Instant::now(),
+                    result,
+                },
+            );
+            Ok(id)
+        })
+    }
+
+    async fn command_result(
+        &self,
+        command_id: &str,
+        _instance_id: &str,
+    ) -> CloudResult<CommandResult> {
+        self.call("GetCommandInvocation", |w| {
+            let delay = w.delays.command;
+            let cmd = w
+                .commands
+                .get(command_id)
+                .ok_or_else(|| not_found("GetCommandInvocation", command_id))?;
+            if Instant::now() < cmd.sent + delay {
+                return Ok(CommandResult {
+                    status: "InProgress".into(),
+                    response_code: -1,
+                    stdout: String::new(),
+                    stderr: String::new(),
+                });
+            }
+            Ok(cmd.result.clone())
+        })
+    }
+
+    async fn stop_instance(&self, instance_id: &str) -> CloudResult<()> {
+        self.call("StopInstances", |w| {
+            let i = w
+                .instances
+                .get_mut(instance_id)
+                .ok_or_else(|| not_found("StopInstances", instance_id))?;
+            if i.state == InstanceState::Running || i.state == InstanceState::Pending {
+                i.state = InstanceState::Stopping;
+                i.since = Instant::now();
+            }
+            Ok(())
+        })
+    }
+
+    async fn terminate_instance(&self, instance_id: &str) -> CloudResult<()> {
+        self.call("TerminateInstances", |w| {
+            if let Some(i) = w.instances.get_mut(instance_id) {
+                if i.state.is_alive() {
+                    i.state = InstanceState::ShuttingDown;
+                    i.since = Instant::now();
+                }
+            }
+            Ok(())
+        })
+    }
+
+    async fn tag_instance(&self, instance_id: &str, tags: &Tags) -> CloudResult<()> {
+        self.call("CreateTags", |w| {
+            let i = w
+                .instances
+                .get_mut(instance_id)
+                .ok_or_else(|| not_found("CreateTags", instance_id))?;
+            i.tags.extend(tags.clone());
+            Ok(())
+        })
+    }
+
+    async fn create_image(
+        &self,
+        instance_id: &str,
+        name: &str,
+        tags: &Tags,
+    ) -> CloudResult<String> {
+        self.call("CreateImage", |w| {
+            if !w.instances.contains_key(instance_id) {
+                return Err(not_found("CreateImage", instance_id));
+            }
+            let id = w.next_id("ami");
+            let fails = w.next_image_fails.take();
+            w.images.insert(
+                id.clone(),
+                FakeImage {
+                    name: name.into(),
+                    created: Instant::now(),
+                    fails,
+                    tags: tags.clone(),
+                },
+            );
+            Ok(id)
+        })
+    }
+
+    async fn create_template_version(
+        &self,
+        _template: &str,
+        spec: &LaunchSpec,
+    ) -> CloudResult<LaunchConfig> {
+        self.call("CreateLaunchTemplateVersion", |w| {
+            let config = LaunchConfig {
+                id: (w.template_versions.len() + 1).to_string(),
+                image_id: spec.image_id.clone(),
+                description: spec.name.clone(),
+            };
+            w.template_versions.push(config.clone());
+            Ok(config)
+        })
+    }
+
+    async fn create_launch_configuration(&self, spec: &LaunchSpec) -> CloudResult<LaunchConfig> {
+        self.call("CreateLaunchConfiguration", |w| {
+            if w.launch_configurations.iter().any(|c| c.id == spec.name) {
+                return Err(CloudError::new(
+                    "CreateLaunchConfiguration",
+                    ErrorClass::Conflict,
+                    "AlreadyExists",
+                    format!("{} exists", spec.name),
+                ));
+            }
+            let config = LaunchConfig {
+                id: spec.name.clone(),
+                image_id: spec.image_id.clone(),
+                description: spec.name.clone(),
+            };
+            w.launch_configurations.push(config.clone());
+            Ok(config)
+        })
+    }
+
+    async fn set_group_configuration(&self, _group: &str, configuration: &str) -> CloudResult<()> {
+        self.call("UpdateAutoScalingGroup", |w| {
+            if !w
+                .launch_configurations
+                .iter()
+                .any(|c| c.id == configuration)
+            {
+                return Err(CloudError::new(
+                    "UpdateAutoScalingGroup",
+                    ErrorClass::Invalid,
+                    "ValidationError",
+                    "no such launch configuration",
+                ));
+            }
+            w.group.config = GroupConfig::Configuration {
+                name: configuration.into(),
+            };
+            Ok(())
+        })
+    }
+
+    async fn tag_group(&self, _group: &str, tags: &Tags) -> CloudResult<()> {
+        self.call("CreateOrUpdateTags", |w| {
+            w.group.tags.extend(tags.clone());
+            Ok(())
+        })
+    }
+
+    async fn start_refresh(&self, _group: &str, spec: &RefreshSpec) -> CloudResult<String> {
+        self.call("StartInstanceRefresh", |w| {
+            if w.refreshes.last().is_some_and(|r| r.ended.is_none()) {
+                return Err(CloudError::new(
+                    "StartInstanceRefresh",
+                    ErrorClass::Conflict,
+                    "InstanceRefreshInProgress",
+                    "a refresh is in progress",
+                ));
+            }
+            let target = match (&spec.desired_template, &w.group.config) {
+                (Some((_, version)), GroupConfig::Template { id, name, .. }) => {
+                    GroupConfig::Template {
+                        id: id.clone(),
+                        name: name.clone(),
+                        version: version.clone(),
+                    }
+                }
+                _ => w.group.config.clone(),
+            };
+            let id = w.next_id("refresh");
+            let fail_at = w.refresh_fails_at.take();
+            w.refreshes.push(FakeRefresh {
+                id: id.clone(),
+                started: Instant::now(),
+                spec: spec.clone(),
+                previous: w.group.config.clone(),
+                target,
+                ended: None,
+                fail_at,
+            });
+            Ok(id)
+        })
+    }
+
+    async fn refreshes(&self, _group: &str) -> CloudResult<Vec<Refresh>> {
+        self.call("DescribeInstanceRefreshes", |w| {
+            let now = Instant::now();
+            let batch = w.delays.refresh_batch;
+            Ok(w.refreshes
+                .iter()
+                .rev()
+                .map(|r| World::refresh_view(r, now, batch))
+                .collect())
+        })
+    }
+
+    async fn cancel_refresh(&self, _group: &str) -> CloudResult<()> {
+        self.call("CancelInstanceRefresh", |w| match w.refreshes.last_mut() {
+            Some(r) if r.ended.is_none() => {
+                r.ended = Some(("Cancelled".into(), 0));
+                Ok(())
+            }
+            _ => Err(CloudError::new(
+                "CancelInstanceRefresh",
+                ErrorClass::NotFound,
+                "ActiveInstanceRefreshNotFound",
+                "no active refresh",
+            )),
+        })
+    }
+
+    async fn rollback_refresh(&self, _group: &str) -> CloudResult<()> {
+        self.call("RollbackInstanceRefresh", |w| {
+            match w.refreshes.last_mut() {
+                Some(r) if r.ended.is_none() => {
+                    r.ended = Some(("RollbackSuccessful".into(), 0));
+                    let previous = r.previous.clone();
+                    w.group.config = previous;
+                    Ok(())
+                }
+                _ => Err(CloudError::new(
+                    "RollbackInstanceRefresh",
+                    ErrorClass::NotFound,
+                    "ActiveInstanceRefreshNotFound",
+                    "no active refresh",
+                )),
+            }
+        })
+    }
+
+    async fn put_lock(&self, name: &str, lock: &Lock) -> CloudResult<()> {
+        self.call("PutParameter", |w| {
+            if w.parameters.contains_key(name) {
+                return Err(CloudError::new(
+                    "PutParameter",
+                    ErrorClass::Conflict,
+                    "ParameterAlreadyExists",
+                    "the parameter already exists",
+                ));
+            }
+            w.parameters.insert(
+                name.into(),
+                serde_json::to_string(lock).expect("lock serialises"),
+            );
+            Ok(())
+        })
+    }
+
+    async fn read_lock(&self, name: &str) -> CloudResult<Option<Lock>> {
+        self.call("GetParameter", |w| {
+            Ok(w.parameters
+                .get(name)
+                .and_then(|v| serde_json::from_str(v).ok()))
+        })
+    }
+
+    async fn delete_lock(&self, name: &str) -> CloudResult<()> {
+        self.call("DeleteParameter", |w| {
+            w.parameters.remove(name);
+            Ok(())
+        })
+    }
+}
+
+fn image_view(id: &str, i: &FakeImage, now: Instant, delay: Duration) -> Image {
+    let status = if now < i.created + delay {
+        ImageStatus::Pending
+    } else if let Some(reason) = &i.fails {
+        ImageStatus::Failed(Some(reason.clone()))
+    } else {
+        ImageStatus::Available
+    };
+    Image {
+        id: id.into(),
+        name: i.name.clone(),
+        status,
+        tags: i.tags.clone(),
+    }
+}
+
+fn instance_view(id: &str, i: &FakeInstance) -> Instance {
+    Instance {
+        id: id.into(),
+        state: i.state,
+        image_id: Some(i.image_id.clone()),
+        tags: i.tags.clone(),
+    }
+}

@@ -1,0 +1,126 @@
+//! The few AWS operations the runner needs, in its own words.
+//!
+//! Stages and `status` talk to AWS only through [`Cloud`], so a fake can inject any fault
+//! in unit tests while [`aws::AwsCloud`] is tested against the local emulator through the
+//! real AWS SDK. Every verb returns the runner's own types and a classified
+//! [`CloudError`].
+
+pub mod aws;
+mod error;
+pub mod fake;
+mod types;
+
+pub use error::{CloudError, ErrorClass};
+pub use types::*;
+
+use async_trait::async_trait;
+
+pub type CloudResult<T> = Result<T, CloudError>;
+
+#[async_trait]
+pub trait Cloud: Send + Sync {
+    // --- Reading ---------------------------------------------------------------------
+
+    /// The Auto Scaling group, its configuration and its instances.
+    async fn group(&self, name: &str) -> CloudResult<Group>;
+
+    /// Images carrying every tag in `tags` (owned by this account).
+    async fn find_images(&self, tags: &Tags) -> CloudResult<Vec<Image>>;
+
+    /// One image by id; `NotFound` when it does not exist.
+    async fn image(&self, id: &str) -> CloudResult<Image>;
+
+    /// Instances carrying every tag in `tags` that are not terminated.
+    async fn find_instances(&self, tags: &Tags) -> CloudResult<Vec<Instance>>;
+
+    /// One instance by id.
+    async fn instance(&self, id: &str) -> CloudResult<Instance>;
+
+    /// Every version of the launch template `name`.
+    async fn template_versions(&self, name: &str) -> CloudResult<Vec<LaunchConfig>>;
+
+    /// Launch configurations whose names start with `prefix` (all when empty).
+    async fn launch_configurations(&self, prefix: &str) -> CloudResult<Vec<LaunchConfig>>;
+
+    /// The image a launch template version or configuration launches.
+    async fn config_image(&self, config: &GroupConfig) -> CloudResult<Option<String>>;
+
+    /// Resolves a subnet id or `Name` tag to a subnet id.
+    async fn resolve_subnet(&self, id_or_name: &str) -> CloudResult<String>;
+
+    /// Resolves security group ids or names to ids.
+    async fn resolve_security_groups(&self, ids_or_names: &[String]) -> CloudResult<Vec<String>>;
+
+    // --- The builder -----------------------------------------------------------------
+
+    /// Launches one builder instance; returns its id.
+    async fn run_builder(&self, spec: &BuilderSpec) -> CloudResult<String>;
+
+    /// Whether the instance's SSM agent reports Online.
+    async fn is_ssm_online(&self, instance_id: &str) -> CloudResult<bool>;
+
+    /// Sends `script` with AWS-RunShellScript; returns the command id.
+    async fn send_script(
+        &self,
+        instance_id: &str,
+        script: &str,
+        execution_timeout_secs: u64,
+        comment: &str,
+    ) -> CloudResult<String>;
+
+    /// The command's state on the instance; `NotFound` right after sending is normal.
+    async fn command_result(
+        &self,
+        command_id: &str,
+        instance_id: &str,
+    ) -> CloudResult<CommandResult>;
+
+    async fn stop_instance(&self, instance_id: &str) -> CloudResult<()>;
+
+    async fn terminate_instance(&self, instance_id: &str) -> CloudResult<()>;
+
+    async fn tag_instance(&self, instance_id: &str, tags: &Tags) -> CloudResult<()>;
+
+    /// Creates an image of the instance with `tags` on the image; returns its id.
+    async fn create_image(&self, instance_id: &str, name: &str, tags: &Tags)
+    -> CloudResult<String>;
+
+    // --- The fleet -------------------------------------------------------------------
+
+    /// Creates a new version of launch template `template`; returns its version number.
+    async fn create_template_version(
+        &self,
+        template: &str,
+        spec: &LaunchSpec,
+    ) -> CloudResult<LaunchConfig>;
+
+    /// Creates launch configuration `spec.name`; `Conflict` when it exists.
+    async fn create_launch_configuration(&self, spec: &LaunchSpec) -> CloudResult<LaunchConfig>;
+
+    /// Points the group at a launch configuration.
+    async fn set_group_configuration(&self, group: &str, configuration: &str) -> CloudResult<()>;
+
+    async fn tag_group(&self, group: &str, tags: &Tags) -> CloudResult<()>;
+
+    /// Starts an instance refresh; `Conflict` when one is active. Returns its id.
+    async fn start_refresh(&self, group: &str, spec: &RefreshSpec) -> CloudResult<String>;
+
+    /// The group's refreshes, newest first.
+    async fn refreshes(&self, group: &str) -> CloudResult<Vec<Refresh>>;
+
+    /// Cancels the active refresh; `NotFound` when none is active.
+    async fn cancel_refresh(&self, group: &str) -> CloudResult<()>;
+
+    /// Rolls back the active refresh; `NotFound` when none is active.
+    async fn rollback_refresh(&self, group: &str) -> CloudResult<()>;
+
+    // --- Locks -----------------------------------------------------------------------
+
+    /// Creates the lock parameter `name` with no overwrite; `Conflict` when it exists.
+    async fn put_lock(&self, name: &str, lock: &Lock) -> CloudResult<()>;
+
+    /// The lock parameter's content, `None` when there is none.
+    async fn read_lock(&self, name: &str) -> CloudResult<Option<Lock>>;
+
+    async fn delete_lock(&self, name: &str) -> CloudResult<()>;
+}

@@ -1,0 +1,240 @@
+//! The values the [`Cloud`](super::Cloud) verbs take and return: AWS resources in the
+//! runner's words, with only what the stages and `status` need.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Tag keys the runner writes; resources are found by them, never by guessing names.
+pub const TAG_PIPELINE: &str = "red5-rollout:pipeline";
+pub const TAG_VERSION: &str = "red5-rollout:version";
+pub const TAG_COMMIT: &str = "red5-rollout:commit";
+pub const TAG_RUN: &str = "red5-rollout:run";
+/// Marks a builder instance (value: the version it bakes).
+pub const TAG_ROLE: &str = "red5-rollout:role";
+/// Set on a builder once the update script succeeded on it.
+pub const TAG_UPDATED: &str = "red5-rollout:updated";
+/// Set on an image: the image it was baked from.
+pub const TAG_SOURCE_IMAGE: &str = "red5-rollout:source-image";
+
+pub type Tags = BTreeMap<String, String>;
+
+/// An EC2 instance's lifecycle state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstanceState {
+    Pending,
+    Running,
+    Stopping,
+    Stopped,
+    ShuttingDown,
+    Terminated,
+}
+
+impl InstanceState {
+    pub fn parse(text: &str) -> Option<InstanceState> {
+        Some(match text {
+            "pending" => InstanceState::Pending,
+            "running" => InstanceState::Running,
+            "stopping" => InstanceState::Stopping,
+            "stopped" => InstanceState::Stopped,
+            "shutting-down" => InstanceState::ShuttingDown,
+            "terminated" => InstanceState::Terminated,
+            _ => return None,
+        })
+    }
+
+    /// Whether the instance still exists in a form that costs money or can be adopted.
+    pub fn is_alive(self) -> bool {
+        !matches!(
+            self,
+            InstanceState::ShuttingDown | InstanceState::Terminated
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Instance {
+    pub id: String,
+    pub state: InstanceState,
+    pub image_id: Option<String>,
+    pub tags: Tags,
+}
+
+/// An AMI's state as AWS reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImageStatus {
+    Pending,
+    Available,
+    /// Failed, with AWS's reason when it gave one.
+    Failed(Option<String>),
+    /// Deregistered, disabled or another state the runner cannot use.
+    Other(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Image {
+    pub id: String,
+    pub name: String,
+    pub status: ImageStatus,
+    pub tags: Tags,
+}
+
+/// What the group launches instances from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum GroupConfig {
+    /// A launch template at a version; `version` is what the group names (`"3"`, `$Latest`).
+    Template {
+        id: String,
+        name: String,
+        version: String,
+    },
+    Configuration {
+        name: String,
+    },
+    /// A mixed instances policy or nothing the runner manages.
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupInstance {
+    pub id: String,
+    pub lifecycle_state: String,
+    pub health_status: String,
+    /// The launch template version or configuration this instance was launched with.
+    pub config: GroupConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Group {
+    pub name: String,
+    pub min_size: u32,
+    pub max_size: u32,
+    pub desired_capacity: u32,
+    pub config: GroupConfig,
+    pub subnets: Vec<String>,
+    pub health_check_type: String,
+    pub health_check_grace_period: u32,
+    pub instances: Vec<GroupInstance>,
+    pub tags: Tags,
+}
+
+/// A launch template version or a launch configuration, with the image it launches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LaunchConfig {
+    /// The template version number (`"3"`) or the configuration's name.
+    pub id: String,
+    pub image_id: String,
+    /// The template version's description, or the configuration's name.
+    pub description: String,
+}
+
+/// Everything needed to launch a builder instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuilderSpec {
+    pub image_id: String,
+    pub instance_type: String,
+    pub subnet_id: String,
+    pub security_group_ids: Vec<String>,
+    pub instance_profile: String,
+    pub key_pair: Option<String>,
+    pub volume_size_gb: u32,
+    /// Idempotency token: a retried launch with the same token launches nothing new.
+    pub client_token: String,
+    pub tags: Tags,
+}
+
+/// Everything needed for a new launch template version or launch configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchSpec {
+    /// The configuration name, or the template version's description.
+    pub name: String,
+    pub image_id: String,
+    pub instance_type: String,
+    pub security_group_ids: Vec<String>,
+    pub key_pair: Option<String>,
+    pub public_ip: bool,
+    pub volume_size_gb: u32,
+    /// The user data as text; the adapter encodes it.
+    pub user_data: String,
+    pub tags: Tags,
+}
+
+/// An SSM command's state on one instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CommandResult {
+    /// Pending, InProgress, Delayed, Success, Cancelled, TimedOut, Failed, Cancelling.
+    pub status: String,
+    /// The script's exit code; -1 when it never started.
+    pub response_code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CommandResult {
+    /// SSM keeps only the first 24,000 characters of output.
+    pub const STDOUT_LIMIT: usize = 24_000;
+    pub const STDERR_LIMIT: usize = 8_000;
+
+    pub fn is_finished(&self) -> bool {
+        !matches!(
+            self.status.as_str(),
+            "Pending" | "InProgress" | "Delayed" | "Cancelling"
+        )
+    }
+
+    pub fn is_success(&self) -> bool {
+        self.status == "Success"
+    }
+
+    /// Whether SSM may have cut the output (it reached SSM's limit).
+    pub fn is_truncated(&self) -> bool {
+        self.stdout.chars().count() >= Self::STDOUT_LIMIT
+            || self.stderr.chars().count() >= Self::STDERR_LIMIT
+    }
+}
+
+/// How an instance refresh runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshSpec {
+    /// Pin the refresh to this launch template version (and let AWS roll back to the
+    /// previous one on failure). `None` refreshes to the group's current configuration.
+    pub desired_template: Option<(String, String)>,
+    pub auto_rollback: bool,
+    pub min_healthy_percentage: u8,
+    pub max_healthy_percentage: u8,
+    pub instance_warmup: Duration,
+    pub skip_matching: bool,
+    pub checkpoints: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Refresh {
+    pub id: String,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub percentage: u8,
+    pub instances_to_update: u32,
+    /// The launch template version the refresh moves the group to, when it carries one.
+    pub desired_template_version: Option<String>,
+}
+
+impl Refresh {
+    pub fn is_active(&self) -> bool {
+        matches!(
+            self.status.as_str(),
+            "Pending" | "InProgress" | "Cancelling" | "RollbackInProgress" | "Baking"
+        )
+    }
+}
+
+/// The content of a run lock: who holds the group, since when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Lock {
+    pub run: String,
+    pub host: String,
+    pub commit: String,
+    pub started: String,
+}

@@ -1,0 +1,173 @@
+//! Reads where a pipeline's fleet stands from AWS itself, by the tags the runner writes:
+//! the group, its configuration and version, the images and configurations made for the
+//! pipeline, any builder left running and any refresh in flight. AWS is the state store.
+
+use crate::cloud::{
+    Cloud, CloudError, Group, GroupConfig, Image, ImageStatus, Instance, LaunchConfig, Refresh,
+    TAG_PIPELINE, TAG_ROLE, TAG_RUN, TAG_UPDATED, TAG_VERSION, Tags,
+};
+use crate::fleet::{
+    BuilderRecord, FleetState, ImageRecord, ImageState, LaunchConfigRecord, RefreshRecord,
+};
+use crate::model::{LaunchKind, Pipeline};
+use semver::Version;
+use serde::Serialize;
+
+/// Everything `status` shows about one pipeline, and what `plan` needs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Observation {
+    pub pipeline: String,
+    pub region: String,
+    pub group: Group,
+    /// The image the group's configuration launches.
+    pub image_id: Option<String>,
+    pub running_version: Option<Version>,
+    pub images: Vec<Image>,
+    pub launch_configs: Vec<(LaunchConfig, Option<Version>)>,
+    pub builders: Vec<Instance>,
+    pub refresh: Option<Refresh>,
+}
+
+pub fn tags(pairs: &[(&str, &str)]) -> Tags {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn version_tag(tags: &Tags) -> Option<Version> {
+    tags.get(TAG_VERSION).and_then(|v| v.parse().ok())
+}
+
+/// Reads the fleet of `pipeline` from AWS.
+pub async fn observe(cloud: &dyn Cloud, pipeline: &Pipeline) -> Result<Observation, CloudError> {
+    let group = cloud.group(&pipeline.auto_scaling_group).await?;
+    let images = cloud
+        .find_images(&tags(&[(TAG_PIPELINE, &pipeline.name)]))
+        .await?;
+    let version_of_image = |id: &str| {
+        images
+            .iter()
+            .find(|i| i.id == id)
+            .and_then(|i| version_tag(&i.tags))
+    };
+    let configs = match (&pipeline.launch.kind, &pipeline.launch.template) {
+        (LaunchKind::Template, Some(template)) => cloud.template_versions(template).await?,
+        _ => cloud.launch_configurations("").await?,
+    };
+    let launch_configs: Vec<(LaunchConfig, Option<Version>)> = configs
+        .into_iter()
+        .map(|c| {
+            let version = version_of_image(&c.image_id);
+            (c, version)
+        })
+        .filter(|(c, v)| {
+            v.is_some()
+                || pipeline.launch.kind == LaunchKind::Template
+                || group_uses(&group.config, &c.id)
+        })
+        .collect();
+    let image_id = cloud.config_image(&group.config).await?;
+    let running_version =
+        version_tag(&group.tags).or_else(|| image_id.as_deref().and_then(version_of_image));
+    let builders = cloud
+        .find_instances(&tags(&[
+            (TAG_PIPELINE, &pipeline.name),
+            (TAG_ROLE, "builder"),
+        ]))
+        .await?;
+    let refresh = cloud.refreshes(&group.name).await?.into_iter().next();
+    Ok(Observation {
+        pipeline: pipeline.name.clone(),
+        region: pipeline.region.clone(),
+        group,
+        image_id,
+        running_version,
+        images,
+        launch_configs,
+        builders,
+        refresh,
+    })
+}
+
+fn group_uses(config: &GroupConfig, id: &str) -> bool {
+    match config {
+        GroupConfig::Template { version, .. } => version == id,
+        GroupConfig::Configuration { name } => name == id,
+        GroupConfig::Other => false,
+    }
+}
+
+impl Observation {
+    /// The planner's view of this observation.
+    pub fn fleet_state(&self) -> FleetState {
+        let current_config = match &self.group.config {
+            GroupConfig::Template { version, .. } => Some(version.clone()),
+            GroupConfig::Configuration { name } => Some(name.clone()),
+            GroupConfig::Other => None,
+        };
+        let images = self
+            .images
+            .iter()
+            .filter_map(|i| {
+                let state = match i.status {
+                    ImageStatus::Pending => ImageState::Pending,
+                    ImageStatus::Available => ImageState::Available,
+                    ImageStatus::Failed(_) => ImageState::Failed,
+                    ImageStatus::Other(_) => return None,
+                };
+                Some(ImageRecord {
+                    id: i.id.clone(),
+                    version: version_tag(&i.tags)?,
+                    state,
+                })
+            })
+            .collect();
+        let launch_configs = self
+            .launch_configs
+            .iter()
+            .filter_map(|(c, v)| {
+                Some(LaunchConfigRecord {
+                    id: c.id.clone(),
+                    version: v.clone()?,
+                    image_id: c.image_id.clone(),
+                })
+            })
+            .collect::<Vec<_>>();
+        let builder = self.builders.first().and_then(|b| {
+            Some(BuilderRecord {
+                instance_id: b.id.clone(),
+                version: version_tag(&b.tags)?,
+                run_id: b.tags.get(TAG_RUN).cloned().unwrap_or_default(),
+                is_updated: b.tags.get(TAG_UPDATED).is_some_and(|v| v == "true"),
+            })
+        });
+        let refresh = self.refresh.as_ref().filter(|r| r.is_active()).map(|r| {
+            let target_config = r
+                .desired_template_version
+                .clone()
+                .or_else(|| current_config.clone());
+            RefreshRecord {
+                id: r.id.clone(),
+                status: r.status.clone(),
+                percentage: r.percentage,
+                target_version: target_config.and_then(|id| {
+                    launch_configs
+                        .iter()
+                        .find(|c| c.id == id)
+                        .map(|c| c.version.clone())
+                }),
+            }
+        });
+        FleetState {
+            group: self.group.name.clone(),
+            desired_capacity: self.group.desired_capacity,
+            running_version: self.running_version.clone(),
+            current_config,
+            images,
+            launch_configs,
+            builder,
+            refresh,
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! Executes plans: takes the group's lock, runs the stages in order, always cleans up,
+//! releases the lock, and says how each pipeline ended. Several pipelines run at once, each
+//! on its own group, up to a bound.
+//!
+//! The plan is what the reviewer saw; the stages observe AWS again before acting, so a run
+//! that was interrupted anywhere resumes where it was.
+
+use crate::cloud::{Cloud, ErrorClass, Lock};
+use crate::events::{Emitter, Event, PipelineResult, StageOutcome};
+use crate::model::{Pipeline, Release, Rendered};
+use crate::plan::{Plan, Stage};
+use crate::stages::{
+    Baked, Context, StageError, apply_update, cleanup, create_image, create_launch_config,
+    instance_refresh, launch_builder, swap_asg,
+};
+use std::sync::Arc;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+/// One pipeline's share of a run.
+pub struct Job {
+    pub cloud: Arc<dyn Cloud>,
+    pub pipeline: Pipeline,
+    pub release: Release,
+    pub names: Rendered,
+    /// The day names were rendered for (YYYYMMDD).
+    pub date: String,
+    pub plan: Plan,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    pub keep_builder: bool,
+    /// How many pipelines run at once.
+    pub concurrency: usize,
+}
+
+/// How one pipeline ended, with the sentence that says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineEnd {
+    pub pipeline: String,
+    pub result: PipelineResult,
+    pub message: String,
+}
+
+/// The SSM parameter that holds a group's lock.
+pub fn lock_name(group: &str) -> String {
+    format!("/red5-rollout/locks/{group}")
+}
+
+/// Runs every job, at most `options.concurrency` at a time; returns how each ended, in the
+/// order of `jobs`.
+pub async fn run_all(
+    jobs: Vec<Job>,
+    run_id: &str,
+    commit: &str,
+    host: &str,
+    events: Emitter,
+    interrupted: watch::Receiver<bool>,
+    options: RunOptions,
+) -> Vec<PipelineEnd> {
+    let names: Vec<String> = jobs.iter().map(|j| j.pipeline.name.clone()).collect();
+    events.emit(Event::RunStarted {
+        run: run_id.to_string(),
+        commit: commit.to_string(),
+        pipelines: names.clone(),
+    });
+    let limit = Arc::new(Semaphore::new(options.concurrency.max(1)));
+    let mut set = JoinSet::new();
+    for job in jobs {
+        let lock = Lock {
+            run: run_id.to_string(),
+            host: host.to_string(),
+            commit: commit.to_string(),
+            started: now_rfc3339(),
+        };
+        let ctx = Context {
+            cloud: job.cloud,
+            pipeline: job.pipeline,
+            release: job.release,
+            names: job.names,
+            date: job.date,
+            run_id: run_id.to_string(),
+            commit: commit.to_string(),
+            events: events.clone(),
+            interrupted: interrupted.clone(),
+        };
+        let limit = limit.clone();
+        let plan = job.plan;
+        set.spawn(async move {
+            let _permit = limit.acquire_owned().await.expect("semaphore stays open");
+            let end = run_pipeline(&ctx, &plan, &lock, options.keep_builder).await;
+            ctx.events.emit(Event::PipelineFinished {
+                pipeline: end.pipeline.clone(),
+                result: end.result,
+                message: end.message.clone(),
+            });
+            end
+        });
+    }
+    let mut ends = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok(end) => ends.push(end),
+            Err(panic) => std::panic::resume_unwind(panic.into_panic()),
+        }
+    }
+    ends.sort_by_key(|e| names.iter().position(|n| n == &e.pipeline));
+    ends
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Runs one pipeline's plan under its group's lock.
+pub async fn run_pipeline(
+    ctx: &Context,
+    plan: &Plan,
+    lock: &Lock,
+    keep_builder: bool,
+) -> PipelineEnd {
+    let end = |result, message: String| PipelineEnd {
+        pipeline: ctx.pipeline.name.clone(),
+        result,
+        message,
+    };
+    ctx.events.emit(Event::Planned { plan: plan.clone() });
+    if plan.is_noop() {
+        return end(
+            PipelineResult::UpToDate,
+            format!("group {} already runs {}", plan.group, plan.to),
+        );
+    }
+    if *ctx.interrupted.borrow() {
+        return end(
+            PipelineResult::Interrupted,
+            "interrupted before anything started".into(),
+        );
+    }
+    let name = lock_name(&ctx.pipeline.auto_scaling_group);
+    match ctx.cloud.put_lock(&name, lock).await {
+        Ok(()) => {}
+        Err(e) if e.is(ErrorClass::Conflict) => {
+            let holder = match ctx.cloud.read_lock(&name).await {
+                Ok(Some(h)) => format!(
+                    "run {} on {} (commit {}) since {}",
+                    h.run,
+                    h.host,
+                    short(&h.commit),
+                    h.started
+                ),
+                _ => "another run".into(),
+            };
+            return end(
+                PipelineResult::LockHeld,
+                format!(
+                    "group {} is locked by {holder}; if that run is gone, remove the lock with `red5-rollout unlock {} --run <RUN>`",
+                    ctx.pipeline.auto_scaling_group, ctx.pipeline.auto_scaling_group
+                ),
+            );
+        }
+        Err(e) => {
+            return end(
+                PipelineResult::FailedUntouched,
+                format!("cannot take the lock {name}: {e}"),
+            );
+        }
+    }
+
+    let mut baked = Baked::default();
+    let mut failure: Option<(Stage, StageError)> = None;
+    for planned in &plan.stages {
+        let stage = planned.stage;
+        if stage == Stage::Cleanup {
+            continue;
+        }
+        ctx.events.emit(Event::StageStarted {
+            pipeline: ctx.pipeline.name.clone(),
+            stage,
+            reason: planned.reason.clone(),
+        });
+        let started = Instant::now();
+        let result = match stage {
+            Stage::LaunchBuilder => launch_builder::run(ctx, &mut baked).await,
+            Stage::ApplyUpdate => apply_update::run(ctx, &mut baked).await,
+            Stage::CreateImage => create_image::run(ctx, &mut baked).await,
+            Stage::CreateLaunchConfig => create_launch_config::run(ctx, &mut baked).await,
+            Stage::SwapAsg => swap_asg::run(ctx, &mut baked).await,
+            Stage::InstanceRefresh => instance_refresh::run(ctx, &mut baked).await,
+            Stage::Cleanup => unreachable!("cleanup runs after the loop"),
+        };
+        let outcome = match &result {
+            Ok(outcome) => outcome.clone(),
+            Err(err) => StageOutcome::Failed {
+                error: describe(err),
+            },
+        };
+        ctx.events.emit(Event::StageFinished {
+            pipeline: ctx.pipeline.name.clone(),
+            stage,
+            outcome,
+            elapsed: started.elapsed(),
+        });
+        if let Err(err) = result {
+            failure = Some((stage, err));
+            break;
+        }
+    }
+
+    ctx.events.emit(Event::StageStarted {
+        pipeline: ctx.pipeline.name.clone(),
+        stage: Stage::Cleanup,
+        reason: "always".into(),
+    });
+    let started = Instant::now();
+    let cleaned = cleanup::run(ctx, failure.is_none(), keep_builder).await;
+    ctx.events.emit(Event::StageFinished {
+        pipeline: ctx.pipeline.name.clone(),
+        stage: Stage::Cleanup,
+        outcome: match &cleaned {
+            Ok(o) => o.clone(),
+            Err(e) => StageOutcome::Failed { error: describe(e) },
+        },
+        elapsed: started.elapsed(),
+    });
+
+    if let Ok(Some(held)) = ctx.cloud.read_lock(&name).await {
+        if held.run == lock.run {
+            let _ = ctx.cloud.delete_lock(&name).await;
+        }
+    }
+
+    let cleanup_note = match &cleaned {
+        Ok(_) => String::new(),
+        Err(e) => format!(
+            "; cleanup failed, check for a builder left running: {}",
+            describe(e)
+        ),
+    };
+    match failure {
+        None => match cleaned {
+            Ok(_) => end(
+                PipelineResult::Converged,
+                format!("group {} runs {}", plan.group, plan.to),
+            ),
+            Err(e) => end(
+                PipelineResult::FailedUntouched,
+                format!("the fleet converged but {}", describe(&e)),
+            ),
+        },
+        Some((_, StageError::Interrupted { stage })) => end(
+            PipelineResult::Interrupted,
+            if stage == Stage::InstanceRefresh {
+                format!(
+                    "interrupted during {stage}: the refresh is left to AWS to finish or roll back; run apply again to follow it{cleanup_note}"
+                )
+            } else {
+                format!("interrupted during {stage}; run apply again to resume{cleanup_note}")
+            },
+        ),
+        Some((_, err @ StageError::RefreshFailed { .. })) => {
+            let rolled_back = matches!(
+                &err,
+                StageError::RefreshFailed {
+                    rolled_back_to: Some(_),
+                    ..
+                }
+            );
+            let to = match &err {
+                StageError::RefreshFailed {
+                    rolled_back_to: Some(to),
+                    ..
+                } => format!("; the group was rolled back to {to}"),
+                _ => "; the group could NOT be rolled back: check `red5-rollout status`".into(),
+            };
+            end(
+                if rolled_back {
+                    PipelineResult::RolledBack
+                } else {
+                    PipelineResult::FailedUntouched
+                },
+                format!("{}{to}{cleanup_note}", describe(&err)),
+            )
+        }
+        Some((_, err)) => end(
+            PipelineResult::FailedUntouched,
+            format!(
+                "{}; the fleet was not touched{cleanup_note}",
+                describe(&err)
+            ),
+        ),
+    }
+}
+
+/// The error and its causes on one line.
+fn describe(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    if let Some(StageError::UpdateFailed { tail, .. }) = err.downcast_ref::<StageError>() {
+        if !tail.is_empty() {
+            text.push_str("\n  last lines of output:\n    ");
+            text.push_str(&tail.join("\n    "));
+        }
+    }
+    text
+}
+
+fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(12)]
+}
+
+/// Why a job could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error("cannot read the fleet of pipeline {pipeline} from AWS")]
+    Cloud {
+        pipeline: String,
+        #[source]
+        source: crate::cloud::CloudError,
+    },
+    #[error("pipeline {pipeline} cannot be planned")]
+    Plan {
+        pipeline: String,
+        #[source]
+        source: crate::plan::PlanError,
+    },
+    #[error("pipeline {pipeline}: names do not render")]
+    Render {
+        pipeline: String,
+        problems: crate::model::Diagnostics,
+    },
+}
+
+/// Observes the fleet of `pipeline` and plans moving it to `release`. Names are rendered
+/// for the day the release's first resource was made (its `red5-rollout:date` tag), or
+/// `today` when nothing exists yet.
+pub async fn prepare(
+    cloud: Arc<dyn Cloud>,
+    pipeline: &Pipeline,
+    release: &Release,
+    commit: &str,
+    today: time::Date,
+) -> Result<Job, PrepareError> {
+    use crate::stages::TAG_DATE;
+    let observation = crate::observe::observe(cloud.as_ref(), pipeline)
+        .await
+        .map_err(|source| PrepareError::Cloud {
+            pipeline: pipeline.name.clone(),
+            source,
+        })?;
+    let version = release.version.to_string();
+    let first_date = observation
+        .images
+        .iter()
+        .map(|i| &i.tags)
+        .chain(observation.builders.iter().map(|b| &b.tags))
+        .filter(|t| t.get(crate::cloud::TAG_VERSION) == Some(&version))
+        .find_map(|t| t.get(TAG_DATE).and_then(|d| parse_day(d)));
+    let date = first_date.unwrap_or(today);
+    let names = crate::model::render(pipeline, release, date, commit).map_err(|problems| {
+        PrepareError::Render {
+            pipeline: pipeline.name.clone(),
+            problems,
+        }
+    })?;
+    let plan = crate::plan::plan_rollout(pipeline, release, &names, &observation.fleet_state())
+        .map_err(|source| PrepareError::Plan {
+            pipeline: pipeline.name.clone(),
+            source,
+        })?;
+    Ok(Job {
+        cloud,
+        pipeline: pipeline.clone(),
+        release: release.clone(),
+        names,
+        date: format!(
+            "{:04}{:02}{:02}",
+            date.year(),
+            u8::from(date.month()),
+            date.day()
+        ),
+        plan,
+    })
+}
+
+/// Parses a YYYYMMDD day.
+fn parse_day(text: &str) -> Option<time::Date> {
+    if text.len() != 8 || !text.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let year: i32 = text[..4].parse().ok()?;
+    let month: u8 = text[4..6].parse().ok()?;
+    let day: u8 = text[6..].parse().ok()?;
+    time::Date::from_calendar_date(year, time::Month::try_from(month).ok()?, day).ok()
+}

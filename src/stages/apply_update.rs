@@ -1,0 +1,128 @@
+//! apply-update: install the release on the builder with the rendered update script.
+//!
+//! Flow: skip when an image for the release exists, or when the builder is tagged as
+//! updated already. Else send the script with AWS-RunShellScript (execution timeout from
+//! the pipeline, delivery timeout set by the adapter), follow the command to its end and
+//! stream its output lines as events; on success tag the builder `red5-rollout:updated`.
+//!
+//! Guarantees: a builder is updated at most once per successful command. Fails with the
+//! command's status, exit code and the last lines of its output; SSM keeps only the first
+//! 24,000 characters of output, and the error says so when that limit was reached.
+
+use super::context::{Baked, Context, StageError};
+use crate::cloud::{CommandResult, ErrorClass, TAG_UPDATED};
+use crate::events::{Event, StageOutcome};
+use crate::observe::tags;
+use crate::plan::Stage;
+use crate::wait::Poll;
+use std::sync::Mutex;
+use std::time::Duration;
+
+const STAGE: Stage = Stage::ApplyUpdate;
+/// How many lines of output a failure shows.
+const TAIL_LINES: usize = 20;
+
+pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, StageError> {
+    if let Some(image) = ctx.release_images(STAGE).await?.first() {
+        baked.image = Some(image.id.clone());
+        return Ok(StageOutcome::Skipped {
+            reason: format!("{} for {} exists", image.id, ctx.release.version),
+        });
+    }
+    let builder = match ctx.release_builder(STAGE).await? {
+        Some(b) => b,
+        None => {
+            return Err(StageError::Precondition {
+                stage: STAGE,
+                message: format!(
+                    "no builder for {} is running to update",
+                    ctx.release.version
+                ),
+            });
+        }
+    };
+    baked.builder = Some(builder.id.clone());
+    if builder.tags.get(TAG_UPDATED).is_some_and(|v| v == "true") {
+        return Ok(StageOutcome::Skipped {
+            reason: format!(
+                "builder {} already runs {}",
+                builder.id, ctx.release.version
+            ),
+        });
+    }
+    if ctx.is_interrupted() {
+        return Err(StageError::Interrupted { stage: STAGE });
+    }
+    let cloud = ctx.cloud.as_ref();
+    let timeout = ctx.pipeline.update.execution_timeout;
+    let comment = format!(
+        "red5-rollout {} {} run {}",
+        ctx.pipeline.name, ctx.release.version, ctx.run_id
+    );
+    let command = cloud
+        .send_script(
+            &builder.id,
+            &ctx.names.update_script,
+            timeout.as_secs(),
+            &comment,
+        )
+        .await
+        .map_err(StageError::cloud(STAGE))?;
+    let shown = Mutex::new(0usize);
+    let result: CommandResult = ctx
+        .wait(
+            STAGE,
+            &format!("command {command} on {}", builder.id),
+            timeout + Duration::from_secs(300),
+            Duration::from_secs(60),
+            || async {
+                let result = match cloud.command_result(&command, &builder.id).await {
+                    Ok(r) => r,
+                    Err(e) if e.is(ErrorClass::NotFound) => {
+                        return Ok(Poll::Pending("not visible yet".into()));
+                    }
+                    Err(e) => return Err(StageError::cloud(STAGE)(e)),
+                };
+                let lines: Vec<&str> = result.stdout.lines().collect();
+                let mut shown = shown.lock().expect("output counter");
+                for line in lines.iter().skip(*shown) {
+                    ctx.events.emit(Event::StageOutput {
+                        pipeline: ctx.pipeline.name.clone(),
+                        stage: STAGE,
+                        line: line.to_string(),
+                    });
+                }
+                *shown = (*shown).max(lines.len());
+                if result.is_finished() {
+                    Ok(Poll::Ready(result.clone()))
+                } else {
+                    Ok(Poll::Pending(result.status.clone()))
+                }
+            },
+        )
+        .await?;
+    if !result.is_success() {
+        let mut tail: Vec<String> = result
+            .stdout
+            .lines()
+            .chain(result.stderr.lines())
+            .map(str::to_string)
+            .collect();
+        let cut = tail.len().saturating_sub(TAIL_LINES);
+        tail.drain(..cut);
+        return Err(StageError::UpdateFailed {
+            instance: builder.id.clone(),
+            status: result.status.clone(),
+            exit_code: result.response_code,
+            truncated: result.is_truncated(),
+            tail,
+        });
+    }
+    cloud
+        .tag_instance(&builder.id, &tags(&[(TAG_UPDATED, "true")]))
+        .await
+        .map_err(StageError::cloud(STAGE))?;
+    Ok(StageOutcome::Done {
+        detail: format!("command {command} succeeded on {}", builder.id),
+    })
+}

@@ -1,0 +1,103 @@
+//! create-launch-config: what the group will launch the new image with.
+//!
+//! Flow: with `kind: template`, skip when a version of the pipeline's launch template
+//! already launches the release's image, else create a new numbered version with the image,
+//! the rendered user data and the version description from `launch.name`. With
+//! `kind: configuration`, skip when a launch configuration launches the image, else create
+//! one named by `launch.name` (the guide's convention).
+//!
+//! Guarantees: one configuration per image; found again by its image, which is tagged with
+//! pipeline and version. Assumes create-image produced the image. Fails with the AWS error
+//! (e.g. `UnsupportedOperation` for launch configurations on accounts created after
+//! 2024-10-01).
+
+use super::context::{Baked, Context, StageError};
+use crate::cloud::{ErrorClass, ImageStatus, LaunchConfig, LaunchSpec};
+use crate::events::StageOutcome;
+use crate::model::LaunchKind;
+use crate::plan::Stage;
+
+const STAGE: Stage = Stage::CreateLaunchConfig;
+
+pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, StageError> {
+    let image = match &baked.image {
+        Some(id) => id.clone(),
+        None => ctx
+            .release_images(STAGE)
+            .await?
+            .into_iter()
+            .find(|i| i.status == ImageStatus::Available)
+            .map(|i| i.id)
+            .ok_or_else(|| StageError::Precondition {
+                stage: STAGE,
+                message: format!("no available image for {}", ctx.release.version),
+            })?,
+    };
+    baked.image = Some(image.clone());
+    let cloud = ctx.cloud.as_ref();
+    let launch = &ctx.pipeline.launch;
+    if let Some(config) = existing(ctx, &image).await? {
+        let reason = format!("{} {} launches {image}", label(launch.kind), config.id);
+        baked.config = Some(config.id);
+        return Ok(StageOutcome::Skipped { reason });
+    }
+    if ctx.is_interrupted() {
+        return Err(StageError::Interrupted { stage: STAGE });
+    }
+    let spec = LaunchSpec {
+        name: ctx.names.launch_name.clone(),
+        image_id: image.clone(),
+        instance_type: launch.instance_type.clone(),
+        security_group_ids: cloud
+            .resolve_security_groups(&launch.security_groups)
+            .await
+            .map_err(StageError::cloud(STAGE))?,
+        key_pair: launch.key_pair.clone(),
+        public_ip: launch.public_ip,
+        volume_size_gb: launch.volume_size_gb,
+        user_data: ctx.names.user_data.clone(),
+        tags: ctx.release_tags(),
+    };
+    let created = match (launch.kind, &launch.template) {
+        (LaunchKind::Template, Some(template)) => cloud
+            .create_template_version(template, &spec)
+            .await
+            .map_err(StageError::cloud(STAGE))?,
+        _ => match cloud.create_launch_configuration(&spec).await {
+            Ok(config) => config,
+            // A configuration of that name exists: it is ours only if it launches our image.
+            Err(e) if e.is(ErrorClass::Conflict) => {
+                existing(ctx, &image).await?.ok_or(StageError::Cloud {
+                    stage: STAGE,
+                    source: e,
+                })?
+            }
+            Err(e) => return Err(StageError::cloud(STAGE)(e)),
+        },
+    };
+    baked.config = Some(created.id.clone());
+    Ok(StageOutcome::Done {
+        detail: format!("{} {} for {image}", label(launch.kind), created.id),
+    })
+}
+
+fn label(kind: LaunchKind) -> &'static str {
+    match kind {
+        LaunchKind::Template => "template version",
+        LaunchKind::Configuration => "launch configuration",
+    }
+}
+
+/// The configuration that launches `image`, if one exists.
+async fn existing(ctx: &Context, image: &str) -> Result<Option<LaunchConfig>, StageError> {
+    let cloud = ctx.cloud.as_ref();
+    let configs = match (ctx.pipeline.launch.kind, &ctx.pipeline.launch.template) {
+        (LaunchKind::Template, Some(template)) => cloud.template_versions(template).await,
+        _ => cloud.launch_configurations("").await,
+    }
+    .map_err(StageError::cloud(STAGE))?;
+    Ok(configs
+        .into_iter()
+        .filter(|c| c.image_id == image)
+        .max_by_key(|c| c.id.parse::<u64>().unwrap_or(0)))
+}

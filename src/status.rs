@@ -1,0 +1,122 @@
+//! `status` as text: where each pipeline's fleet stands, read from AWS.
+
+use crate::cloud::{GroupConfig, ImageStatus};
+use crate::observe::Observation;
+use std::fmt::Write;
+
+fn config_label(config: &GroupConfig) -> String {
+    match config {
+        GroupConfig::Template { name, version, .. } => {
+            format!("launch template {name} version {version}")
+        }
+        GroupConfig::Configuration { name } => format!("launch configuration {name}"),
+        GroupConfig::Other => "a configuration red5-rollout does not manage".into(),
+    }
+}
+
+pub fn status_as_text(observations: &[Observation]) -> String {
+    let mut out = String::new();
+    for (i, o) in observations.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let g = &o.group;
+        let running = o
+            .running_version
+            .as_ref()
+            .map_or("an unknown version".to_string(), |v| v.to_string());
+        let _ = writeln!(
+            out,
+            "{}: group {} ({}) runs {running}",
+            o.pipeline, g.name, o.region
+        );
+        let _ = writeln!(
+            out,
+            "  configuration: {} (image {})",
+            config_label(&g.config),
+            o.image_id.as_deref().unwrap_or("unknown")
+        );
+        let _ = writeln!(
+            out,
+            "  capacity:      desired {} (min {}, max {}); health check {}, grace {}s",
+            g.desired_capacity,
+            g.min_size,
+            g.max_size,
+            g.health_check_type,
+            g.health_check_grace_period
+        );
+        let _ = writeln!(out, "  instances:     {}", g.instances.len());
+        for inst in &g.instances {
+            let _ = writeln!(
+                out,
+                "    {:<20} {:<12} {:<10} {}",
+                inst.id,
+                inst.lifecycle_state,
+                inst.health_status,
+                config_label(&inst.config)
+            );
+        }
+        match &o.refresh {
+            Some(r) if r.is_active() => {
+                let _ = writeln!(
+                    out,
+                    "  refresh:       {} {} {}% done",
+                    r.id, r.status, r.percentage
+                );
+            }
+            Some(r) => {
+                let _ = writeln!(
+                    out,
+                    "  refresh:       none in flight (last: {} {}{})",
+                    r.id,
+                    r.status,
+                    r.status_reason
+                        .as_deref()
+                        .map(|s| format!(": {s}"))
+                        .unwrap_or_default()
+                );
+            }
+            None => {
+                let _ = writeln!(out, "  refresh:       none");
+            }
+        }
+        if o.builders.is_empty() {
+            let _ = writeln!(out, "  builders:      none running");
+        }
+        for b in &o.builders {
+            let _ = writeln!(
+                out,
+                "  builder:       {} {:?} for {} (run {}) LEFT RUNNING",
+                b.id,
+                b.state,
+                b.tags
+                    .get(crate::cloud::TAG_VERSION)
+                    .map_or("?", |v| v.as_str()),
+                b.tags
+                    .get(crate::cloud::TAG_RUN)
+                    .map_or("?", |v| v.as_str()),
+            );
+        }
+        for image in &o.images {
+            let state = match &image.status {
+                ImageStatus::Pending => "pending".to_string(),
+                ImageStatus::Available => "available".to_string(),
+                ImageStatus::Failed(reason) => {
+                    format!("failed: {}", reason.as_deref().unwrap_or("no reason given"))
+                }
+                ImageStatus::Other(s) => s.clone(),
+            };
+            let _ = writeln!(
+                out,
+                "  image:         {} {} {} ({state})",
+                image.id,
+                image
+                    .tags
+                    .get(crate::cloud::TAG_VERSION)
+                    .map_or("?", |v| v.as_str()),
+                image.name
+            );
+        }
+    }
+    out
+}

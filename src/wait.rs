@@ -1,0 +1,258 @@
+//! Waiting for AWS, as one reusable piece: poll with exponential backoff, jitter and a cap,
+//! within a time budget, reporting progress while waiting.
+//!
+//! The SDK's own waiters have fixed minimum delays of 5 to 15 s and give up on a transient
+//! "not found" right after creation, so the runner polls itself: short first delays notice
+//! fast steps quickly, the cap keeps slow steps (an AMI, a refresh) from costing calls.
+
+use std::future::Future;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How the delay between polls grows. A validated value: build it with [`Backoff::new`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    initial: Duration,
+    factor: f64,
+    cap: Duration,
+    /// The fraction of each delay that is randomised, 0 to 1.
+    jitter: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid backoff: {0}")]
+pub struct InvalidBackoff(&'static str);
+
+impl Backoff {
+    pub fn new(
+        initial: Duration,
+        factor: f64,
+        cap: Duration,
+        jitter: f64,
+    ) -> Result<Self, InvalidBackoff> {
+        if initial.is_zero() {
+            return Err(InvalidBackoff("the initial delay must be positive"));
+        }
+        if !(factor >= 1.0 && factor.is_finite()) {
+            return Err(InvalidBackoff("the factor must be at least 1"));
+        }
+        if cap < initial {
+            return Err(InvalidBackoff("the cap must be at least the initial delay"));
+        }
+        if !(0.0..=1.0).contains(&jitter) {
+            return Err(InvalidBackoff("the jitter must be between 0 and 1"));
+        }
+        Ok(Backoff {
+            initial,
+            factor,
+            cap,
+            jitter,
+        })
+    }
+
+    /// The default for AWS polls: 0.5 s doubling to 10 s, 20 % jitter.
+    pub fn aws() -> Self {
+        Backoff::new(
+            Duration::from_millis(500),
+            2.0,
+            Duration::from_secs(10),
+            0.2,
+        )
+        .expect("constant backoff is valid")
+    }
+
+    /// A backoff whose cap keeps a wait of `expected` noticed within 10 % of it, never
+    /// polling more often than `initial` allows nor less often than every `cap`.
+    pub fn for_expected(expected: Duration) -> Self {
+        let aws = Backoff::aws();
+        let cap = (expected / 10).clamp(aws.initial, aws.cap);
+        Backoff { cap, ..aws }
+    }
+
+    /// The delay before poll number `attempt` (from 0), before jitter.
+    pub fn base_delay(&self, attempt: u32) -> Duration {
+        let secs = self.initial.as_secs_f64() * self.factor.powi(attempt.min(64) as i32);
+        Duration::from_secs_f64(secs.min(self.cap.as_secs_f64()))
+    }
+
+    /// The delay before poll number `attempt`, with jitter taking up to `jitter` of it away
+    /// (so the cap is never exceeded).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let base = self.base_delay(attempt);
+        let cut = rand::random::<f64>() * self.jitter;
+        base.mul_f64(1.0 - cut)
+    }
+}
+
+/// What a poll saw: done with a value, or not yet with a progress line.
+pub enum Poll<T> {
+    Ready(T),
+    Pending(String),
+}
+
+/// Why a wait ended without its value.
+#[derive(Debug, thiserror::Error)]
+pub enum WaitError<E> {
+    #[error("gave up waiting for {what} after {}s (budget {}s); last seen: {last}", waited.as_secs(), budget.as_secs())]
+    TimedOut {
+        what: String,
+        waited: Duration,
+        budget: Duration,
+        last: String,
+    },
+    #[error(transparent)]
+    Failed(E),
+}
+
+/// Progress of a wait, for events: "waiting for ami-123 to be available, 4m of 45m".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitProgress {
+    pub what: String,
+    pub status: String,
+    pub elapsed: Duration,
+    pub budget: Duration,
+}
+
+/// Polls `poll` until it is ready, fails, or `budget` runs out, sleeping by `backoff`
+/// between polls and calling `progress` after every poll that is not ready.
+pub async fn wait_for<T, E, F, Fut>(
+    what: &str,
+    budget: Duration,
+    backoff: Backoff,
+    mut progress: impl FnMut(WaitProgress),
+    mut poll: F,
+) -> Result<T, WaitError<E>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Poll<T>, E>>,
+{
+    let start = Instant::now();
+    let mut attempt = 0;
+    loop {
+        match poll().await.map_err(WaitError::Failed)? {
+            Poll::Ready(value) => return Ok(value),
+            Poll::Pending(status) => {
+                let elapsed = start.elapsed();
+                if elapsed >= budget {
+                    return Err(WaitError::TimedOut {
+                        what: what.to_string(),
+                        waited: elapsed,
+                        budget,
+                        last: status,
+                    });
+                }
+                progress(WaitProgress {
+                    what: what.to_string(),
+                    status,
+                    elapsed,
+                    budget,
+                });
+                let delay = backoff.delay(attempt).min(budget - elapsed);
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    #[test]
+    fn backoff_grows_to_its_cap_and_jitter_only_shortens() {
+        let b = Backoff::new(Duration::from_millis(500), 2.0, Duration::from_secs(4), 0.2).unwrap();
+        let bases: Vec<u128> = (0..6).map(|a| b.base_delay(a).as_millis()).collect();
+        assert_eq!(bases, vec![500, 1000, 2000, 4000, 4000, 4000]);
+        for attempt in 0..50 {
+            let d = b.delay(attempt);
+            assert!(d <= b.base_delay(attempt) && d >= b.base_delay(attempt).mul_f64(0.8));
+        }
+    }
+
+    #[test]
+    fn invalid_backoffs_are_refused() {
+        let s = Duration::from_secs(1);
+        assert!(Backoff::new(Duration::ZERO, 2.0, s, 0.1).is_err());
+        assert!(Backoff::new(s, 0.5, s, 0.1).is_err());
+        assert!(Backoff::new(s, 2.0, Duration::from_millis(10), 0.1).is_err());
+        assert!(Backoff::new(s, 2.0, s, 1.5).is_err());
+    }
+
+    #[test]
+    fn the_cap_follows_the_expected_wait() {
+        assert_eq!(
+            Backoff::for_expected(Duration::from_secs(20)).cap,
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            Backoff::for_expected(Duration::from_secs(3600)).cap,
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            Backoff::for_expected(Duration::from_secs(1)).cap,
+            Duration::from_millis(500)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_until_ready_and_reports_progress() {
+        let polls = Cell::new(0);
+        let mut seen = Vec::new();
+        let value: Result<u32, WaitError<()>> = wait_for(
+            "ami-1 to be available",
+            Duration::from_secs(60),
+            Backoff::aws(),
+            |p| seen.push(p.status),
+            || {
+                polls.set(polls.get() + 1);
+                let n = polls.get();
+                async move {
+                    Ok(if n < 4 {
+                        Poll::Pending(format!("pending {n}"))
+                    } else {
+                        Poll::Ready(n)
+                    })
+                }
+            },
+        )
+        .await;
+        assert_eq!(value.unwrap(), 4);
+        assert_eq!(seen, vec!["pending 1", "pending 2", "pending 3"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gives_up_when_the_budget_is_spent() {
+        let start = Instant::now();
+        let result: Result<(), WaitError<()>> = wait_for(
+            "refresh r-1",
+            Duration::from_secs(30),
+            Backoff::aws(),
+            |_| {},
+            || async { Ok(Poll::Pending("InProgress 40%".to_string())) },
+        )
+        .await;
+        let err = result.unwrap_err();
+        assert!(matches!(&err, WaitError::TimedOut { last, .. } if last == "InProgress 40%"));
+        assert!(
+            err.to_string()
+                .starts_with("gave up waiting for refresh r-1 after 30s (budget 30s)"),
+            "{err}"
+        );
+        assert!(start.elapsed() <= Duration::from_secs(31));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_poll_ends_the_wait_at_once() {
+        let result: Result<(), WaitError<&str>> = wait_for(
+            "x",
+            Duration::from_secs(30),
+            Backoff::aws(),
+            |_| {},
+            || async { Err("image failed") },
+        )
+        .await;
+        assert!(matches!(result, Err(WaitError::Failed("image failed"))));
+    }
+}

@@ -1,0 +1,360 @@
+//! The run against the in-memory cloud with paused time: every stage, resumption,
+//! idempotence, failures and rollback, in milliseconds of real time.
+
+use crate::support::{release, shipped_pipeline};
+use red5_rollout::cloud::fake::FakeCloud;
+use red5_rollout::cloud::{Cloud, ErrorClass, GroupConfig, Lock};
+use red5_rollout::events::{Emitter, Event, PipelineResult, Recorder, StageOutcome};
+use red5_rollout::plan::{PlanKind, Stage};
+use red5_rollout::run::{PipelineEnd, RunOptions, lock_name, prepare, run_all};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+const BASE_IMAGE: &str = "ami-0base00000000001";
+const OPTIONS: RunOptions = RunOptions {
+    keep_builder: false,
+    concurrency: 2,
+};
+
+fn template_fleet() -> Arc<FakeCloud> {
+    Arc::new(FakeCloud::with_template_group(
+        "red5pro-sm-asg",
+        "red5pro-sm",
+        BASE_IMAGE,
+        "stream-manager",
+        "12.3.0",
+        2,
+    ))
+}
+
+fn configuration_fleet() -> Arc<FakeCloud> {
+    Arc::new(FakeCloud::with_configuration_group(
+        "red5pro-sm-legacy-asg",
+        "SM-red5pro-server-12.3.0-nov01-m5large-LC",
+        BASE_IMAGE,
+        "stream-manager-legacy",
+        "12.3.0",
+        1,
+    ))
+}
+
+/// Plans and applies `version` of `pipeline` on `cloud`; returns how it ended and its events.
+async fn apply(cloud: &Arc<FakeCloud>, pipeline: &str, version: &str) -> (PipelineEnd, Vec<Event>) {
+    let (_tx, rx) = watch::channel(false);
+    apply_with(cloud, pipeline, version, rx).await
+}
+
+async fn apply_with(
+    cloud: &Arc<FakeCloud>,
+    pipeline: &str,
+    version: &str,
+    interrupted: watch::Receiver<bool>,
+) -> (PipelineEnd, Vec<Event>) {
+    let pipeline = shipped_pipeline(pipeline);
+    let release = release(version);
+    let dyn_cloud: Arc<dyn Cloud> = cloud.clone();
+    let job = prepare(
+        dyn_cloud,
+        &pipeline,
+        &release,
+        "c0ffee0000000000000000000000000000000000",
+        crate::support::DATE,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let recorder = Arc::new(Recorder::default());
+    let events = Emitter::new(vec![recorder.clone()]);
+    let mut ends = run_all(
+        vec![job],
+        "run-test",
+        "c0ffee0000000000000000000000000000000000",
+        "test-host",
+        events,
+        interrupted,
+        OPTIONS,
+    )
+    .await;
+    (ends.remove(0), recorder.events())
+}
+
+fn finished(events: &[Event]) -> Vec<(Stage, &'static str)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::StageFinished { stage, outcome, .. } => Some((
+                *stage,
+                match outcome {
+                    StageOutcome::Done { .. } => "done",
+                    StageOutcome::Skipped { .. } => "skipped",
+                    StageOutcome::Failed { .. } => "failed",
+                },
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+fn group_template_version(cloud: &FakeCloud) -> String {
+    cloud.with_world(|w| match &w.group.config {
+        GroupConfig::Template { version, .. } => version.clone(),
+        other => panic!("not a template group: {other:?}"),
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bump_bakes_once_refreshes_and_leaves_no_builder() {
+    let cloud = template_fleet();
+    let (end, events) = apply(&cloud, "stream-manager", "12.4.0").await;
+    assert_eq!(end.result, PipelineResult::Converged, "{}", end.message);
+    assert_eq!(
+        finished(&events),
+        vec![
+            (Stage::LaunchBuilder, "done"),
+            (Stage::ApplyUpdate, "done"),
+            (Stage::CreateImage, "done"),
+            (Stage::CreateLaunchConfig, "done"),
+            (Stage::SwapAsg, "skipped"),
+            (Stage::InstanceRefresh, "done"),
+            (Stage::Cleanup, "done"),
+        ]
+    );
+    assert_eq!(group_template_version(&cloud), "2");
+    assert!(cloud.live_builders().is_empty());
+    assert_eq!(cloud.image_count(), 2);
+    let calls = cloud.mutating_calls();
+    for once in [
+        "RunInstances",
+        "SendCommand",
+        "StopInstances",
+        "CreateImage",
+        "CreateLaunchTemplateVersion",
+        "StartInstanceRefresh",
+        "TerminateInstances",
+    ] {
+        assert_eq!(
+            calls.iter().filter(|c| **c == once).count(),
+            1,
+            "{once} in {calls:?}"
+        );
+    }
+    assert!(
+        !calls.contains(&"UpdateAutoScalingGroup"),
+        "a template group is not updated before the refresh"
+    );
+    let tags = cloud.with_world(|w| w.group.tags.clone());
+    assert_eq!(
+        tags.get("red5-rollout:version").map(String::as_str),
+        Some("12.4.0")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_apply_makes_no_mutating_call() {
+    let cloud = template_fleet();
+    apply(&cloud, "stream-manager", "12.4.0").await;
+    cloud.clear_calls();
+    let (end, _) = apply(&cloud, "stream-manager", "12.4.0").await;
+    assert_eq!(end.result, PipelineResult::UpToDate, "{}", end.message);
+    assert_eq!(cloud.mutating_calls(), Vec::<&str>::new());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_revert_rolls_back_without_baking() {
+    let cloud = template_fleet();
+    apply(&cloud, "stream-manager", "12.4.0").await;
+    // The seeded base image is tagged for the pipeline and 12.3.0, as the runner tags its own.
+    cloud.clear_calls();
+    let pipeline = shipped_pipeline("stream-manager");
+    let job = prepare(
+        cloud.clone(),
+        &pipeline,
+        &release("12.3.0"),
+        "c0",
+        crate::support::DATE,
+    )
+    .await
+    .unwrap();
+    assert_eq!(job.plan.kind, PlanKind::Rollback);
+    let (end, _) = apply(&cloud, "stream-manager", "12.3.0").await;
+    assert_eq!(end.result, PipelineResult::Converged, "{}", end.message);
+    let calls = cloud.mutating_calls();
+    assert!(
+        !calls.contains(&"RunInstances") && !calls.contains(&"CreateImage"),
+        "{calls:?}"
+    );
+    assert_eq!(group_template_version(&cloud), "1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_configuration_group_is_swapped_then_refreshed() {
+    let cloud = configuration_fleet();
+    let (end, events) = apply(&cloud, "stream-manager-legacy", "12.4.0").await;
+    assert_eq!(end.result, PipelineResult::Converged, "{}", end.message);
+    assert_eq!(finished(&events)[4], (Stage::SwapAsg, "done"));
+    let config = cloud.with_world(|w| w.group.config.clone());
+    assert_eq!(
+        config,
+        GroupConfig::Configuration {
+            name: "SM-red5pro-server-12.4.0-nov24-m5large-LC".into()
+        }
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_update_shows_its_output_and_cleans_up_the_builder() {
+    let cloud = template_fleet();
+    cloud.fail_next_command(
+        "downloading\nsha256sum: WARNING: 1 computed checksum did NOT match",
+        1,
+    );
+    let (end, _) = apply(&cloud, "stream-manager", "12.4.0").await;
+    assert_eq!(end.result, PipelineResult::FailedUntouched);
+    assert!(
+        end.message
+            .starts_with("apply-update: the update script failed on i-"),
+        "{}",
+        end.message
+    );
+    assert!(
+        end.message.contains("(Failed, exit code 1)"),
+        "{}",
+        end.message
+    );
+    assert!(
+        end.message
+            .contains("\n    sha256sum: WARNING: 1 computed checksum did NOT match"),
+        "{}",
+        end.message
+    );
+    assert!(cloud.live_builders().is_empty());
+    assert_eq!(group_template_version(&cloud), "1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_image_fails_the_stage_with_the_reason() {
+    let cloud = template_fleet();
+    cloud.fail_next_image("snapshot creation failed");
+    let (end, _) = apply(&cloud, "stream-manager", "12.4.0").await;
+    assert_eq!(end.result, PipelineResult::FailedUntouched);
+    assert!(
+        end.message.contains("failed: snapshot creation failed"),
+        "{}",
+        end.message
+    );
+    assert!(cloud.live_builders().is_empty());
+    // The next run bakes again and converges.
+    let (end, _) = apply(&cloud, "stream-manager", "12.4.0").await;
+    assert_eq!(end.result, PipelineResult::Converged, "{}", end.message);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_refresh_is_rolled_back_by_aws_for_templates() {
+    let cloud = template_fleet();
+    cloud.fail_refresh_at(50);
+    let (end, _) = apply(&cloud, "stream-manager", "12.4.0").await;
+    assert_eq!(end.result, PipelineResult::RolledBack, "{}", end.message);
+    assert!(
+        end.message
+            .contains("the group was rolled back to template version 1"),
+        "{}",
+        end.message
+    );
+    assert_eq!(group_template_version(&cloud), "1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_refresh_is_rolled_back_by_the_runner_for_configurations() {
+    let cloud = configuration_fleet();
+    cloud.fail_refresh_at(50);
+    let (end, _) = apply(&cloud, "stream-manager-legacy", "12.4.0").await;
+    assert_eq!(end.result, PipelineResult::RolledBack, "{}", end.message);
+    assert!(
+        end.message.contains(
+            "rolled back to launch configuration SM-red5pro-server-12.3.0-nov01-m5large-LC"
+        ),
+        "{}",
+        end.message
+    );
+    let config = cloud.with_world(|w| w.group.config.clone());
+    assert_eq!(
+        config,
+        GroupConfig::Configuration {
+            name: "SM-red5pro-server-12.3.0-nov01-m5large-LC".into()
+        }
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_held_lock_stops_the_run_at_once_naming_the_holder() {
+    let cloud = template_fleet();
+    let holder = Lock {
+        run: "run-other".into(),
+        host: "ci-7".into(),
+        commit: "abcdef0123456789".into(),
+        started: "2026-11-24T08:00:00Z".into(),
+    };
+    cloud
+        .put_lock(&lock_name("red5pro-sm-asg"), &holder)
+        .await
+        .unwrap();
+    cloud.clear_calls();
+    let (end, _) = apply(&cloud, "stream-manager", "12.4.0").await;
+    assert_eq!(end.result, PipelineResult::LockHeld);
+    assert_eq!(
+        end.message,
+        "group red5pro-sm-asg is locked by run run-other on ci-7 (commit abcdef012345) since 2026-11-24T08:00:00Z; if that run is gone, remove the lock with `red5-rollout unlock red5pro-sm-asg --run <RUN>`"
+    );
+    assert_eq!(cloud.mutating_calls(), vec!["PutParameter"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupted_run_cleans_up_and_the_next_one_resumes() {
+    let cloud = template_fleet();
+    let (tx, rx) = watch::channel(false);
+    let interrupter = {
+        let cloud = cloud.clone();
+        tokio::spawn(async move {
+            // Interrupt once the builder is being updated.
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                if cloud.calls().contains(&"SendCommand") {
+                    tx.send(true).unwrap();
+                    return;
+                }
+            }
+        })
+    };
+    let (end, _) = apply_with(&cloud, "stream-manager", "12.4.0", rx).await;
+    interrupter.await.unwrap();
+    assert_eq!(end.result, PipelineResult::Interrupted, "{}", end.message);
+    assert!(
+        end.message
+            .starts_with("interrupted during apply-update; run apply again to resume"),
+        "{}",
+        end.message
+    );
+    assert!(cloud.live_builders().is_empty());
+    let lock = cloud.read_lock(&lock_name("red5pro-sm-asg")).await.unwrap();
+    assert_eq!(lock, None, "the lock is released");
+    let (end, _) = apply(&cloud, "stream-manager", "12.4.0").await;
+    assert_eq!(end.result, PipelineResult::Converged, "{}", end.message);
+}
+
+#[tokio::test(start_paused = true)]
+async fn throttling_that_outlasts_retries_is_reported_with_its_class() {
+    let cloud = template_fleet();
+    cloud.fail_next(
+        "RunInstances",
+        ErrorClass::Throttled,
+        "RequestLimitExceeded",
+    );
+    let (end, _) = apply(&cloud, "stream-manager", "12.4.0").await;
+    assert_eq!(end.result, PipelineResult::FailedUntouched);
+    assert!(
+        end.message.starts_with(
+            "launch-builder: AWS call failed: RunInstances failed (throttled): RequestLimitExceeded"
+        ),
+        "{}",
+        end.message
+    );
+}

@@ -1,0 +1,911 @@
+//! Every [`Cloud`] verb of [`AwsCloud`] against the local AWS emulator, through the real
+//! AWS SDK: what each answers, how its failures are classified, and the waits the stages
+//! rely on (instances pending then running, images pending then available, refreshes in
+//! progress then finished).
+
+use crate::emulator::{Emulator, Fleet, eventually, seeded, unique_name};
+use red5_rollout::cloud::aws::AwsCloud;
+use red5_rollout::cloud::{
+    BuilderSpec, Cloud, CloudResult, CommandResult, ErrorClass, GroupConfig, ImageStatus,
+    InstanceState, LaunchSpec, Lock, Refresh, RefreshSpec, TAG_COMMIT, TAG_PIPELINE, TAG_ROLE,
+    TAG_RUN, TAG_SOURCE_IMAGE, TAG_UPDATED, TAG_VERSION, Tags,
+};
+use serde_json::json;
+use std::time::Duration;
+
+fn tags(pairs: &[(&str, &str)]) -> Tags {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// The error of a call that must fail.
+fn failure<T: std::fmt::Debug>(result: CloudResult<T>) -> red5_rollout::cloud::CloudError {
+    match result {
+        Ok(value) => panic!("expected a failure, got {value:?}"),
+        Err(error) => error,
+    }
+}
+
+async fn seeded_security_group(cloud: &AwsCloud) -> String {
+    let ids = cloud
+        .resolve_security_groups(&[seeded::SECURITY_GROUP.to_owned()])
+        .await
+        .unwrap();
+    ids[0].clone()
+}
+
+/// A builder for a pipeline of its own, tagged as the runner tags it.
+async fn builder_spec(emulator: &Emulator, cloud: &AwsCloud, label: &str) -> BuilderSpec {
+    let pipeline = unique_name(label);
+    BuilderSpec {
+        image_id: emulator.seeded_image(seeded::PIPELINE).await,
+        instance_type: seeded::INSTANCE_TYPE.to_owned(),
+        subnet_id: cloud.resolve_subnet(seeded::SUBNETS[0]).await.unwrap(),
+        security_group_ids: vec![seeded_security_group(cloud).await],
+        instance_profile: seeded::INSTANCE_PROFILE.to_owned(),
+        key_pair: Some(seeded::KEY_PAIR.to_owned()),
+        volume_size_gb: 16,
+        client_token: unique_name("token"),
+        tags: tags(&[
+            (TAG_PIPELINE, &pipeline),
+            (TAG_ROLE, "12.4.0"),
+            (TAG_RUN, &unique_name("run")),
+        ]),
+    }
+}
+
+async fn wait_for_state(cloud: &AwsCloud, id: &str, state: InstanceState) {
+    eventually(&format!("{id} to be {state:?}"), async || {
+        (cloud.instance(id).await.ok()?.state == state).then_some(())
+    })
+    .await;
+}
+
+/// Launches a builder and waits until its SSM agent is online.
+async fn online_builder(emulator: &Emulator, cloud: &AwsCloud, label: &str) -> String {
+    let spec = builder_spec(emulator, cloud, label).await;
+    let id = cloud.run_builder(&spec).await.unwrap();
+    eventually(&format!("the SSM agent of {id}"), async || {
+        cloud.is_ssm_online(&id).await.unwrap().then_some(())
+    })
+    .await;
+    id
+}
+
+/// Polls the command until it finished; `NotFound` right after sending means "not yet".
+async fn finished_command(cloud: &AwsCloud, command_id: &str, instance_id: &str) -> CommandResult {
+    eventually(
+        &format!("command {command_id} to finish"),
+        async || match cloud.command_result(command_id, instance_id).await {
+            Ok(result) if result.is_finished() => Some(result),
+            Ok(_) => None,
+            Err(error) if error.is(ErrorClass::NotFound) => None,
+            Err(error) => panic!("{error}"),
+        },
+    )
+    .await
+}
+
+fn launch_spec(name: &str, image_id: &str, security_group: &str, public_ip: bool) -> LaunchSpec {
+    LaunchSpec {
+        name: name.to_owned(),
+        image_id: image_id.to_owned(),
+        instance_type: seeded::INSTANCE_TYPE.to_owned(),
+        security_group_ids: vec![security_group.to_owned()],
+        key_pair: Some(seeded::KEY_PAIR.to_owned()),
+        public_ip,
+        volume_size_gb: 16,
+        user_data: "#!/bin/bash\necho streammanager.ip=sm-1.example.com\n".to_owned(),
+        tags: tags(&[(TAG_PIPELINE, "aws-tests"), (TAG_VERSION, "12.4.0")]),
+    }
+}
+
+/// A template fleet with a second template version on the legacy pipeline's image.
+async fn fleet_with_new_version(
+    emulator: &Emulator,
+    cloud: &AwsCloud,
+    label: &str,
+) -> (Fleet, String) {
+    let fleet = emulator.template_fleet(label, 2).await;
+    let new_image = emulator.seeded_image(seeded::LEGACY_PIPELINE).await;
+    let security_group = seeded_security_group(cloud).await;
+    let spec = launch_spec(
+        "SM-red5pro-server-12.4.0-template",
+        &new_image,
+        &security_group,
+        true,
+    );
+    let version = cloud
+        .create_template_version(fleet.template(), &spec)
+        .await
+        .unwrap();
+    assert_eq!(version.id, "2");
+    (fleet, new_image)
+}
+
+/// A refresh to `version` of the fleet's template with AWS's automatic rollback.
+fn refresh_to(fleet: &Fleet, version: &str, warmup_secs: u64) -> RefreshSpec {
+    RefreshSpec {
+        desired_template: Some((fleet.template().to_owned(), version.to_owned())),
+        auto_rollback: true,
+        // Batches of one instance: a two-instance group is replaced in two steps.
+        min_healthy_percentage: 50,
+        max_healthy_percentage: 100,
+        instance_warmup: Duration::from_secs(warmup_secs),
+        skip_matching: false,
+        checkpoints: Vec::new(),
+    }
+}
+
+async fn refresh_by_id(cloud: &AwsCloud, group: &str, id: &str) -> Refresh {
+    let refreshes = cloud.refreshes(group).await.unwrap();
+    refreshes
+        .into_iter()
+        .find(|refresh| refresh.id == id)
+        .unwrap_or_else(|| panic!("refresh {id} of {group} is not listed"))
+}
+
+async fn finished_refresh(cloud: &AwsCloud, group: &str, id: &str) -> Refresh {
+    eventually(&format!("refresh {id} to finish"), async || {
+        let refresh = refresh_by_id(cloud, group, id).await;
+        (!refresh.is_active()).then_some(refresh)
+    })
+    .await
+}
+
+fn template_version(config: &GroupConfig) -> &str {
+    match config {
+        GroupConfig::Template { version, .. } => version,
+        other => panic!("expected a launch template, got {other:?}"),
+    }
+}
+
+// --- Reading the seeded fleet -----------------------------------------------------------
+
+#[tokio::test]
+async fn the_seeded_template_group_is_read_with_its_instances() {
+    let emulator = Emulator::shared().await;
+    let cloud = emulator.cloud().await;
+    let group = cloud.group(seeded::GROUP).await.unwrap();
+
+    assert_eq!(group.name, seeded::GROUP);
+    let GroupConfig::Template { id, name, version } = &group.config else {
+        panic!("expected a launch template, got {:?}", group.config);
+    };
+    assert!(id.starts_with("lt-"), "{id}");
+    assert_eq!((name.as_str(), version.as_str()), (seeded::TEMPLATE, "1"));
+    assert_eq!(
+        (group.min_size, group.max_size, group.desired_capacity),
+        (1, 4, 2)
+    );
+    assert_eq!(group.health_check_type, "ELB");
+    assert_eq!(group.health_check_grace_period, 300);
+    let mut subnets = Vec::new();
+    for name in seeded::SUBNETS {
+        subnets.push(cloud.resolve_subnet(name).await.unwrap());
+    }
+    assert_eq!(group.subnets, subnets);
+    assert_eq!(
+        group.tags.get(TAG_PIPELINE).map(String::as_str),
+        Some(seeded::PIPELINE)
+    );
+    assert_eq!(
+        group.tags.get(TAG_VERSION).map(String::as_str),
+        Some(seeded::VERSION)
+    );
+
+    assert_eq!(group.instances.len(), 2);
+    for instance in &group.instances {
+        assert!(instance.id.starts_with("i-"), "{}", instance.id);
+        assert_eq!(instance.lifecycle_state, "InService");
+        assert_eq!(instance.health_status, "Healthy");
+        assert_eq!(template_version(&instance.config), "1");
+    }
+
+    let image = cloud.config_image(&group.config).await.unwrap();
+    assert_eq!(image, Some(emulator.seeded_image(seeded::PIPELINE).await));
+}
+
+#[tokio::test]
+async fn the_seeded_launch_configuration_group_is_read() {
+    let emulator = Emulator::shared().await;
+    let cloud = emulator.cloud().await;
+    let group = cloud.group(seeded::LEGACY_GROUP).await.unwrap();
+
+    let configuration = GroupConfig::Configuration {
+        name: seeded::LAUNCH_CONFIGURATION.to_owned(),
+    };
+    assert_eq!(group.config, configuration);
+    assert_eq!(group.desired_capacity, 1);
+    assert_eq!(group.instances.len(), 1);
+    assert_eq!(group.instances[0].config, configuration);
+    assert_eq!(
+        cloud.config_image(&group.config).await.unwrap(),
+        Some(emulator.seeded_image(seeded::LEGACY_PIPELINE).await)
+    );
+    assert_eq!(cloud.config_image(&GroupConfig::Other).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_group_that_does_not_exist_is_not_found() {
+    let emulator = Emulator::shared().await;
+    let error = failure(emulator.cloud().await.group("no-such-asg").await);
+    assert_eq!(error.class, ErrorClass::NotFound);
+    assert_eq!(error.code, "GroupNotFound");
+    assert!(error.message.contains("no-such-asg"), "{}", error.message);
+}
+
+#[tokio::test]
+async fn images_are_found_by_pipeline_and_version_tags() {
+    let emulator = Emulator::shared().await;
+    let cloud = emulator.cloud().await;
+    let wanted = tags(&[
+        (TAG_PIPELINE, seeded::PIPELINE),
+        (TAG_VERSION, seeded::VERSION),
+    ]);
+    let images = cloud.find_images(&wanted).await.unwrap();
+
+    assert_eq!(images.len(), 1, "{images:?}");
+    let image = &images[0];
+    assert_eq!(image.status, ImageStatus::Available);
+    assert_eq!(image.name, "red5pro-stream-manager-12.3.0-seed");
+    assert_eq!(image.tags.get(TAG_COMMIT).map(String::as_str), Some("seed"));
+    assert_eq!(cloud.image(&image.id).await.unwrap(), *image);
+
+    let other_version = tags(&[(TAG_PIPELINE, seeded::PIPELINE), (TAG_VERSION, "99.0.0")]);
+    assert_eq!(cloud.find_images(&other_version).await.unwrap(), Vec::new());
+}
+
+#[tokio::test]
+async fn an_image_that_does_not_exist_is_not_found_with_the_aws_code() {
+    let emulator = Emulator::shared().await;
+    let error = failure(emulator.cloud().await.image("ami-0123456789abcdef0").await);
+    assert_eq!(error.class, ErrorClass::NotFound);
+    assert_eq!(error.operation, "DescribeImages");
+    assert_eq!(error.code, "InvalidAMIID.NotFound");
+    assert!(
+        error.message.contains("ami-0123456789abcdef0"),
+        "{}",
+        error.message
+    );
+}
+
+#[tokio::test]
+async fn an_instance_that_does_not_exist_is_not_found() {
+    let emulator = Emulator::shared().await;
+    let error = failure(emulator.cloud().await.instance("i-0123456789abcdef0").await);
+    assert_eq!(error.class, ErrorClass::NotFound);
+    assert_eq!(error.code, "InvalidInstanceID.NotFound");
+}
+
+#[tokio::test]
+async fn subnets_resolve_by_name_tag_or_id() {
+    let emulator = Emulator::shared().await;
+    let cloud = emulator.cloud().await;
+    let id = cloud.resolve_subnet(seeded::SUBNETS[0]).await.unwrap();
+    assert!(id.starts_with("subnet-"), "{id}");
+    assert_eq!(cloud.resolve_subnet(&id).await.unwrap(), id);
+    assert_ne!(cloud.resolve_subnet(seeded::SUBNETS[1]).await.unwrap(), id);
+
+    let error = failure(cloud.resolve_subnet("red5pro-no-such-subnet").await);
+    assert_eq!(error.class, ErrorClass::NotFound);
+    assert!(
+        error.message.contains("red5pro-no-such-subnet"),
+        "{}",
+        error.message
+    );
+
+    let error = failure(cloud.resolve_subnet("subnet-0123456789abcdef0").await);
+    assert_eq!(error.class, ErrorClass::NotFound);
+    assert_eq!(error.code, "InvalidSubnetID.NotFound");
+}
+
+#[tokio::test]
+async fn security_groups_resolve_by_name_or_id_in_order() {
+    let emulator = Emulator::shared().await;
+    let cloud = emulator.cloud().await;
+    let names = [
+        seeded::SECURITY_GROUP.to_owned(),
+        seeded::DB_SECURITY_GROUP.to_owned(),
+    ];
+    let ids = cloud.resolve_security_groups(&names).await.unwrap();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.iter().all(|id| id.starts_with("sg-")), "{ids:?}");
+    assert_ne!(ids[0], ids[1]);
+
+    let mixed = [ids[1].clone(), seeded::SECURITY_GROUP.to_owned()];
+    assert_eq!(
+        cloud.resolve_security_groups(&mixed).await.unwrap(),
+        vec![ids[1].clone(), ids[0].clone()]
+    );
+
+    let missing = [
+        seeded::SECURITY_GROUP.to_owned(),
+        "red5pro-missing-a".to_owned(),
+        "red5pro-missing-b".to_owned(),
+    ];
+    let error = failure(cloud.resolve_security_groups(&missing).await);
+    assert_eq!(error.class, ErrorClass::NotFound);
+    assert!(
+        error.message.contains("red5pro-missing-a") && error.message.contains("red5pro-missing-b"),
+        "{}",
+        error.message
+    );
+}
+
+// --- The builder ------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_builder_launches_pending_runs_and_comes_online_for_ssm() {
+    let emulator = Emulator::shared().await;
+    let cloud = emulator.cloud().await;
+    let spec = builder_spec(&emulator, &cloud, "builder").await;
+    let id = cloud.run_builder(&spec).await.unwrap();
+
+    let launched = cloud.instance(&id).await.unwrap();
+    assert_eq!(launched.state, InstanceState::Pending);
+    assert_eq!(launched.image_id.as_deref(), Some(spec.image_id.as_str()));
+    let pipeline = &spec.tags[TAG_PIPELINE];
+    assert_eq!(
+        launched.tags["Name"],
+        format!("red5-rollout builder {pipeline}")
+    );
+    assert_eq!(launched.tags[TAG_RUN], spec.tags[TAG_RUN]);
+    assert!(!cloud.is_ssm_online(&id).await.unwrap());
+
+    let found = cloud.find_instances(&spec.tags).await.unwrap();
+    assert_eq!(
+        found.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
+        vec![id.as_str()]
+    );
+
+    wait_for_state(&cloud, &id, InstanceState::Running).await;
+    eventually("the builder's SSM agent", async || {
+        cloud.is_ssm_online(&id).await.unwrap().then_some(())
+    })
+    .await;
+
+    cloud
+        .tag_instance(&id, &tags(&[(TAG_UPDATED, "true")]))
+        .await
+        .unwrap();
+    assert_eq!(cloud.instance(&id).await.unwrap().tags[TAG_UPDATED], "true");
+
+    cloud.terminate_instance(&id).await.unwrap();
+    assert_eq!(cloud.find_instances(&spec.tags).await.unwrap(), Vec::new());
+    // Terminating what is already gone is not an error.
+    cloud.terminate_instance(&id).await.unwrap();
+    cloud
+        .terminate_instance("i-0123456789abcdef0")
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_script_runs_to_success_with_its_output() {
+    let emulator = Emulator::shared().await;
+    let cloud = emulator.cloud().await;
+    let id = online_builder(&emulator, &cloud, "script").await;
+
+    let script = "set -eu\nunzip -o /tmp/red5pro-12.4.0.zip\nsystemctl restart red5pro";
+    let comment = format!("red5-rollout {}", "x".repeat(200));
+    let command = cloud
+        .send_script(&id, script, 1800, &comment)
+        .await
+        .unwrap();
+    let result = finished_command(&cloud, &command, &id).await;
+
+    assert!(result.is_success(), "{result:?}");
+    assert_eq!(result.status, "Success");
+    assert_eq!(result.response_code, 0);
+    // The emulator echoes each line the command received: the script arrives line by line.
+    assert!(
+        result.stdout.contains("running 3 script lines"),
+        "{}",
+        result.stdout
+    );
+    assert!(
+        result.stdout.contains("+ unzip -o /tmp/red5pro-12.4.0.zip"),
+        "{}",
+        result.stdout
+    );
+    assert!(
+        result.stdout.contains("+ systemctl restart red5pro"),
+        "{}",
+        result.stdout
+    );
+    assert_eq!(result.stderr, "");
+    cloud.terminate_instance(&id).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_script_reports_its_output_and_exit_code() {
+    let emulator = Emulator::alone().await;
+    let cloud = emulator.cloud().await;
+    let id = online_builder(&emulator, &cloud, "failing-script").await;
+
+    emulator.set_faults(json!({"ssm_fail_next": {
+        "output": "Archive: red5pro.zip\nunzip: cannot find zipfile",
+        "exit_code": 9,
+        "stderr": "checksum mismatch"
+    }}));
+    let command = cloud
+        .send_script(&id, "unzip red5pro.zip", 600, "update")
+        .await
+        .unwrap();
+    let result = finished_command(&cloud, &command, &id).await;
+
+    assert!(!result.is_success());
+    assert_eq!(result.status, "Failed");
+    assert_eq!(result.response_code, 9);
+    assert_eq!(
+        result.stdout,
+        "Archive: red5pro.zip\nunzip: cannot find zipfile"
+    );
+    assert_eq!(result.stderr, "checksum mismatch");
+    cloud.terminate_instance(&id).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_stopped_builder_is_imaged_pending_then_available() {
+    let emulator = Emulator::shared().await;
+    let cloud = emulator.cloud().await;
+    let spec = builder_spec(&emulator, &cloud, "imaged").await;
+    let id = cloud.run_builder(&spec).await.unwrap();
+    wait_for_state(&cloud, &id, InstanceState::Running).await;
+
+    cloud.stop_instance(&id).await.unwrap();
+    assert_eq!(
+        cloud.instance(&id).await.unwrap().state,
+        InstanceState::Stopping
+    );
+    wait_for_state(&cloud, &id, InstanceState::Stopped).await;
+
+    let pipeline = spec.tags[TAG_PIPELINE].clone();
+    let image_tags = tags(&[
+        (TAG_PIPELINE, &pipeline),
+        (TAG_VERSION, "12.4.0"),
+        (TAG_SOURCE_IMAGE, &spec.image_id),
+    ]);
+    let name = format!("red5pro-{pipeline}-12.4.0");
+    let image_id = cloud.create_image(&id, &name, &image_tags).await.unwrap();
+    let image = cloud.image(&image_id).await.unwrap();
+    assert_eq!(image.status, ImageStatus::Pending);
+    assert_eq!(image.name, name);
+    assert_eq!(image.tags, image_tags);
+
+    eventually("the image to be available", async || {
+        (cloud.image(&image_id).await.unwrap().status == ImageStatus::Available).then_some(())
+    })
+    .await;
+    let found = cloud.find_images(&image_tags).await.unwrap();
+    assert_eq!(
+        found.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
+        vec![image_id.as_str()]
+    );
+
+    let error = failure(cloud.create_image(&id, &name, &image_tags).await);
+    assert_eq!(error.class, ErrorClass::Conflict);
+    assert_eq!(error.code, "InvalidAMIName.Duplicate");
+    cloud.terminate_instance(&id).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_image_that_fails_reports_the_reason() {
+    let emulator = Emulator::alone().await;
+    let cloud = emulator.cloud().await;
+    let spec = builder_spec(&emulator, &cloud, "failing-image").await;
+    let id = cloud.run_builder(&spec).await.unwrap();
+    wait_for_state(&cloud, &id, InstanceState::Running).await;
+
+    emulator.set_faults(json!({"image_fail_next": {"reason": "snapshot of /dev/sda1 failed"}}));
+    let name = unique_name("red5pro-failing-image");
+    let image_id = cloud.create_image(&id, &name, &Tags::new()).await.unwrap();
+    let status = eventually("the image to fail", async || {
+        let status = cloud.image(&image_id).await.unwrap().status;
+        (status != ImageStatus::Pending).then_some(status)
+    })
+    .await;
+    assert_eq!(
+        status,
+        ImageStatus::Failed(Some("snapshot of /dev/sda1 failed".to_owned()))
+    );
+    cloud.terminate_instance(&id).await.unwrap();
+}
+
+// --- Launch templates and configurations -------------------------------------------------
+
+#[tokio::test]
+async fn a_template_version_is_created_and_listed_with_its_image() {
+    let emulator = Emulator::shared().await;
+    let cloud = emulator.cloud().await;
+    let fleet = emulator.template_fleet("versions", 1).await;
+    let new_image = emulator.seeded_image(seeded::LEGACY_PIPELINE).await;
+    let security_group = seeded_security_group(&cloud).await;
+
+    let public = launch_spec(
+        "SM-red5pro-server-12.4.0-public",
+        &new_image,
+        &security_group,
+        true,
+    );
+    let created = cloud
+        .create_template_version(fleet.template(), &public)
+        .await
+        .unwrap();
+    assert_eq!(created.id, "2");
+    assert_eq!(created.image_id, new_image);
+    assert_eq!(created.description, "SM-red5pro-server-12.4.0-public");
+    let private = launch_spec(&"d".repeat(300), &new_image, &security_group, false);
+    let created = cloud
+        .create_template_version(fleet.template(), &private)
+        .await
+        .unwrap();
+    assert_eq!(created.id, "3");
+    assert_eq!(created.description.len(), 255);
+
+    let versions = cloud.template_versions(fleet.template()).await.unwrap();
+    let listed: Vec<(&str, &str)> = versions
+        .iter()
+        .map(|v| (v.id.as_str(), v.image_id.as_str()))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            ("1", fleet.image_id.as_str()),
+            ("2", new_image.as_str()),
+            ("3", new_image.as_str())
+        ]
+    );
+    assert_eq!(versions[1].description, "SM-red5pro-server-12.4.0-public");
+
+    let config = |version: &str| GroupConfig::Template {
+        id: String::new(),
+        name: fleet.template().to_owned(),
+        version: version.to_owned(),
+    };
+    assert_eq!(
+        cloud.config_image(&config("2")).await.unwrap(),
+        Some(new_image.clone())
+    );
+    assert_eq!(
+        cloud.config_image(&config("$Latest")).await.unwrap(),
+        Some(new_image.clone())
+    );
+    assert_eq!(
+        cloud.config_image(&config("$Default")).await.unwrap(),
+        Some(fleet.image_id.clone())
+    );
+
+    let error = failure(
+        cloud
+            .create_template_version("red5pro-no-such-template", &public)
+            .await,
+    );
+    assert_eq!(error.class, ErrorClass::NotFound);
+    let error = failure(cloud.template_versions("red5pro-no-such-template").await);
+    assert_eq!(error.class, ErrorClass::NotFound);
+}
+
+#[tokio::test]
+async fn a_launch_configuration_is_created_once() {
+    let emulator = Emulator::shared().await;
+    let cloud = emulator.cloud().await;
+    let image = emulator.seeded_image(seeded::LEGACY_PIPELINE).await;
+    let security_group = seeded_security_group(&cloud).await;
+    let prefix = unique_name("SM-red5pro-server-12.4.0-lc");
+    let name = format!("{prefix}-m5large-LC");
+    let spec = launch_spec(&name, &image, &security_group, true);
+
+    let created = cloud.create_launch_configuration(&spec).await.unwrap();
+    assert_eq!(
+        (created.id.as_str(), created.image_id.as_str()),
+        (name.as_str(), image.as_str())
+    );
+    let listed = cloud.launch_configurations(&prefix).await.unwrap();
+    assert_eq!(listed, vec![created.clone()]);
+    let all = cloud.launch_configurations("").await.unwrap();
+    assert!(all.contains(&created), "{all:?}");
+    assert!(
+        all.iter().any(|c| c.id == seeded::LAUNCH_CONFIGURATION),
+        "{all:?}"
+    );
+    assert_eq!(
+        cloud
+            .config_image(&GroupConfig::Configuration { name: name.clone() })
+            .await
+            .unwrap(),
+        Some(image)
+    );
+
+    let error = failure(cloud.create_launch_configuration(&spec).await);
+    assert_eq!(error.class, ErrorClass::Conflict);
+    assert_eq!(error.code, "AlreadyExists");
+}
+
+#[tokio::test]
+async fn a_group_is_pointed_at_another_launch_configuration() {
+    let emulator = Emulator::shared().await;
+    let cloud = emulator.cloud().await;
+    let fleet = emulator.configuration_fleet("legacy", 1).await;
+    let image = emulator.seeded_image(seeded::LEGACY_PIPELINE).await;
+    let security_group = seeded_security_group(&cloud).await;
+    let name = format!("{}-12.4.0-LC", fleet.group);
+    cloud
+        .create_launch_configuration(&launch_spec(&name, &image, &security_group, false))
+        .await
+        .unwrap();
+
+    cloud
+        .set_group_configuration(&fleet.group, &name)
+        .await
+        .unwrap();
+    let group = cloud.group(&fleet.group).await.unwrap();
+    assert_eq!(
+        group.config,
+        GroupConfig::Configuration { name: name.clone() }
+    );
+    // Instances keep the configuration they were launched with until they are replaced.
+    assert_eq!(
+        group.instances[0].config,
+        GroupConfig::Configuration {
+            name: fleet.configuration.clone().unwrap()
+        }
+    );
+
+    let error = failure(
+        cloud
+            .set_group_configuration(&fleet.group, "red5pro-no-such-LC")
+            .await,
+    );
+    assert_eq!(error.class, ErrorClass::Invalid);
+    assert_eq!(error.code, "ValidationError");
+}
+
+#[tokio::test]
+async fn group_tags_are_written_and_read_back() {
+    let emulator = Emulator::shared().await;
+    let cloud = emulator.cloud().await;
+    let fleet = emulator.template_fleet("tags", 1).await;
+    let written = tags(&[
+        (TAG_PIPELINE, "aws-tests"),
+        (TAG_VERSION, "12.4.0"),
+        (TAG_COMMIT, "abc123"),
+    ]);
+    cloud.tag_group(&fleet.group, &written).await.unwrap();
+    cloud
+        .tag_group(&fleet.group, &tags(&[(TAG_VERSION, "12.4.1")]))
+        .await
+        .unwrap();
+
+    let group = cloud.group(&fleet.group).await.unwrap();
+    assert_eq!(group.tags[TAG_PIPELINE], "aws-tests");
+    assert_eq!(group.tags[TAG_VERSION], "12.4.1");
+    assert_eq!(group.tags[TAG_COMMIT], "abc123");
+}
+
+// --- Instance refreshes -----------------------------------------------------------------
+
+#[tokio::test]
+async fn a_refresh_to_a_template_version_replaces_every_instance() {
+    let emulator = Emulator::shared().await;
+    let cloud = emulator.cloud().await;
+    let (fleet, new_image) = fleet_with_new_version(&emulator, &cloud, "refresh").await;
+    let before = cloud.group(&fleet.group).await.unwrap();
+
+    let id = cloud
+        .start_refresh(&fleet.group, &refresh_to(&fleet, "2", 10))
+        .await
+        .unwrap();
+    let error = failure(
+        cloud
+            .start_refresh(&fleet.group, &refresh_to(&fleet, "2", 10))
+            .await,
+    );
+    assert_eq!(error.class, ErrorClass::Conflict);
+    assert_eq!(error.code, "InstanceRefreshInProgress");
+
+    let started = refresh_by_id(&cloud, &fleet.group, &id).await;
+    assert!(started.is_active(), "{started:?}");
+    assert_eq!(started.desired_template_version.as_deref(), Some("2"));
+
+    let finished = finished_refresh(&cloud, &fleet.group, &id).await;
+    assert_eq!(finished.status, "Successful", "{finished:?}");
+    assert_eq!(
+        (finished.percentage, finished.instances_to_update),
+        (100, 0)
+    );
+    assert_eq!(
+        cloud.refreshes(&fleet.group).await.unwrap()[0].id,
+        id,
+        "newest first"
+    );
+
+    let after = cloud.group(&fleet.group).await.unwrap();
+    assert_eq!(template_version(&after.config), "2");
+    assert_eq!(after.instances.len(), 2);
+    for instance in &after.instances {
+        assert_eq!(template_version(&instance.config), "2");
+        assert!(
+            !before.instances.iter().any(|old| old.id == instance.id),
+            "{} survived",
+            instance.id
+        );
+        let launched = cloud.instance(&instance.id).await.unwrap();
+        assert_eq!(launched.image_id.as_deref(), Some(new_image.as_str()));
+    }
+
+    let error = failure(cloud.cancel_refresh(&fleet.group).await);
+    assert_eq!(error.class, ErrorClass::NotFound);
+    assert_eq!(error.code, "ActiveInstanceRefreshNotFound");
+    let error = failure(cloud.rollback_refresh(&fleet.group).await);
+    assert_eq!(error.class, ErrorClass::NotFound);
+}
+
+#[tokio::test]
+async fn a_failed_refresh_rolls_back_to_the_previous_version() {
+    let emulator = Emulator::alone().await;
+    let cloud = emulator.cloud().await;
+    let (fleet, _) = fleet_with_new_version(&emulator, &cloud, "failing-refresh").await;
+
+    emulator.set_faults(json!({"refresh_fail_at_percent": 50}));
+    let id = cloud
+        .start_refresh(&fleet.group, &refresh_to(&fleet, "2", 10))
+        .await
+        .unwrap();
+    let finished = finished_refresh(&cloud, &fleet.group, &id).await;
+
+    assert_eq!(finished.status, "RollbackSuccessful", "{finished:?}");
+    let reason = finished.status_reason.unwrap_or_default();
+    assert!(reason.contains("failed at 50%"), "{reason}");
+    let group = cloud.group(&fleet.group).await.unwrap();
+    assert_eq!(template_version(&group.config), "1");
+    assert_eq!(group.instances.len(), 2);
+    assert!(
+        group
+            .instances
+            .iter()
+            .all(|i| template_version(&i.config) == "1"),
+        "{group:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_cancelled_refresh_ends_cancelled() {
+    let emulator = Emulator::shared().await;
+    let cloud = emulator.cloud().await;
+    let (fleet, _) = fleet_with_new_version(&emulator, &cloud, "cancelled-refresh").await;
+
+    // A long warm-up keeps the refresh in progress while it is cancelled.
+    let id = cloud
+        .start_refresh(&fleet.group, &refresh_to(&fleet, "2", 100))
+        .await
+        .unwrap();
+    cloud.cancel_refresh(&fleet.group).await.unwrap();
+    let finished = finished_refresh(&cloud, &fleet.group, &id).await;
+    assert_eq!(finished.status, "Cancelled", "{finished:?}");
+    assert_eq!(
+        template_version(&cloud.group(&fleet.group).await.unwrap().config),
+        "1"
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_rolled_back_on_request_ends_rollback_successful() {
+    let emulator = Emulator::shared().await;
+    let cloud = emulator.cloud().await;
+    let (fleet, _) = fleet_with_new_version(&emulator, &cloud, "rolled-back-refresh").await;
+
+    let id = cloud
+        .start_refresh(&fleet.group, &refresh_to(&fleet, "2", 100))
+        .await
+        .unwrap();
+    eventually("the refresh to be in progress", async || {
+        (refresh_by_id(&cloud, &fleet.group, &id).await.status == "InProgress").then_some(())
+    })
+    .await;
+    cloud.rollback_refresh(&fleet.group).await.unwrap();
+    let finished = finished_refresh(&cloud, &fleet.group, &id).await;
+
+    assert_eq!(finished.status, "RollbackSuccessful", "{finished:?}");
+    let group = cloud.group(&fleet.group).await.unwrap();
+    assert_eq!(template_version(&group.config), "1");
+    assert!(
+        group
+            .instances
+            .iter()
+            .all(|i| template_version(&i.config) == "1"),
+        "{group:?}"
+    );
+}
+
+#[tokio::test]
+async fn cancelling_without_an_active_refresh_is_not_found() {
+    let emulator = Emulator::shared().await;
+    let error = failure(
+        emulator
+            .cloud()
+            .await
+            .cancel_refresh(seeded::LEGACY_GROUP)
+            .await,
+    );
+    assert_eq!(error.class, ErrorClass::NotFound);
+    assert_eq!(error.operation, "CancelInstanceRefresh");
+    assert_eq!(error.code, "ActiveInstanceRefreshNotFound");
+}
+
+// --- Locks ------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_lock_is_taken_once_read_and_released() {
+    let emulator = Emulator::shared().await;
+    let cloud = emulator.cloud().await;
+    let name = format!("/red5-rollout/locks/{}", unique_name("aws-tests"));
+    let lock = Lock {
+        run: "run-1".to_owned(),
+        host: "ci-runner-7".to_owned(),
+        commit: "0123456789abcdef".to_owned(),
+        started: "2026-11-24T08:00:00Z".to_owned(),
+    };
+    assert_eq!(cloud.read_lock(&name).await.unwrap(), None);
+
+    cloud.put_lock(&name, &lock).await.unwrap();
+    let other = Lock {
+        run: "run-2".to_owned(),
+        ..lock.clone()
+    };
+    let error = failure(cloud.put_lock(&name, &other).await);
+    assert_eq!(error.class, ErrorClass::Conflict);
+    assert_eq!(error.code, "ParameterAlreadyExists");
+    assert_eq!(cloud.read_lock(&name).await.unwrap(), Some(lock));
+
+    cloud.delete_lock(&name).await.unwrap();
+    assert_eq!(cloud.read_lock(&name).await.unwrap(), None);
+    cloud.delete_lock(&name).await.unwrap();
+}
+
+// --- Retries and classification ----------------------------------------------------------
+
+#[tokio::test]
+async fn throttled_calls_succeed_through_the_sdk_retries() {
+    let emulator = Emulator::alone().await;
+    let cloud = emulator.cloud().await;
+    let image = emulator.seeded_image(seeded::PIPELINE).await;
+
+    // Every second EC2 call is refused with RequestLimitExceeded.
+    emulator.set_faults(json!({"throttle_fraction": 0.5, "throttle_only": ["ec2"]}));
+    for _ in 0..4 {
+        assert_eq!(
+            cloud.image(&image).await.unwrap().status,
+            ImageStatus::Available
+        );
+    }
+    emulator.clear_faults();
+
+    let calls = emulator.calls();
+    let throttled = calls["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|call| call["fault"] == "throttled" && call["key"] == "ec2:DescribeImages")
+        .count();
+    assert!(
+        throttled >= 3,
+        "expected refused calls that were retried: {calls}"
+    );
+}
+
+#[tokio::test]
+async fn server_errors_beyond_the_retries_are_transient() {
+    let emulator = Emulator::alone().await;
+    let cloud = emulator.cloud().await;
+
+    // Five attempts in all, each answered 500 InternalError.
+    emulator.set_faults(json!({"server_error_burst": 5}));
+    let error = failure(cloud.find_instances(&tags(&[(TAG_PIPELINE, "none")])).await);
+    assert_eq!(error.class, ErrorClass::Transient);
+    assert_eq!(error.operation, "DescribeInstances");
+    assert_eq!(error.code, "InternalError");
+}
