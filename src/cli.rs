@@ -44,6 +44,121 @@ pub enum Command {
         after_help = "Examples:\n  red5-rollout plan --fleet-state fleet.json\n  red5-rollout plan stream-manager --fleet-state fleet.json --format markdown > comment.md"
     )]
     Plan(PlanArgs),
+
+    /// Show where each pipeline's fleet stands in AWS.
+    ///
+    /// Reads the group, its configuration and the version it runs, its instances and the
+    /// configuration each was launched with, any refresh in flight, builders left running
+    /// and the images baked for the pipeline. Nothing is changed.
+    #[command(
+        after_help = "Examples:\n  red5-rollout status\n  red5-rollout status stream-manager --format json\n  red5-rollout status --endpoint-url http://127.0.0.1:5000   # the local emulator"
+    )]
+    Status(StatusArgs),
+
+    /// Converge each pipeline's group onto the release git asks for.
+    ///
+    /// Plans, prints the plan, asks before the first change (unless --yes, or CI=true),
+    /// then runs the stages: launch a builder from the group's image, install the release
+    /// over SSM, stop it and create the image, create the launch template version (or
+    /// launch configuration), refresh the group, and always terminate the builder. Every
+    /// stage first looks for its own result, so a second apply changes nothing and an
+    /// interrupted one resumes. One run per group at a time (an SSM parameter lock). A
+    /// failed refresh leaves the group on its previous configuration.
+    #[command(
+        after_help = "Examples:\n  red5-rollout apply --yes\n  red5-rollout apply stream-manager --rev origin/main\n  red5-rollout apply --endpoint-url http://127.0.0.1:5000 --yes   # the local emulator"
+    )]
+    Apply(ApplyArgs),
+
+    /// Remove a group's run lock left by a run that died.
+    ///
+    /// Never automatic: check that the run named in the lock is really gone first
+    /// (`apply` prints the holder when it meets the lock).
+    #[command(
+        after_help = "Example:\n  red5-rollout unlock red5pro-sm-asg --run 20261124T080000Z-4f2a"
+    )]
+    Unlock(UnlockArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Pipelines to apply (file names under pipelines/ without .yaml); all when none.
+    #[arg(value_name = "PIPELINE")]
+    pub pipelines: Vec<String>,
+
+    #[command(flatten)]
+    pub repo: RepoArgs,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
+
+    /// Do not ask before changing anything (implied when CI=true).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    /// Leave the builder instance running at the end, to inspect it.
+    #[arg(long)]
+    pub keep_builder: bool,
+
+    /// How many pipelines run at once.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub concurrency: usize,
+
+    /// How progress is shown on stderr.
+    #[arg(long, value_enum, default_value_t = crate::report::OutputChoice::Auto)]
+    pub output: crate::report::OutputChoice,
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// The Auto Scaling group whose lock to remove.
+    #[arg(value_name = "GROUP")]
+    pub group: String,
+
+    /// The run id the lock names (a safety check: the lock is removed only if it matches).
+    #[arg(long, value_name = "ID")]
+    pub run: String,
+
+    /// The group's region (default: the region of the pipeline that rolls the group).
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+
+    #[command(flatten)]
+    pub repo: RepoArgs,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AwsArgs {
+    /// Send AWS calls to this endpoint instead of AWS (e.g. the local emulator).
+    /// Region and credentials come from the standard AWS chain (profile, environment,
+    /// instance role); the region of each call is the pipeline's.
+    #[arg(long, value_name = "URL", env = "AWS_ENDPOINT_URL")]
+    pub endpoint_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Pipelines to show (file names under pipelines/ without .yaml); all when none.
+    #[arg(value_name = "PIPELINE")]
+    pub pipelines: Vec<String>,
+
+    #[command(flatten)]
+    pub repo: RepoArgs,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
+
+    /// How to print the status.
+    #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
+    pub format: StatusFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -74,6 +189,9 @@ pub struct PlanArgs {
     /// Read the observed fleet from this JSON file instead of AWS (see README.md).
     #[arg(long, value_name = "FILE")]
     pub fleet_state: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
 
     /// How to print the plan.
     #[arg(long, value_enum, default_value_t = Format::Text)]

@@ -1,22 +1,89 @@
 //! What each command does: read the repository, check it, plan, and print the result.
 //! Results go to stdout; problems are returned as [`Error`] for `main` to show on stderr.
 
-use crate::cli::{Command, Format, PlanArgs, RepoArgs};
+use crate::cli::{
+    ApplyArgs, AwsArgs, Command, Format, PlanArgs, RepoArgs, StatusArgs, StatusFormat, UnlockArgs,
+};
+use crate::cloud::Cloud;
+use crate::cloud::aws::AwsCloud;
 use crate::error::Error;
+use crate::events::{Emitter, PipelineResult, Sink};
 use crate::fleet::{FleetState, FleetStates};
 use crate::model::{Pipeline, desired_release, render};
+use crate::observe::{Observation, observe};
 use crate::plan::{Plan, plan_rollout};
 use crate::render::{plans_as_json, plans_as_markdown, plans_as_text};
 use crate::repo::{Repo, Snapshot};
+use crate::report::{Display, JsonLines, PlainLines, resolve_display};
+use crate::run::{Job, RunOptions, lock_name, prepare, run_all};
+use crate::status::status_as_text;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::io::Write as _;
 use std::path::Path;
+use std::sync::Arc;
 use time::{Date, OffsetDateTime};
 
 /// Runs `command`, returning what to print on stdout.
-pub fn run(command: Command) -> Result<String, Error> {
+pub async fn run(command: Command) -> Result<String, Error> {
     match command {
         Command::Validate(args) => validate(&args),
-        Command::Plan(args) => plan(&args),
+        Command::Plan(args) => plan(&args).await,
+        Command::Status(args) => status(&args).await,
+        Command::Apply(args) => apply(&args).await,
+        Command::Unlock(args) => unlock(&args).await,
     }
+}
+
+/// AWS clients per region, made on first use.
+struct Clouds {
+    endpoint: Option<String>,
+    by_region: HashMap<String, Arc<dyn Cloud>>,
+}
+
+impl Clouds {
+    fn new(args: &AwsArgs) -> Self {
+        Clouds {
+            endpoint: args.endpoint_url.clone(),
+            by_region: HashMap::new(),
+        }
+    }
+
+    async fn region(&mut self, region: &str) -> Arc<dyn Cloud> {
+        if !self.by_region.contains_key(region) {
+            let cloud = AwsCloud::connect(region, self.endpoint.as_deref()).await;
+            self.by_region.insert(region.to_string(), Arc::new(cloud));
+        }
+        self.by_region[region].clone()
+    }
+
+    async fn observe(&mut self, pipeline: &Pipeline) -> Result<Observation, Error> {
+        let cloud = self.region(&pipeline.region).await;
+        observe(cloud.as_ref(), pipeline)
+            .await
+            .map_err(|source| Error::Cloud {
+                pipeline: pipeline.name.clone(),
+                source,
+            })
+    }
+}
+
+async fn status(args: &StatusArgs) -> Result<String, Error> {
+    let snap = snapshot(&args.repo)?;
+    let mut clouds = Clouds::new(&args.aws);
+    let mut observations = Vec::new();
+    for pipeline in select(&args.pipelines, &snap.catalog.pipelines)? {
+        observations.push(clouds.observe(pipeline).await?);
+    }
+    Ok(match args.format {
+        StatusFormat::Text => status_as_text(&observations),
+        StatusFormat::Json => {
+            let mut text = serde_json::to_string_pretty(&observations).expect("status serialises");
+            text.push('\n');
+            text
+        }
+    })
 }
 
 fn today() -> Date {
@@ -73,11 +140,32 @@ fn read_fleet_states(path: &Path) -> Result<FleetStates, Error> {
     serde_json::from_str(&text).map_err(|e| file_error(Box::new(e)))
 }
 
+/// Where `plan` reads the observed fleets from.
+enum FleetSource<'a> {
+    File(&'a Path, FleetStates),
+    Aws(Clouds),
+}
+
+impl FleetSource<'_> {
+    async fn fleet(&mut self, pipeline: &Pipeline) -> Result<FleetState, Error> {
+        match self {
+            FleetSource::File(path, states) => states
+                .group(&pipeline.auto_scaling_group)
+                .cloned()
+                .ok_or_else(|| Error::FleetStateMissing {
+                    path: path.to_path_buf(),
+                    group: pipeline.auto_scaling_group.clone(),
+                }),
+            FleetSource::Aws(clouds) => Ok(clouds.observe(pipeline).await?.fleet_state()),
+        }
+    }
+}
+
 /// Plans every selected pipeline of `snap` against the observed fleets.
-pub fn plan_pipelines(
+async fn plan_pipelines(
     snap: &Snapshot,
     names: &[String],
-    fleet_of: &dyn Fn(&Pipeline) -> Result<FleetState, Error>,
+    source: &mut FleetSource<'_>,
     date: Date,
 ) -> Result<Vec<Plan>, Error> {
     let catalog = &snap.catalog;
@@ -92,36 +180,203 @@ pub fn plan_pipelines(
                 source,
             })?;
         let names = render(pipeline, release, date, &snap.commit).map_err(Error::Invalid)?;
-        let fleet = fleet_of(pipeline)?;
+        let fleet = source.fleet(pipeline).await?;
         let plan =
             plan_rollout(pipeline, release, &names, &fleet).map_err(|source| Error::Plan {
                 pipeline: pipeline.name.clone(),
-                source,
+                source: Box::new(source),
             })?;
         plans.push(plan);
     }
     Ok(plans)
 }
 
-fn plan(args: &PlanArgs) -> Result<String, Error> {
+async fn plan(args: &PlanArgs) -> Result<String, Error> {
     let snap = snapshot(&args.repo)?;
-    let Some(path) = &args.fleet_state else {
-        return Err(Error::NoFleetSource);
+    let mut source = match &args.fleet_state {
+        Some(path) => FleetSource::File(path, read_fleet_states(path)?),
+        None => FleetSource::Aws(Clouds::new(&args.aws)),
     };
-    let states = read_fleet_states(path)?;
-    let fleet_of = |p: &Pipeline| {
-        states
-            .group(&p.auto_scaling_group)
-            .cloned()
-            .ok_or_else(|| Error::FleetStateMissing {
-                path: path.clone(),
-                group: p.auto_scaling_group.clone(),
-            })
-    };
-    let plans = plan_pipelines(&snap, &args.pipelines, &fleet_of, today())?;
+    let plans = plan_pipelines(&snap, &args.pipelines, &mut source, today()).await?;
     Ok(match args.format {
         Format::Text => plans_as_text(&plans),
         Format::Markdown => plans_as_markdown(&plans),
         Format::Json => plans_as_json(&plans),
     })
+}
+
+fn is_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// A run id that sorts by time and is unique enough across hosts.
+fn new_run_id() -> String {
+    let now = OffsetDateTime::now_utc();
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z-{:04x}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        rand::random::<u16>()
+    )
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
+async fn apply(args: &ApplyArgs) -> Result<String, Error> {
+    let snap = snapshot(&args.repo)?;
+    let catalog = &snap.catalog;
+    if !catalog.problems.is_empty() {
+        return Err(Error::Invalid(catalog.problems.clone()));
+    }
+    let mut clouds = Clouds::new(&args.aws);
+    let mut jobs: Vec<Job> = Vec::new();
+    for pipeline in select(&args.pipelines, &catalog.pipelines)? {
+        let release =
+            desired_release(pipeline, &catalog.releases).map_err(|source| Error::NoRelease {
+                pipeline: pipeline.name.clone(),
+                source,
+            })?;
+        let cloud = clouds.region(&pipeline.region).await;
+        jobs.push(prepare(cloud, pipeline, release, &snap.commit, today()).await?);
+    }
+    let plans: Vec<Plan> = jobs.iter().map(|j| j.plan.clone()).collect();
+    let mut stdout = std::io::stdout().lock();
+    let _ = write!(stdout, "{}", plans_as_text(&plans));
+    let _ = stdout.flush();
+    drop(stdout);
+    if plans.iter().all(Plan::is_noop) {
+        return Ok("nothing to do: every group runs the release git asks for\n".into());
+    }
+    if !args.yes && !is_ci() {
+        if !std::io::stdin().is_terminal() {
+            return Err(Error::NotConfirmed);
+        }
+        eprint!("Apply these plans? Type yes to go on: ");
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        if !matches!(answer.trim(), "yes" | "y") {
+            return Err(Error::NotConfirmed);
+        }
+    }
+
+    let display = resolve_display(args.output, std::io::stderr().is_terminal(), is_ci());
+    let sink: Arc<dyn Sink> = match display {
+        Display::Json => Arc::new(JsonLines::new(std::io::stderr())),
+        other => Arc::new(PlainLines::new(std::io::stderr(), other)),
+    };
+    let events = Emitter::new(vec![sink]);
+    let (stop, interrupted) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        eprintln!(
+            "interrupted: starting nothing new, cleaning up the builder and releasing the lock (signal again to force quit)"
+        );
+        let _ = stop.send(true);
+        wait_for_signal().await;
+        std::process::exit(crate::error::Exit::Interrupted as i32);
+    });
+    let run_id = new_run_id();
+    let options = RunOptions {
+        keep_builder: args.keep_builder,
+        concurrency: args.concurrency,
+    };
+    let ends = run_all(
+        jobs,
+        &run_id,
+        &snap.commit,
+        &host_name(),
+        events,
+        interrupted,
+        options,
+    )
+    .await;
+    let mut summary = String::new();
+    for end in &ends {
+        let _ = writeln!(summary, "{}: {}", end.pipeline, end.message);
+    }
+    if ends.iter().all(|e| {
+        matches!(
+            e.result,
+            PipelineResult::Converged | PipelineResult::UpToDate
+        )
+    }) {
+        Ok(summary)
+    } else {
+        Err(Error::Apply {
+            run: run_id,
+            summary,
+            results: ends.iter().map(|e| e.result).collect(),
+        })
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn unlock(args: &UnlockArgs) -> Result<String, Error> {
+    let region = match &args.region {
+        Some(r) => r.clone(),
+        None => {
+            let snap = snapshot(&args.repo)?;
+            snap.catalog
+                .pipelines
+                .iter()
+                .find(|p| p.auto_scaling_group == args.group)
+                .map(|p| p.region.clone())
+                .ok_or_else(|| Error::UnknownGroup {
+                    group: args.group.clone(),
+                })?
+        }
+    };
+    let mut clouds = Clouds::new(&args.aws);
+    let cloud = clouds.region(&region).await;
+    let name = lock_name(&args.group);
+    let cloud_error = |source| Error::Cloud {
+        pipeline: args.group.clone(),
+        source,
+    };
+    match cloud.read_lock(&name).await.map_err(cloud_error)? {
+        None => Ok(format!("group {} is not locked\n", args.group)),
+        Some(lock) if lock.run == args.run => {
+            cloud.delete_lock(&name).await.map_err(cloud_error)?;
+            Ok(format!(
+                "removed the lock of run {} on {} (since {}) from group {}\n",
+                lock.run, lock.host, lock.started, args.group
+            ))
+        }
+        Some(lock) => Err(Error::LockMismatch {
+            group: args.group.clone(),
+            held_by: lock.run,
+            host: lock.host,
+            given: args.run.clone(),
+        }),
+    }
 }

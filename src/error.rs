@@ -46,7 +46,7 @@ pub enum Error {
     Plan {
         pipeline: String,
         #[source]
-        source: PlanError,
+        source: Box<PlanError>,
     },
     #[error("cannot read the fleet state file {}", path.display())]
     FleetStateFile {
@@ -56,16 +56,58 @@ pub enum Error {
     },
     #[error("the fleet state file {} has no entry for group {group}", path.display())]
     FleetStateMissing { path: PathBuf, group: String },
-    #[error("`plan` needs the observed fleet state")]
-    NoFleetSource,
+    #[error(transparent)]
+    Prepare(#[from] crate::run::PrepareError),
+    #[error("not confirmed: nothing was changed")]
+    NotConfirmed,
+    #[error("run {run} did not converge every pipeline:\n{summary}")]
+    Apply {
+        run: String,
+        summary: String,
+        results: Vec<crate::events::PipelineResult>,
+    },
+    #[error("no pipeline rolls group {group}")]
+    UnknownGroup { group: String },
+    #[error(
+        "the lock of group {group} is held by run {held_by} on {host}, not by {given}: nothing was removed"
+    )]
+    LockMismatch {
+        group: String,
+        held_by: String,
+        host: String,
+        given: String,
+    },
+    #[error("cannot read the fleet of pipeline {pipeline} from AWS")]
+    Cloud {
+        pipeline: String,
+        #[source]
+        source: crate::cloud::CloudError,
+    },
 }
 
 impl Error {
     pub fn exit(&self) -> Exit {
         match self {
-            Error::Repo(_) | Error::FleetStateFile { .. } | Error::NoFleetSource => {
+            Error::Repo(_) | Error::FleetStateFile { .. } | Error::Cloud { .. } => {
                 Exit::Environment
             }
+            Error::Prepare(crate::run::PrepareError::Cloud { .. }) => Exit::Environment,
+            Error::Prepare(_)
+            | Error::NotConfirmed
+            | Error::UnknownGroup { .. }
+            | Error::LockMismatch { .. } => Exit::Invalid,
+            Error::Apply { results, .. } => results
+                .iter()
+                .map(|r| match r {
+                    crate::events::PipelineResult::Converged
+                    | crate::events::PipelineResult::UpToDate => Exit::Success,
+                    crate::events::PipelineResult::RolledBack => Exit::FailedRolledBack,
+                    crate::events::PipelineResult::FailedUntouched => Exit::FailedUntouched,
+                    crate::events::PipelineResult::Interrupted => Exit::Interrupted,
+                    crate::events::PipelineResult::LockHeld => Exit::LockHeld,
+                })
+                .max_by_key(|e| *e as u8)
+                .unwrap_or(Exit::Success),
             Error::Invalid(_)
             | Error::UnknownPipeline { .. }
             | Error::NoRelease { .. }
@@ -88,8 +130,23 @@ impl Error {
             Error::FleetStateFile { .. } | Error::FleetStateMissing { .. } => Some(
                 "the file is JSON: {\"fleets\": [{\"group\": NAME, ...}]}; see README.md".into(),
             ),
-            Error::NoFleetSource => {
-                Some("pass --fleet-state FILE with the observed state as JSON".into())
+            Error::Cloud { source, .. } => Some(source.hint().to_string()),
+            Error::Prepare(crate::run::PrepareError::Cloud { source, .. }) => {
+                Some(source.hint().to_string())
+            }
+            Error::Prepare(crate::run::PrepareError::Plan { source, .. }) => Some(source.hint()),
+            Error::Prepare(crate::run::PrepareError::Render { .. }) => {
+                Some("shorten the name templates; `red5-rollout validate` shows them".into())
+            }
+            Error::NotConfirmed => {
+                Some("answer yes at the prompt, or pass --yes (CI=true implies it)".into())
+            }
+            Error::Apply { run, .. } => Some(format!(
+                "every stage resumes where it stopped: fix the cause and run apply again (this was run {run})"
+            )),
+            Error::UnknownGroup { .. } => Some("pass --region REGION".into()),
+            Error::LockMismatch { .. } => {
+                Some("check that run is really gone, then pass its id with --run".into())
             }
         }
     }
@@ -99,21 +156,19 @@ impl Error {
     pub fn render(&self) -> String {
         let mut out = String::new();
         match self {
-            Error::Invalid(problems) => {
+            Error::Invalid(problems)
+            | Error::Prepare(crate::run::PrepareError::Render { problems, .. }) => {
                 let _ = writeln!(out, "{problems}");
             }
-            Error::Plan {
-                source: PlanError::WouldTerminateOnlyInstance { diagnostic, .. },
-                ..
-            } => {
-                let _ = writeln!(
-                    out,
-                    "{}",
-                    crate::model::Diagnostic {
+            Error::Plan { source, .. }
+            | Error::Prepare(crate::run::PrepareError::Plan { source, .. }) => {
+                if let PlanError::WouldTerminateOnlyInstance { diagnostic, .. } = source.as_ref() {
+                    let shown = crate::model::Diagnostic {
                         hint: None,
-                        ..diagnostic.clone()
-                    }
-                );
+                        ..(**diagnostic).clone()
+                    };
+                    let _ = writeln!(out, "{shown}");
+                }
             }
             _ => {}
         }

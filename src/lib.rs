@@ -15,6 +15,7 @@ pub mod observe;
 pub mod plan;
 pub mod render;
 pub mod repo;
+pub mod report;
 pub mod run;
 pub mod stages;
 pub mod status;

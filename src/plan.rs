@@ -137,7 +137,7 @@ pub enum PlanError {
     )]
     WouldTerminateOnlyInstance {
         group: String,
-        diagnostic: Diagnostic,
+        diagnostic: Box<Diagnostic>,
     },
     #[error("refresh {id} of group {group} is {status} towards {target}, not {wanted}")]
     OtherRefreshInFlight {
@@ -145,7 +145,7 @@ pub enum PlanError {
         id: String,
         status: String,
         target: String,
-        wanted: Version,
+        wanted: String,
     },
 }
 
@@ -181,13 +181,14 @@ pub fn plan_rollout(
     };
     let image = image_of(ImageState::Available);
     let pending_image = image_of(ImageState::Pending).filter(|_| image.is_none());
-    if image.is_none() && pending_image.is_none() {
-        if let Some(failed) = image_of(ImageState::Failed) {
-            notes.push(format!(
-                "image {} for {to} failed earlier; it is baked again",
-                failed.id
-            ));
-        }
+    if image.is_none()
+        && pending_image.is_none()
+        && let Some(failed) = image_of(ImageState::Failed)
+    {
+        notes.push(format!(
+            "image {} for {to} failed earlier; it is baked again",
+            failed.id
+        ));
     }
     let builder = fleet.builder.as_ref().filter(|b| &b.version == to);
     if let Some(stray) = fleet.builder.as_ref().filter(|b| &b.version != to) {
@@ -204,20 +205,21 @@ pub fn plan_rollout(
         .max_by_key(|c| c.id.parse::<u64>().unwrap_or(0));
     let group_uses_config = config.is_some_and(|c| fleet.current_config.as_deref() == Some(&c.id));
     let refresh = fleet.refresh.as_ref().filter(|r| r.is_active());
-    if let Some(r) = refresh {
-        if r.target_version.as_ref() != Some(to) {
-            return Err(PlanError::OtherRefreshInFlight {
-                group: fleet.group.clone(),
-                id: r.id.clone(),
-                status: r.status.clone(),
-                target: r
-                    .target_version
-                    .as_ref()
-                    .map_or("an unknown configuration".into(), |v| v.to_string()),
-                wanted: to.clone(),
-            });
-        }
+    if let Some(r) = refresh
+        && r.target_version.as_ref() != Some(to)
+    {
+        return Err(PlanError::OtherRefreshInFlight {
+            group: fleet.group.clone(),
+            id: r.id.clone(),
+            status: r.status.clone(),
+            target: r
+                .target_version
+                .as_ref()
+                .map_or("an unknown configuration".into(), |v| v.to_string()),
+            wanted: to.to_string(),
+        });
     }
+
     let is_converged = fleet.running_version.as_ref() == Some(to)
         && refresh.is_none()
         && (config.is_none() || group_uses_config);
@@ -391,7 +393,7 @@ pub fn plan_rollout(
             if fleet.desired_capacity == 1 && r.max_healthy_percentage == 100 {
                 return Err(PlanError::WouldTerminateOnlyInstance {
                     group: fleet.group.clone(),
-                    diagnostic: Diagnostic::new(
+                    diagnostic: Box::new(Diagnostic::new(
                         pipeline.origin.file.clone(),
                         pipeline.origin.max_healthy_at,
                         format!(
@@ -399,7 +401,7 @@ pub fn plan_rollout(
                             fleet.group
                         ),
                     )
-                    .with_hint("set min_healthy_percentage: 100 and max_healthy_percentage: 200 to launch the replacement before terminating"),
+                    .with_hint("set min_healthy_percentage: 100 and max_healthy_percentage: 200 to launch the replacement before terminating")),
                 });
             }
             add(

@@ -228,10 +228,10 @@ pub async fn run_pipeline(
         elapsed: started.elapsed(),
     });
 
-    if let Ok(Some(held)) = ctx.cloud.read_lock(&name).await {
-        if held.run == lock.run {
-            let _ = ctx.cloud.delete_lock(&name).await;
-        }
+    if let Ok(Some(held)) = ctx.cloud.read_lock(&name).await
+        && held.run == lock.run
+    {
+        let _ = ctx.cloud.delete_lock(&name).await;
     }
 
     let cleanup_note = match &cleaned {
@@ -305,11 +305,11 @@ fn describe(err: &(dyn std::error::Error + 'static)) -> String {
         text.push_str(&c.to_string());
         cause = c.source();
     }
-    if let Some(StageError::UpdateFailed { tail, .. }) = err.downcast_ref::<StageError>() {
-        if !tail.is_empty() {
-            text.push_str("\n  last lines of output:\n    ");
-            text.push_str(&tail.join("\n    "));
-        }
+    if let Some(StageError::UpdateFailed { tail, .. }) = err.downcast_ref::<StageError>()
+        && !tail.is_empty()
+    {
+        text.push_str("\n  last lines of output:\n    ");
+        text.push_str(&tail.join("\n    "));
     }
     text
 }
@@ -331,7 +331,7 @@ pub enum PrepareError {
     Plan {
         pipeline: String,
         #[source]
-        source: crate::plan::PlanError,
+        source: Box<crate::plan::PlanError>,
     },
     #[error("pipeline {pipeline}: names do not render")]
     Render {
@@ -375,7 +375,7 @@ pub async fn prepare(
     let plan = crate::plan::plan_rollout(pipeline, release, &names, &observation.fleet_state())
         .map_err(|source| PrepareError::Plan {
             pipeline: pipeline.name.clone(),
-            source,
+            source: Box::new(source),
         })?;
     Ok(Job {
         cloud,

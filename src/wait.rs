@@ -225,7 +225,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn gives_up_when_the_budget_is_spent() {
         let start = Instant::now();
-        let result: Result<(), WaitError<()>> = wait_for(
+        let result: Result<(), WaitError<&str>> = wait_for(
             "refresh r-1",
             Duration::from_secs(30),
             Backoff::aws(),

@@ -277,7 +277,7 @@ impl FakeCloud {
             w.advance();
             w.instances
                 .iter()
-                .filter(|(_, i)| i.state.is_alive() && i.tags.get(TAG_ROLE).is_some())
+                .filter(|(_, i)| i.state.is_alive() && i.tags.contains_key(TAG_ROLE))
                 .map(|(id, _)| id.clone())
                 .collect()
         })
@@ -334,11 +334,9 @@ impl World {
                 }
                 _ => None,
             };
-            if let Some((delay, next)) = due {
-                if now >= inst.since + delay {
-                    inst.state = next;
-                    inst.since = now;
-                }
+            if let Some((_, next)) = due.filter(|(delay, _)| now >= inst.since + *delay) {
+                inst.state = next;
+                inst.since = now;
             }
         }
         self.advance_refreshes(now);
@@ -614,11 +612,13 @@ impl Cloud for FakeCloud {
 
     async fn terminate_instance(&self, instance_id: &str) -> CloudResult<()> {
         self.call("TerminateInstances", |w| {
-            if let Some(i) = w.instances.get_mut(instance_id) {
-                if i.state.is_alive() {
-                    i.state = InstanceState::ShuttingDown;
-                    i.since = Instant::now();
-                }
+            if let Some(i) = w
+                .instances
+                .get_mut(instance_id)
+                .filter(|i| i.state.is_alive())
+            {
+                i.state = InstanceState::ShuttingDown;
+                i.since = Instant::now();
             }
             Ok(())
         })

@@ -849,7 +849,7 @@ fn a_single_instance_group_at_max_healthy_100_is_refused_on_the_max_healthy_line
     };
     assert_eq!(group, "red5pro-sm-asg");
     assert_eq!(
-        diagnostic,
+        diagnostic.as_ref(),
         &Diagnostic {
             file: PIPELINE_FILE.into(),
             location: red5_rollout::model::Location::new(38, 27),

@@ -1,0 +1,11 @@
+//! Sinks that render the run's events: plain timestamped lines for terminals and CI logs,
+//! or JSON lines for tools. The display mode is resolved once, from the user's choice,
+//! whether stderr is a terminal, and whether this is CI.
+
+mod json;
+mod mode;
+mod plain;
+
+pub use json::JsonLines;
+pub use mode::{Display, OutputChoice, resolve_display};
+pub use plain::PlainLines;

@@ -1,0 +1,141 @@
+//! Plain lines: one per stage start and end, script output, and wait progress at most
+//! every 15 s per stage (or when the status changes), so a CI log stays readable.
+
+use super::mode::Display;
+use crate::events::{Event, PipelineResult, Sink, StageOutcome};
+use crate::plan::human;
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const PROGRESS_EVERY: Duration = Duration::from_secs(15);
+
+pub struct PlainLines<W: Write + Send> {
+    display: Display,
+    state: Mutex<State<W>>,
+}
+
+struct State<W> {
+    out: W,
+    /// Last progress printed per (pipeline, stage): when, and what.
+    last_progress: HashMap<(String, String), (Instant, String)>,
+}
+
+impl<W: Write + Send> PlainLines<W> {
+    pub fn new(out: W, display: Display) -> Self {
+        PlainLines {
+            display,
+            state: Mutex::new(State {
+                out,
+                last_progress: HashMap::new(),
+            }),
+        }
+    }
+
+    fn stamp(&self) -> String {
+        let now = time::OffsetDateTime::now_utc();
+        match self.display {
+            Display::Terminal => {
+                format!("{:02}:{:02}:{:02}", now.hour(), now.minute(), now.second())
+            }
+            _ => now
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+        }
+    }
+}
+
+fn secs(d: Duration) -> String {
+    human(d.as_secs())
+}
+
+impl<W: Write + Send> Sink for PlainLines<W> {
+    fn emit(&self, event: &Event) {
+        let stamp = self.stamp();
+        let mut state = self.state.lock().expect("sink lock");
+        let line = match event {
+            Event::RunStarted {
+                run,
+                commit,
+                pipelines,
+            } => Some(format!(
+                "run {run} applies {} at {}",
+                pipelines.join(", "),
+                &commit[..commit.len().min(12)]
+            )),
+            Event::Planned { .. } => None,
+            Event::StageStarted {
+                pipeline,
+                stage,
+                reason,
+            } => Some(format!("{pipeline} {stage}: {reason}")),
+            Event::StageProgress {
+                pipeline,
+                stage,
+                message,
+                elapsed,
+                budget,
+            } => {
+                let key = (pipeline.clone(), stage.to_string());
+                let due = match state.last_progress.get(&key) {
+                    Some((at, last)) => last != message || at.elapsed() >= PROGRESS_EVERY,
+                    None => true,
+                };
+                if due {
+                    state
+                        .last_progress
+                        .insert(key, (Instant::now(), message.clone()));
+                    Some(format!(
+                        "{pipeline} {stage}: {message} ({} of {})",
+                        secs(*elapsed),
+                        secs(*budget)
+                    ))
+                } else {
+                    None
+                }
+            }
+            Event::StageOutput {
+                pipeline,
+                stage,
+                line,
+            } => Some(format!("{pipeline} {stage}: | {line}")),
+            Event::StageFinished {
+                pipeline,
+                stage,
+                outcome,
+                elapsed,
+            } => Some(match outcome {
+                StageOutcome::Done { detail } => {
+                    format!("{pipeline} {stage}: done in {}: {detail}", secs(*elapsed))
+                }
+                StageOutcome::Skipped { reason } => {
+                    format!("{pipeline} {stage}: skipped: {reason}")
+                }
+                StageOutcome::Failed { error } => format!(
+                    "{pipeline} {stage}: FAILED after {}: {error}",
+                    secs(*elapsed)
+                ),
+            }),
+            Event::PipelineFinished {
+                pipeline,
+                result,
+                message,
+            } => Some(format!(
+                "{pipeline}: {}: {message}",
+                match result {
+                    PipelineResult::Converged => "converged",
+                    PipelineResult::UpToDate => "up to date",
+                    PipelineResult::RolledBack => "FAILED, rolled back",
+                    PipelineResult::FailedUntouched => "FAILED, fleet untouched",
+                    PipelineResult::Interrupted => "interrupted",
+                    PipelineResult::LockHeld => "locked",
+                }
+            )),
+        };
+        if let Some(line) = line {
+            let _ = writeln!(state.out, "{stamp} {line}");
+            let _ = state.out.flush();
+        }
+    }
+}
