@@ -39,9 +39,15 @@ impl<W: Write + Send> PlainLines<W> {
             Display::Terminal => {
                 format!("{:02}:{:02}:{:02}", now.hour(), now.minute(), now.second())
             }
-            _ => now
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default(),
+            _ => format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+                now.year(),
+                u8::from(now.month()),
+                now.day(),
+                now.hour(),
+                now.minute(),
+                now.second()
+            ),
         }
     }
 }

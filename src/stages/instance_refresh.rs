@@ -71,7 +71,13 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
     let finished = follow(ctx, &group_name, &refresh_id).await?;
     if finished.status == "Successful" {
         return Ok(StageOutcome::Done {
-            detail: format!("refresh {refresh_id} successful: the group runs {config}"),
+            detail: format!(
+                "refresh {refresh_id} successful: the group runs {} {config}",
+                match ctx.pipeline.launch.kind {
+                    LaunchKind::Template => "template version",
+                    LaunchKind::Configuration => "launch configuration",
+                }
+            ),
         });
     }
     let previous = match ctx.pipeline.launch.kind {

@@ -262,6 +262,11 @@ impl Emulator {
         self.control("GET", "/_emulator/calls", None)
     }
 
+    /// Forgets the calls counted so far.
+    pub fn reset_calls(&self) {
+        self.control("DELETE", "/_emulator/calls", None);
+    }
+
     fn control(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         match self.request(method, path, body) {
             Ok((200, answer)) => answer,
@@ -347,9 +352,15 @@ impl Emulator {
     /// seeded stream-manager image) and group `<label>-N-asg` with `desired` running
     /// instances in the seeded subnets.
     pub async fn template_fleet(&self, label: &str, desired: i32) -> Fleet {
+        self.template_fleet_on(label, desired, None).await
+    }
+
+    /// [`Emulator::template_fleet`] launching `image` (default: the seeded image).
+    pub async fn template_fleet_on(&self, label: &str, desired: i32, image: Option<&str>) -> Fleet {
         let name = unique_name(label);
         let (ec2_client, asg_client) = self.sdk().await;
-        let (image_id, subnets, security_group) = self.seeded_network().await;
+        let (seeded_image, subnets, security_group) = self.seeded_network().await;
+        let image_id = image.map_or(seeded_image, str::to_owned);
         ec2_client
             .create_launch_template()
             .launch_template_name(&name)
@@ -396,9 +407,20 @@ impl Emulator {
     /// A new fleet of its own on a launch configuration `<label>-N-LC`, as legacy
     /// accounts run them.
     pub async fn configuration_fleet(&self, label: &str, desired: i32) -> Fleet {
+        self.configuration_fleet_on(label, desired, None).await
+    }
+
+    /// [`Emulator::configuration_fleet`] launching `image` (default: the seeded image).
+    pub async fn configuration_fleet_on(
+        &self,
+        label: &str,
+        desired: i32,
+        image: Option<&str>,
+    ) -> Fleet {
         let name = unique_name(label);
         let (_, asg_client) = self.sdk().await;
-        let (image_id, subnets, security_group) = self.seeded_network().await;
+        let (seeded_image, subnets, security_group) = self.seeded_network().await;
+        let image_id = image.map_or(seeded_image, str::to_owned);
         let configuration = format!("{name}-LC");
         asg_client
             .create_launch_configuration()

@@ -6,6 +6,7 @@
 mod apply_fake;
 mod aws;
 mod cli;
+mod e2e;
 mod emulator;
 mod git_history;
 mod planner;

@@ -1,0 +1,639 @@
+//! The real binary against the emulator: a bump, a revert, idempotence, crash-resume at every
+//! stage boundary, failures through the fault switches, and two runs racing for one group.
+//!
+//! Each test gets a pipeline and a fleet of its own (unique names), whose base image is
+//! tagged for that pipeline as 12.3.0, so tests can share the emulator. Tests that count
+//! calls or set faults hold it alone.
+
+use crate::emulator::{Emulator, Fleet, unique_name};
+use crate::support::{git, release_text};
+use red5_rollout::cloud::aws::AwsCloud;
+use red5_rollout::cloud::{
+    BuilderSpec, Cloud, GroupConfig, ImageStatus, InstanceState, TAG_PIPELINE, TAG_ROLE,
+    TAG_VERSION, Tags,
+};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+use tempfile::TempDir;
+
+/// A test's own pipeline: a git repository with the pipeline and release 12.3.0, and the
+/// fleet it rolls.
+struct Setup {
+    repo: TempDir,
+    pipeline: String,
+    fleet: Fleet,
+    endpoint: String,
+}
+
+fn tags(pairs: &[(&str, &str)]) -> Tags {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Bakes a 12.3.0 base image tagged for `pipeline`, as an earlier rollout would have.
+async fn base_image(cloud: &AwsCloud, emulator: &Emulator, pipeline: &str) -> String {
+    let seeded = emulator.seeded_image("stream-manager").await;
+    let subnet = cloud.resolve_subnet("red5pro-sm-subnet-a").await.unwrap();
+    let groups = cloud
+        .resolve_security_groups(&["red5pro-sm-sg".to_string()])
+        .await
+        .unwrap();
+    let instance = cloud
+        .run_builder(&BuilderSpec {
+            image_id: seeded,
+            instance_type: "m5.large".into(),
+            subnet_id: subnet,
+            security_group_ids: groups,
+            instance_profile: "red5pro-sm-builder".into(),
+            key_pair: None,
+            volume_size_gb: 16,
+            client_token: unique_name("base-token"),
+            tags: tags(&[("Name", "base image source")]),
+        })
+        .await
+        .unwrap();
+    crate::emulator::eventually("the base instance to run", async || {
+        (cloud.instance(&instance).await.ok()?.state == InstanceState::Running).then_some(())
+    })
+    .await;
+    let image = cloud
+        .create_image(
+            &instance,
+            &unique_name(&format!("{pipeline}-12.3.0-base")),
+            &tags(&[(TAG_PIPELINE, pipeline), (TAG_VERSION, "12.3.0")]),
+        )
+        .await
+        .unwrap();
+    crate::emulator::eventually("the base image to be available", async || {
+        (cloud.image(&image).await.ok()?.status == ImageStatus::Available).then_some(())
+    })
+    .await;
+    cloud.terminate_instance(&instance).await.unwrap();
+    image
+}
+
+/// A pipeline named after `label`, of the shipped kind `shipped`, on a new fleet of
+/// `desired` instances, committed with release 12.3.0.
+async fn setup(emulator: &Emulator, label: &str, shipped: &str, desired: i32) -> Setup {
+    let cloud = emulator.cloud().await;
+    let pipeline = unique_name(label);
+    let image = base_image(&cloud, emulator, &pipeline).await;
+    let fleet = if shipped == "stream-manager" {
+        emulator
+            .template_fleet_on(&pipeline, desired, Some(&image))
+            .await
+    } else {
+        emulator
+            .configuration_fleet_on(&pipeline, desired, Some(&image))
+            .await
+    };
+    cloud
+        .tag_group(
+            &fleet.group,
+            &tags(&[(TAG_PIPELINE, &pipeline), (TAG_VERSION, "12.3.0")]),
+        )
+        .await
+        .unwrap();
+    let text = std::fs::read_to_string(
+        crate::support::crate_root().join(format!("pipelines/{shipped}.yaml")),
+    )
+    .unwrap()
+    .replace(
+        &format!("name: {shipped}\n"),
+        &format!("name: {pipeline}\n"),
+    )
+    .replace(
+        "auto_scaling_group: red5pro-sm-legacy-asg",
+        &format!("auto_scaling_group: {}", fleet.group),
+    )
+    .replace(
+        "auto_scaling_group: red5pro-sm-asg",
+        &format!("auto_scaling_group: {}", fleet.group),
+    )
+    .replace(
+        "template: red5pro-sm\n",
+        &format!("template: {}\n", fleet.template.clone().unwrap_or_default()),
+    )
+    // Image and configuration names are global in a region: make them the pipeline's own.
+    .replace(
+        "SM-red5pro-server-{{ version }}",
+        "{{ pipeline }}-{{ version }}",
+    );
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(repo.path().join("pipelines")).unwrap();
+    std::fs::create_dir_all(repo.path().join("releases")).unwrap();
+    std::fs::write(repo.path().join(format!("pipelines/{pipeline}.yaml")), text).unwrap();
+    std::fs::write(
+        repo.path().join("releases/12.3.0.yaml"),
+        release_text("12.3.0"),
+    )
+    .unwrap();
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    git(repo.path(), &["add", "-A"]);
+    git(repo.path(), &["commit", "-q", "-m", "fleet on 12.3.0"]);
+    Setup {
+        repo,
+        pipeline,
+        fleet,
+        endpoint: emulator.endpoint().to_string(),
+    }
+}
+
+impl Setup {
+    fn bump(&self, version: &str) {
+        std::fs::write(
+            self.repo.path().join(format!("releases/{version}.yaml")),
+            release_text(version),
+        )
+        .unwrap();
+        git(self.repo.path(), &["add", "-A"]);
+        git(
+            self.repo.path(),
+            &["commit", "-q", "-m", &format!("release {version}")],
+        );
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_red5-rollout"));
+        command
+            .args(args)
+            .current_dir(self.repo.path())
+            .env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("CI", "true")
+            .env_remove("RED5_ROLLOUT_REPO");
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("the binary runs")
+    }
+
+    fn apply(&self) -> Output {
+        self.run(&["apply", "--output", "json"])
+    }
+
+    async fn cloud(&self) -> AwsCloud {
+        AwsCloud::connect_with(
+            "us-east-1",
+            Some(&self.endpoint),
+            Some(("testing".into(), "testing".into())),
+        )
+        .await
+    }
+
+    async fn images_of(&self, version: &str) -> Vec<String> {
+        let cloud = self.cloud().await;
+        cloud
+            .find_images(&tags(&[
+                (TAG_PIPELINE, &self.pipeline),
+                (TAG_VERSION, version),
+            ]))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|i| i.status == ImageStatus::Available)
+            .map(|i| i.id)
+            .collect()
+    }
+
+    async fn live_builders(&self) -> Vec<String> {
+        let cloud = self.cloud().await;
+        cloud
+            .find_instances(&tags(&[
+                (TAG_PIPELINE, &self.pipeline),
+                (TAG_ROLE, "builder"),
+            ]))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|i| i.state.is_alive())
+            .map(|i| i.id)
+            .collect()
+    }
+
+    /// The configurations that launch an image baked for `version`.
+    async fn configs_of(&self, version: &str) -> Vec<String> {
+        let cloud = self.cloud().await;
+        let images = self.images_of(version).await;
+        let configs = match &self.fleet.template {
+            Some(template) => cloud.template_versions(template).await.unwrap(),
+            None => cloud.launch_configurations("").await.unwrap(),
+        };
+        configs
+            .into_iter()
+            .filter(|c| images.contains(&c.image_id))
+            .map(|c| c.id)
+            .collect()
+    }
+
+    /// Asserts the group, and every instance, run `config`, and the group is tagged `version`.
+    async fn assert_fleet_on(&self, config: &str, version: &str) {
+        let group = self.cloud().await.group(&self.fleet.group).await.unwrap();
+        let on = |c: &GroupConfig| match c {
+            GroupConfig::Template { version, .. } => version == config,
+            GroupConfig::Configuration { name } => name == config,
+            GroupConfig::Other => false,
+        };
+        assert!(
+            on(&group.config),
+            "group on {:?}, not {config}",
+            group.config
+        );
+        assert!(!group.instances.is_empty());
+        for instance in &group.instances {
+            assert!(
+                on(&instance.config),
+                "{} on {:?}, not {config}",
+                instance.id,
+                instance.config
+            );
+        }
+        assert_eq!(
+            group.tags.get(TAG_VERSION).map(String::as_str),
+            Some(version)
+        );
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The number of calls of each mutating action since the last reset.
+fn mutating(emulator: &Emulator) -> Vec<(String, u64)> {
+    let calls = emulator.calls();
+    let mut counts: Vec<(String, u64)> = calls["mutating_counts"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
+                .collect()
+        })
+        .unwrap_or_default();
+    counts.sort();
+    counts
+}
+
+fn count(counts: &[(String, u64)], action: &str) -> u64 {
+    counts
+        .iter()
+        .find(|(k, _)| k == action)
+        .map_or(0, |(_, n)| *n)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bump_rolls_a_template_fleet_and_a_second_apply_changes_nothing() {
+    let emulator = Emulator::alone().await;
+    let setup = setup(&emulator, "e2e-bump", "stream-manager", 2).await;
+    setup.bump("12.4.0");
+    emulator.reset_calls();
+
+    let out = setup.apply();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!(
+            "{}: group {} runs 12.4.0",
+            setup.pipeline, setup.fleet.group
+        )),
+        "{}",
+        stdout(&out)
+    );
+    let images = setup.images_of("12.4.0").await;
+    assert_eq!(images.len(), 1, "{images:?}");
+    assert_eq!(setup.configs_of("12.4.0").await, vec!["2".to_string()]);
+    assert!(setup.live_builders().await.is_empty());
+    setup.assert_fleet_on("2", "12.4.0").await;
+    let calls = mutating(&emulator);
+    for action in [
+        "ec2:RunInstances",
+        "ssm:SendCommand",
+        "ec2:StopInstances",
+        "ec2:CreateImage",
+        "ec2:CreateLaunchTemplateVersion",
+        "autoscaling:StartInstanceRefresh",
+        "ec2:TerminateInstances",
+        "ssm:PutParameter",
+        "ssm:DeleteParameter",
+    ] {
+        assert_eq!(count(&calls, action), 1, "{action} in {calls:?}");
+    }
+    assert_eq!(
+        count(&calls, "autoscaling:UpdateAutoScalingGroup"),
+        0,
+        "{calls:?}"
+    );
+
+    emulator.reset_calls();
+    let again = setup.apply();
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert!(
+        stdout(&again).contains("nothing to do"),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(mutating(&emulator), Vec::<(String, u64)>::new());
+
+    let status = setup.run(&["status", &setup.pipeline]);
+    assert!(
+        stdout(&status).contains(&format!(
+            "group {} (us-east-1) runs 12.4.0",
+            setup.fleet.group
+        )),
+        "{}",
+        stdout(&status)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bump_rolls_a_launch_configuration_fleet() {
+    let emulator = Emulator::shared().await;
+    let setup = setup(&emulator, "e2e-legacy", "stream-manager-legacy", 1).await;
+    setup.bump("12.4.0");
+    let out = setup.apply();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let configs = setup.configs_of("12.4.0").await;
+    assert_eq!(configs.len(), 1, "{configs:?}");
+    assert!(
+        configs[0].starts_with(&format!("{}-12.4.0-", setup.pipeline)),
+        "{configs:?}"
+    );
+    assert_eq!(setup.images_of("12.4.0").await.len(), 1);
+    assert!(setup.live_builders().await.is_empty());
+    setup.assert_fleet_on(&configs[0], "12.4.0").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revert_rolls_back_without_launching_or_imaging() {
+    let emulator = Emulator::alone().await;
+    let setup = setup(&emulator, "e2e-revert", "stream-manager", 2).await;
+    setup.bump("12.4.0");
+    let out = setup.apply();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    git(setup.repo.path(), &["revert", "--no-edit", "HEAD"]);
+    let plan = setup.run(&["plan", &setup.pipeline]);
+    assert!(
+        stdout(&plan).contains("rollback 12.4.0 -> 12.3.0"),
+        "{}",
+        stdout(&plan)
+    );
+    emulator.reset_calls();
+    let out = setup.apply();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let calls = mutating(&emulator);
+    assert_eq!(count(&calls, "ec2:RunInstances"), 0, "{calls:?}");
+    assert_eq!(count(&calls, "ec2:CreateImage"), 0, "{calls:?}");
+    assert_eq!(
+        count(&calls, "autoscaling:StartInstanceRefresh"),
+        1,
+        "{calls:?}"
+    );
+    setup.assert_fleet_on("1", "12.3.0").await;
+}
+
+/// Starts apply with JSON events and SIGKILLs it once `stage` has finished; returns the run id.
+fn kill_after(setup: &Setup, stage: &str) -> Option<String> {
+    let mut child = setup
+        .command(&["apply", "--output", "json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut run = None;
+    let mut killed = false;
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let Ok(line) = line else { break };
+        let Ok(event) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if event["event"] == "run-started" {
+            run = event["run"].as_str().map(str::to_string);
+        }
+        if event["event"] == "stage-finished" && event["stage"] == stage {
+            child.kill().unwrap();
+            killed = true;
+            break;
+        }
+    }
+    child.wait().unwrap();
+    killed.then_some(run).flatten()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_killed_at_every_stage_boundary_converges_with_one_of_everything() {
+    let emulator = Emulator::shared().await;
+    let setup = setup(&emulator, "e2e-crash", "stream-manager", 2).await;
+    setup.bump("12.4.0");
+    for stage in [
+        "launch-builder",
+        "apply-update",
+        "create-image",
+        "create-launch-config",
+        "swap-asg",
+        "instance-refresh",
+    ] {
+        let Some(run) = kill_after(&setup, stage) else {
+            panic!("the run ended before {stage} finished");
+        };
+        // SIGKILL leaves the lock behind; the on-call engineer removes it explicitly.
+        let out = setup.run(&["unlock", &setup.fleet.group, "--run", &run]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert!(
+            stdout(&out).starts_with(&format!("removed the lock of run {run}")),
+            "{}",
+            stdout(&out)
+        );
+        assert!(setup.live_builders().await.len() <= 1);
+    }
+    let out = setup.apply();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(setup.images_of("12.4.0").await.len(), 1);
+    assert_eq!(setup.configs_of("12.4.0").await.len(), 1);
+    assert!(setup.live_builders().await.is_empty());
+    setup.assert_fleet_on("2", "12.4.0").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_update_script_fails_untouched_with_its_output() {
+    let emulator = Emulator::alone().await;
+    let setup = setup(&emulator, "e2e-ssm", "stream-manager", 1).await;
+    setup.bump("12.4.0");
+    emulator.set_faults(serde_json::json!({"ssm_fail_next": {"output": "downloading\nsha256sum: WARNING: 1 computed checksum did NOT match", "exit_code": 1}}));
+    let out = setup.apply();
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("apply-update: the update script failed on i-"),
+        "{err}"
+    );
+    assert!(
+        err.contains("sha256sum: WARNING: 1 computed checksum did NOT match"),
+        "{err}"
+    );
+    assert!(setup.live_builders().await.is_empty());
+    setup.assert_fleet_on("1", "12.3.0").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_image_fails_untouched_with_the_reason() {
+    let emulator = Emulator::alone().await;
+    let setup = setup(&emulator, "e2e-image", "stream-manager", 1).await;
+    setup.bump("12.4.0");
+    emulator
+        .set_faults(serde_json::json!({"image_fail_next": {"reason": "snapshot creation failed"}}));
+    let out = setup.apply();
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("failed: snapshot creation failed"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(setup.live_builders().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_refresh_is_rolled_back_and_exits_3() {
+    let emulator = Emulator::alone().await;
+    let setup = setup(&emulator, "e2e-refresh", "stream-manager", 2).await;
+    setup.bump("12.4.0");
+    emulator.set_faults(serde_json::json!({"refresh_fail_at_percent": 50}));
+    let out = setup.apply();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the group was rolled back to template version 1"),
+        "{}",
+        stderr(&out)
+    );
+    let group = setup.cloud().await.group(&setup.fleet.group).await.unwrap();
+    assert!(
+        matches!(&group.config, GroupConfig::Template { version, .. } if version == "1"),
+        "{:?}",
+        group.config
+    );
+    assert!(setup.live_builders().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_refresh_of_a_launch_configuration_is_rolled_back_by_the_runner() {
+    let emulator = Emulator::alone().await;
+    let setup = setup(&emulator, "e2e-lc-refresh", "stream-manager-legacy", 1).await;
+    setup.bump("12.4.0");
+    emulator.set_faults(serde_json::json!({"refresh_fail_at_percent": 50}));
+    let out = setup.apply();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let previous = setup.fleet.configuration.clone().unwrap();
+    assert!(
+        stderr(&out).contains(&format!("rolled back to launch configuration {previous}")),
+        "{}",
+        stderr(&out)
+    );
+    let group = setup.cloud().await.group(&setup.fleet.group).await.unwrap();
+    assert_eq!(group.config, GroupConfig::Configuration { name: previous });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn throttling_a_fifth_of_calls_still_converges() {
+    let emulator = Emulator::alone().await;
+    let setup = setup(&emulator, "e2e-throttle", "stream-manager", 1).await;
+    setup.bump("12.4.0");
+    emulator.set_faults(serde_json::json!({"throttle_fraction": 0.2}));
+    let out = setup.apply();
+    emulator.clear_faults();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let throttled = emulator.calls()["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["fault"] == "throttled")
+        .count();
+    assert!(throttled > 5, "only {throttled} calls were throttled");
+    setup.assert_fleet_on("2", "12.4.0").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_applies_on_one_group_one_proceeds_the_other_exits_6() {
+    let emulator = Emulator::shared().await;
+    let setup = setup(&emulator, "e2e-race", "stream-manager", 1).await;
+    setup.bump("12.4.0");
+    let first = setup
+        .command(&["apply"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let second = setup
+        .command(&["apply"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (a, b) = (
+        first.wait_with_output().unwrap(),
+        second.wait_with_output().unwrap(),
+    );
+    let mut codes = vec![a.status.code(), b.status.code()];
+    codes.sort();
+    assert_eq!(
+        codes,
+        vec![Some(0), Some(6)],
+        "{}\n---\n{}",
+        stderr(&a),
+        stderr(&b)
+    );
+    let loser = if a.status.code() == Some(6) { &a } else { &b };
+    assert!(
+        stderr(loser).contains(&format!("group {} is locked by run ", setup.fleet.group)),
+        "{}",
+        stderr(loser)
+    );
+    assert!(setup.live_builders().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unlock_removes_only_the_lock_of_the_run_it_names() {
+    let emulator = Emulator::shared().await;
+    let setup = setup(&emulator, "e2e-unlock", "stream-manager", 1).await;
+    let lock = red5_rollout::cloud::Lock {
+        run: "run-gone".into(),
+        host: "ci-3".into(),
+        commit: "abc".into(),
+        started: "2026-11-24T06:00:00Z".into(),
+    };
+    let name = red5_rollout::run::lock_name(&setup.fleet.group);
+    setup.cloud().await.put_lock(&name, &lock).await.unwrap();
+
+    let out = setup.run(&["unlock", &setup.fleet.group, "--run", "run-other"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).starts_with(&format!(
+        "error: the lock of group {} is held by run run-gone on ci-3, not by run-other: nothing was removed",
+        setup.fleet.group
+    )), "{}", stderr(&out));
+    assert!(
+        setup
+            .cloud()
+            .await
+            .read_lock(&name)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    let out = setup.run(&["unlock", &setup.fleet.group, "--run", "run-gone"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(setup.cloud().await.read_lock(&name).await.unwrap(), None);
+    let out = setup.run(&["unlock", &setup.fleet.group, "--run", "run-gone"]);
+    assert_eq!(
+        stdout(&out),
+        format!("group {} is not locked\n", setup.fleet.group)
+    );
+}
