@@ -286,13 +286,77 @@ pub async fn run_pipeline(
                 format!("{}{to}{cleanup_note}", describe(&err)),
             )
         }
-        Some((_, err)) => end(
+        Some((Stage::InstanceRefresh, err)) if refresh_is_active(ctx).await => end(
             PipelineResult::FailedUntouched,
             format!(
-                "{}; the fleet was not touched{cleanup_note}",
+                "{}; a refresh is still running: check `red5-rollout status` and run apply again to follow it{cleanup_note}",
                 describe(&err)
             ),
         ),
+        Some((_, err)) => match undo_swap(ctx, &baked).await {
+            Some(Ok(previous)) => end(
+                PipelineResult::RolledBack,
+                format!(
+                    "{}; the group was moved back to launch configuration {previous} before any instance was replaced{cleanup_note}",
+                    describe(&err)
+                ),
+            ),
+            Some(Err(undo)) => end(
+                PipelineResult::FailedUntouched,
+                format!(
+                    "{}; moving the group back to its previous launch configuration failed too: {undo}{cleanup_note}",
+                    describe(&err)
+                ),
+            ),
+            None => end(
+                PipelineResult::FailedUntouched,
+                format!(
+                    "{}; the fleet was not touched{cleanup_note}",
+                    describe(&err)
+                ),
+            ),
+        },
+    }
+}
+
+/// Whether the group has a refresh in flight (`true` when that cannot be read: the safe
+/// answer, since it keeps the runner from touching the group further).
+async fn refresh_is_active(ctx: &Context) -> bool {
+    match ctx.cloud.refreshes(&ctx.pipeline.auto_scaling_group).await {
+        Ok(refreshes) => refreshes.iter().any(crate::cloud::Refresh::is_active),
+        Err(_) => true,
+    }
+}
+
+/// When a launch-configuration group was swapped but no refresh replaced its instances,
+/// points it back at its previous configuration. `None` when there was no swap.
+async fn undo_swap(
+    ctx: &Context,
+    baked: &Baked,
+) -> Option<Result<String, crate::cloud::CloudError>> {
+    let previous = baked.previous_config.clone()?;
+    if ctx.pipeline.launch.kind != crate::model::LaunchKind::Configuration
+        || baked.config.as_ref() == Some(&previous)
+    {
+        return None;
+    }
+    let group = ctx
+        .cloud
+        .group(&ctx.pipeline.auto_scaling_group)
+        .await
+        .ok()?;
+    match &group.config {
+        crate::cloud::GroupConfig::Configuration { name }
+            if Some(name) == baked.config.as_ref() =>
+        {
+            Some(
+                ctx.cloud
+                    .set_group_configuration(&ctx.pipeline.auto_scaling_group, &previous)
+                    .await
+                    .map(|()| previous),
+            )
+        }
+        _ => None,
     }
 }
 

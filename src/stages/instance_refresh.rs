@@ -68,7 +68,14 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
             start(ctx, &group_name, &config).await?
         }
     };
-    let finished = follow(ctx, &group_name, &refresh_id).await?;
+    let finished = match follow(ctx, &group_name, &refresh_id).await {
+        Err(StageError::TimedOut { message, .. }) => {
+            return Err(
+                roll_back_late_refresh(ctx, &group_name, &refresh_id, baked, message).await,
+            );
+        }
+        other => other?,
+    };
     if finished.status == "Successful" {
         return Ok(StageOutcome::Done {
             detail: format!(
@@ -167,6 +174,49 @@ async fn follow(ctx: &Context, group: &str, id: &str) -> Result<Refresh, StageEr
         },
     )
     .await
+}
+
+/// A refresh that outlived `refresh.timeout` is rolled back rather than left half done:
+/// AWS rolls a template refresh back; a configuration refresh is cancelled and the runner
+/// moves the group back. Returns the error that says what happened.
+async fn roll_back_late_refresh(
+    ctx: &Context,
+    group: &str,
+    id: &str,
+    baked: &Baked,
+    timed_out: String,
+) -> StageError {
+    let cloud = ctx.cloud.as_ref();
+    let rolled_back_to = match ctx.pipeline.launch.kind {
+        LaunchKind::Template => {
+            if let Err(e) = cloud.rollback_refresh(group).await {
+                return StageError::cloud(STAGE)(e);
+            }
+            match follow(ctx, group, id).await {
+                Ok(r) if r.status == "RollbackSuccessful" => {
+                    Some("the previous template version".to_string())
+                }
+                Ok(_) | Err(_) => None,
+            }
+        }
+        LaunchKind::Configuration => {
+            if let Err(e) = cloud.cancel_refresh(group).await {
+                return StageError::cloud(STAGE)(e);
+            }
+            // Cancelling takes a moment; the rollback refresh can only start after it.
+            let _ = follow(ctx, group, id).await;
+            roll_back_configuration(ctx, group, baked)
+                .await
+                .ok()
+                .flatten()
+        }
+    };
+    StageError::RefreshFailed {
+        id: id.to_string(),
+        status: "TimedOut".into(),
+        reason: Some(timed_out),
+        rolled_back_to,
+    }
 }
 
 /// Moves a launch-configuration group back to where it was and refreshes it there.

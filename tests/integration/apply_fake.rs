@@ -358,3 +358,55 @@ async fn throttling_that_outlasts_retries_is_reported_with_its_class() {
         end.message
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_that_outlives_its_timeout_is_rolled_back() {
+    let cloud = template_fleet();
+    cloud.with_world(|w| w.delays.refresh_batch = std::time::Duration::from_secs(24 * 3600));
+    let (end, _) = apply(&cloud, "stream-manager", "12.4.0").await;
+    assert_eq!(end.result, PipelineResult::RolledBack, "{}", end.message);
+    assert!(
+        end.message
+            .starts_with("instance-refresh: refresh refresh-"),
+        "{}",
+        end.message
+    );
+    assert!(
+        end.message
+            .contains("ended TimedOut: gave up waiting for refresh"),
+        "{}",
+        end.message
+    );
+    assert!(
+        end.message
+            .contains("the group was rolled back to the previous template version"),
+        "{}",
+        end.message
+    );
+    assert_eq!(group_template_version(&cloud), "1");
+    assert!(cloud.calls().contains(&"RollbackInstanceRefresh"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_swapped_configuration_group_is_moved_back_when_the_refresh_cannot_start() {
+    let cloud = configuration_fleet();
+    cloud.fail_next(
+        "StartInstanceRefresh",
+        ErrorClass::Transient,
+        "InternalFailure",
+    );
+    let (end, _) = apply(&cloud, "stream-manager-legacy", "12.4.0").await;
+    assert_eq!(end.result, PipelineResult::RolledBack, "{}", end.message);
+    assert!(
+        end.message.ends_with("the group was moved back to launch configuration SM-red5pro-server-12.3.0-nov01-m5large-LC before any instance was replaced"),
+        "{}",
+        end.message
+    );
+    let config = cloud.with_world(|w| w.group.config.clone());
+    assert_eq!(
+        config,
+        GroupConfig::Configuration {
+            name: "SM-red5pro-server-12.3.0-nov01-m5large-LC".into()
+        }
+    );
+}
