@@ -637,3 +637,113 @@ async fn unlock_removes_only_the_lock_of_the_run_it_names() {
         format!("group {} is not locked\n", setup.fleet.group)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_and_plan_read_the_seeded_fleet() {
+    let emulator = Emulator::shared().await;
+    let repo = crate::support::shipped_repo();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_red5-rollout"))
+            .args(args)
+            .current_dir(repo.path())
+            .env("AWS_ENDPOINT_URL", emulator.endpoint())
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["status", "stream-manager"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("stream-manager: group red5pro-sm-asg (us-east-1) runs 12.3.0\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  configuration: launch template red5pro-sm version 1 (image ami-"),
+        "{text}"
+    );
+    assert!(text.contains("health check ELB, grace 300s"), "{text}");
+    assert_eq!(
+        text.matches("launch template red5pro-sm version 1\n")
+            .count(),
+        2,
+        "{text}"
+    );
+
+    let out = run(&["status", "stream-manager-legacy", "--format", "json"]);
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json[0]["running_version"], "12.3.0");
+    assert_eq!(json[0]["group"]["config"]["kind"], "configuration");
+
+    let out = run(&["plan", "stream-manager"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let plan = stdout(&out);
+    assert!(
+        plan.starts_with(
+            "stream-manager (red5pro-sm-asg in us-east-1): rollout 12.3.0 -> 12.4.0\n"
+        ),
+        "{plan}"
+    );
+    assert_eq!(plan.matches("\n  run    ").count(), 6, "{plan}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_cleans_up_releases_the_lock_and_exits_5() {
+    let emulator = Emulator::shared().await;
+    let setup = setup(&emulator, "e2e-sigterm", "stream-manager", 1).await;
+    setup.bump("12.4.0");
+    let mut child = setup
+        .command(&["apply", "--output", "json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut signalled = false;
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let Ok(line) = line else { break };
+        seen.push(line.clone());
+        let Ok(event) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if event["event"] == "stage-started" && event["stage"] == "apply-update" {
+            let status = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+            signalled = true;
+            break;
+        }
+    }
+    assert!(
+        signalled,
+        "apply-update never started:\n{}",
+        seen.join("\n")
+    );
+    seen.extend(lines.map_while(Result::ok));
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(5), "{}", seen.join("\n"));
+    let finished: Vec<&String> = seen
+        .iter()
+        .filter(|l| l.contains("\"pipeline-finished\""))
+        .collect();
+    assert_eq!(finished.len(), 1, "{}", seen.join("\n"));
+    assert!(
+        finished[0].contains("\"result\":\"interrupted\""),
+        "{}",
+        finished[0]
+    );
+    assert!(setup.live_builders().await.is_empty());
+    let lock = setup
+        .cloud()
+        .await
+        .read_lock(&red5_rollout::run::lock_name(&setup.fleet.group))
+        .await
+        .unwrap();
+    assert_eq!(lock, None);
+    setup.assert_fleet_on("1", "12.3.0").await;
+}
