@@ -145,8 +145,26 @@ impl Release {
                 );
                 None
             }
-            Some(Scalar(text)) => {
-                let text = text.trim().to_ascii_lowercase();
+            Some(Scalar(parsed)) => {
+                // YAML reads an unquoted checksum made only of digits (or digits and one
+                // `e`) as a number; what counts is the text as written in the file.
+                let location = at.value(&["artifact", "sha256"]);
+                let written = text
+                    .lines()
+                    .nth(location.line - 1)
+                    .and_then(|line| line.get(location.column - 1..))
+                    .map(|value| {
+                        value
+                            .split(" #")
+                            .next()
+                            .unwrap_or(value)
+                            .trim()
+                            .trim_matches(['"', '\''])
+                    })
+                    .filter(|value| {
+                        value.len() == 64 && value.chars().all(|c| c.is_ascii_hexdigit())
+                    });
+                let text = written.unwrap_or(&parsed).trim().to_ascii_lowercase();
                 // Name a character that is not hex before counting: "found 64 characters"
                 // would say nothing about a checksum of the right length.
                 let found = match text.chars().find(|c| !c.is_ascii_hexdigit()) {

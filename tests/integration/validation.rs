@@ -1004,3 +1004,13 @@ fn names_are_checked_for_the_release_that_is_selected() {
         ]
     );
 }
+
+#[test]
+fn an_unquoted_checksum_that_yaml_reads_as_a_number_is_taken_as_written() {
+    let digits = "0123456789".repeat(6) + "0123";
+    let text = format!(
+        "version: 12.4.0\nartifact:\n  url: https://x.example.com/a.zip\n  sha256: {digits}\n"
+    );
+    let release = red5_rollout::model::Release::from_yaml("releases/12.4.0.yaml", &text).unwrap();
+    assert_eq!(release.artifact.sha256, digits);
+}
