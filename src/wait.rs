@@ -9,6 +9,11 @@ use std::future::Future;
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// A wait notices its end within this fraction of the time waited...
+pub const NOTICE_RATIO: f64 = 0.1;
+/// ...or within this, whichever is longer.
+pub const NOTICE_FLOOR: Duration = Duration::from_secs(1);
+
 /// How the delay between polls grows. A validated value: build it with [`Backoff::new`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Backoff {
@@ -61,24 +66,19 @@ impl Backoff {
         .expect("constant backoff is valid")
     }
 
-    /// A backoff whose cap keeps a wait of `expected` noticed within 10 % of it, never
-    /// polling more often than `initial` allows nor less often than every `cap`.
-    pub fn for_expected(expected: Duration) -> Self {
-        let aws = Backoff::aws();
-        let cap = (expected / 10).clamp(aws.initial, aws.cap);
-        Backoff { cap, ..aws }
-    }
-
     /// The delay before poll number `attempt` (from 0), before jitter.
     pub fn base_delay(&self, attempt: u32) -> Duration {
         let secs = self.initial.as_secs_f64() * self.factor.powi(attempt.min(64) as i32);
         Duration::from_secs_f64(secs.min(self.cap.as_secs_f64()))
     }
 
-    /// The delay before poll number `attempt`, with jitter taking up to `jitter` of it away
-    /// (so the cap is never exceeded).
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let base = self.base_delay(attempt);
+    /// The delay before poll number `attempt`, `elapsed` into the wait: the backoff's delay,
+    /// but never more than [`NOTICE_RATIO`] of the time waited so far (or [`NOTICE_FLOOR`]),
+    /// so that whenever AWS finishes, the next poll follows within max(1 s, 10 %) of the
+    /// whole wait. Jitter only shortens a delay, so neither bound is ever exceeded.
+    pub fn delay(&self, attempt: u32, elapsed: Duration) -> Duration {
+        let bound = elapsed.mul_f64(NOTICE_RATIO).max(NOTICE_FLOOR);
+        let base = self.base_delay(attempt).min(bound);
         let cut = rand::random::<f64>() * self.jitter;
         base.mul_f64(1.0 - cut)
     }
@@ -147,7 +147,7 @@ where
                     elapsed,
                     budget,
                 });
-                let delay = backoff.delay(attempt).min(budget - elapsed);
+                let delay = backoff.delay(attempt, elapsed).min(budget - elapsed);
                 tokio::time::sleep(delay).await;
                 attempt += 1;
             }
@@ -165,8 +165,9 @@ mod tests {
         let b = Backoff::new(Duration::from_millis(500), 2.0, Duration::from_secs(4), 0.2).unwrap();
         let bases: Vec<u128> = (0..6).map(|a| b.base_delay(a).as_millis()).collect();
         assert_eq!(bases, vec![500, 1000, 2000, 4000, 4000, 4000]);
+        let long_ago = Duration::from_secs(3600);
         for attempt in 0..50 {
-            let d = b.delay(attempt);
+            let d = b.delay(attempt, long_ago);
             assert!(d <= b.base_delay(attempt) && d >= b.base_delay(attempt).mul_f64(0.8));
         }
     }
@@ -181,19 +182,42 @@ mod tests {
     }
 
     #[test]
-    fn the_cap_follows_the_expected_wait() {
-        assert_eq!(
-            Backoff::for_expected(Duration::from_secs(20)).cap,
-            Duration::from_secs(2)
-        );
-        assert_eq!(
-            Backoff::for_expected(Duration::from_secs(3600)).cap,
-            Duration::from_secs(10)
-        );
-        assert_eq!(
-            Backoff::for_expected(Duration::from_secs(1)).cap,
-            Duration::from_millis(500)
-        );
+    fn early_polls_stay_within_a_tenth_of_the_time_waited() {
+        let b = Backoff::aws();
+        assert_eq!(b.base_delay(5), Duration::from_secs(10));
+        assert!(b.delay(5, Duration::from_secs(3)) <= Duration::from_secs(1));
+        assert!(b.delay(5, Duration::from_secs(50)) <= Duration::from_secs(5));
+        assert!(b.delay(5, Duration::from_secs(500)) <= Duration::from_secs(10));
+    }
+
+    /// Whatever AWS takes, the wait sees it done within max(1 s, 10 %) of that time.
+    #[tokio::test(start_paused = true)]
+    async fn every_end_is_noticed_within_a_tenth_of_the_wait_or_a_second() {
+        for secs in [0.3, 2.0, 7.5, 15.0, 30.0, 60.0, 205.0, 900.0, 3000.0] {
+            let done_at = Duration::from_secs_f64(secs);
+            let start = Instant::now();
+            let noticed: Result<Duration, WaitError<&str>> = wait_for(
+                "x",
+                Duration::from_secs(7200),
+                Backoff::aws(),
+                |_| {},
+                || async move {
+                    let now = start.elapsed();
+                    Ok(if now >= done_at {
+                        Poll::Ready(now)
+                    } else {
+                        Poll::Pending(String::new())
+                    })
+                },
+            )
+            .await;
+            let late = noticed.unwrap() - done_at;
+            let allowed = done_at.mul_f64(NOTICE_RATIO).max(NOTICE_FLOOR);
+            assert!(
+                late <= allowed,
+                "done at {secs}s, noticed {late:?} later (allowed {allowed:?})"
+            );
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -74,7 +74,6 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
             STAGE,
             &format!("command {command} on {}", builder.id),
             timeout + Duration::from_secs(300),
-            Duration::from_secs(60),
             || async {
                 let result = match cloud.command_result(&command, &builder.id).await {
                     Ok(r) => r,

@@ -139,13 +139,13 @@ impl Context {
         Ok(builders.into_iter().find(|b| b.state.is_alive()))
     }
 
-    /// Waits with progress events, within `budget`, expecting about `expected`.
+    /// Waits with progress events, within `budget`, noticing the end within max(1 s, 10 %)
+    /// of the time waited (see [`crate::wait::Backoff::delay`]).
     pub async fn wait<T, F, Fut>(
         &self,
         stage: Stage,
         what: &str,
         budget: Duration,
-        expected: Duration,
         poll: F,
     ) -> Result<T, StageError>
     where
@@ -158,7 +158,7 @@ impl Context {
         let waiting = wait_for(
             what,
             budget,
-            Backoff::for_expected(expected),
+            Backoff::aws(),
             |p| {
                 events.emit(Event::StageProgress {
                     pipeline: pipeline.clone(),

@@ -60,7 +60,6 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
             STAGE,
             &format!("builder {id} to stop"),
             Duration::from_secs(15 * 60),
-            Duration::from_secs(30),
             || async {
                 let instance = cloud
                     .instance(&id)
@@ -95,7 +94,6 @@ async fn wait_until_available(ctx: &Context, image: &str) -> Result<(), StageErr
         STAGE,
         &format!("{image} to be available"),
         ctx.pipeline.image.timeout,
-        Duration::from_secs(300),
         || async {
             let found = cloud.image(image).await.map_err(StageError::cloud(STAGE))?;
             match found.status {

@@ -151,7 +151,6 @@ async fn follow(ctx: &Context, group: &str, id: &str) -> Result<Refresh, StageEr
         STAGE,
         &format!("refresh {id} of {group}"),
         ctx.pipeline.refresh.timeout,
-        ctx.pipeline.refresh.instance_warmup,
         || async {
             let refreshes = cloud
                 .refreshes(group)

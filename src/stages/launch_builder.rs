@@ -17,7 +17,8 @@ use crate::events::StageOutcome;
 use crate::model::BaseImage;
 use crate::plan::Stage;
 use crate::wait::Poll;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 const STAGE: Stage = Stage::LaunchBuilder;
 
@@ -94,37 +95,48 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
     })
 }
 
-/// Waits until the builder runs and its SSM agent is Online.
+/// Waits until the builder runs and its SSM agent is Online. An online agent implies a
+/// running instance, so each poll asks SSM; the instance's own state is read only every
+/// few polls, to say what it is doing and to stop waiting for one that died.
 async fn wait_until_ready(ctx: &Context, id: &str) -> Result<(), StageError> {
     let cloud = ctx.cloud.as_ref();
     let budget = ctx.pipeline.builder.ready_timeout;
+    let polls = AtomicU32::new(0);
+    let last = Mutex::new(String::from("pending"));
     ctx.wait(
         STAGE,
         &format!("builder {id} to run and reach SSM"),
         budget,
-        Duration::from_secs(30),
         || async {
-            let instance = cloud.instance(id).await.map_err(StageError::cloud(STAGE))?;
-            match instance.state {
-                InstanceState::Running => {}
-                InstanceState::Pending => return Ok(Poll::Pending("pending".into())),
-                other => {
-                    return Err(StageError::Precondition {
-                        stage: STAGE,
-                        message: format!("builder {id} is {other:?} instead of running"),
-                    });
-                }
-            }
             if cloud
                 .is_ssm_online(id)
                 .await
                 .map_err(StageError::cloud(STAGE))?
             {
-                Ok(Poll::Ready(()))
-            } else {
-                Ok(Poll::Pending("running, SSM agent not online yet".into()))
+                return Ok(Poll::Ready(()));
             }
+            if polls
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(STATE_EVERY)
+            {
+                let instance = cloud.instance(id).await.map_err(StageError::cloud(STAGE))?;
+                let status = match instance.state {
+                    InstanceState::Pending => "pending",
+                    InstanceState::Running => "running, SSM agent not online yet",
+                    other => {
+                        return Err(StageError::Precondition {
+                            stage: STAGE,
+                            message: format!("builder {id} is {other:?} instead of running"),
+                        });
+                    }
+                };
+                *last.lock().expect("status lock") = status.to_string();
+            }
+            Ok(Poll::Pending(last.lock().expect("status lock").clone()))
         },
     )
     .await
 }
+
+/// How many SSM polls go by between two reads of the builder's state.
+const STATE_EVERY: u32 = 4;
