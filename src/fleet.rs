@@ -88,10 +88,7 @@ pub struct RefreshRecord {
 impl RefreshRecord {
     /// Whether AWS is still working on this refresh.
     pub fn is_active(&self) -> bool {
-        matches!(
-            self.status.as_str(),
-            "Pending" | "InProgress" | "Cancelling" | "RollbackInProgress" | "Baking"
-        )
+        crate::cloud::is_active_refresh_status(&self.status)
     }
 }
 

@@ -62,9 +62,7 @@ pub async fn observe(cloud: &dyn Cloud, pipeline: &Pipeline) -> Result<Observati
             (c, version)
         })
         .filter(|(c, v)| {
-            v.is_some()
-                || pipeline.launch.kind == LaunchKind::Template
-                || group_uses(&group.config, &c.id)
+            v.is_some() || pipeline.launch.kind == LaunchKind::Template || group.config.is(&c.id)
         })
         .collect();
     let image_id = cloud.config_image(&group.config).await?;
@@ -88,14 +86,6 @@ pub async fn observe(cloud: &dyn Cloud, pipeline: &Pipeline) -> Result<Observati
         builders,
         refresh,
     })
-}
-
-fn group_uses(config: &GroupConfig, id: &str) -> bool {
-    match config {
-        GroupConfig::Template { version, .. } => version == id,
-        GroupConfig::Configuration { name } => name == id,
-        GroupConfig::Other => false,
-    }
 }
 
 impl Observation {

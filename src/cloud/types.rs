@@ -98,6 +98,17 @@ pub enum GroupConfig {
     Other,
 }
 
+impl GroupConfig {
+    /// Whether this is launch template version `id` or launch configuration `id`.
+    pub fn is(&self, id: &str) -> bool {
+        match self {
+            GroupConfig::Template { version, .. } => version == id,
+            GroupConfig::Configuration { name } => name == id,
+            GroupConfig::Other => false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GroupInstance {
     pub id: String,
@@ -221,12 +232,17 @@ pub struct Refresh {
     pub desired_template_version: Option<String>,
 }
 
+/// Whether AWS is still working on a refresh with this status.
+pub fn is_active_refresh_status(status: &str) -> bool {
+    matches!(
+        status,
+        "Pending" | "InProgress" | "Cancelling" | "RollbackInProgress" | "Baking"
+    )
+}
+
 impl Refresh {
     pub fn is_active(&self) -> bool {
-        matches!(
-            self.status.as_str(),
-            "Pending" | "InProgress" | "Cancelling" | "RollbackInProgress" | "Baking"
-        )
+        is_active_refresh_status(&self.status)
     }
 }
 

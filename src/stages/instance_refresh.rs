@@ -22,14 +22,6 @@ use crate::wait::Poll;
 
 const STAGE: Stage = Stage::InstanceRefresh;
 
-fn is_on(config: &GroupConfig, id: &str) -> bool {
-    match config {
-        GroupConfig::Template { version, .. } => version == id,
-        GroupConfig::Configuration { name } => name == id,
-        GroupConfig::Other => false,
-    }
-}
-
 pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, StageError> {
     let Some(config) = baked.config.clone() else {
         return Err(StageError::Precondition {
@@ -52,9 +44,7 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
                 .group(&group_name)
                 .await
                 .map_err(StageError::cloud(STAGE))?;
-            if is_on(&group.config, &config)
-                && group.instances.iter().all(|i| is_on(&i.config, &config))
-            {
+            if group.config.is(&config) && group.instances.iter().all(|i| i.config.is(&config)) {
                 return Ok(StageOutcome::Skipped {
                     reason: format!(
                         "group and its {} instance(s) already run {config}",

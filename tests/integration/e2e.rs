@@ -10,8 +10,9 @@ use crate::support::{git, release_text};
 use red5_rollout::cloud::aws::AwsCloud;
 use red5_rollout::cloud::{
     BuilderSpec, Cloud, GroupConfig, ImageStatus, InstanceState, TAG_PIPELINE, TAG_ROLE,
-    TAG_VERSION, Tags,
+    TAG_VERSION,
 };
+use red5_rollout::observe::tags;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
@@ -24,13 +25,6 @@ struct Setup {
     pipeline: String,
     fleet: Fleet,
     endpoint: String,
-}
-
-fn tags(pairs: &[(&str, &str)]) -> Tags {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }
 
 /// Bakes a 12.3.0 base image tagged for `pipeline`, as an earlier rollout would have.
@@ -235,20 +229,15 @@ impl Setup {
     /// Asserts the group, and every instance, run `config`, and the group is tagged `version`.
     async fn assert_fleet_on(&self, config: &str, version: &str) {
         let group = self.cloud().await.group(&self.fleet.group).await.unwrap();
-        let on = |c: &GroupConfig| match c {
-            GroupConfig::Template { version, .. } => version == config,
-            GroupConfig::Configuration { name } => name == config,
-            GroupConfig::Other => false,
-        };
         assert!(
-            on(&group.config),
+            group.config.is(config),
             "group on {:?}, not {config}",
             group.config
         );
         assert!(!group.instances.is_empty());
         for instance in &group.instances {
             assert!(
-                on(&instance.config),
+                instance.config.is(config),
                 "{} on {:?}, not {config}",
                 instance.id,
                 instance.config
