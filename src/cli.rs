@@ -12,7 +12,8 @@ Exit codes:
   4  a stage failed before the fleet was touched
   5  interrupted (Ctrl-C / SIGTERM); the builder was cleaned up
   6  another run holds the group's lock
-  7  git, AWS or a file could not be read";
+  7  git, AWS or a file could not be read
+  8  a refresh ended without a full rollback: the fleet runs a mix of versions";
 
 /// GitOps rollouts for Red5 Pro Stream Manager fleets on AWS.
 ///
@@ -77,6 +78,46 @@ pub enum Command {
         after_help = "Example:\n  red5-rollout unlock red5pro-sm-asg --run 20261124T080000Z-4f2a"
     )]
     Unlock(UnlockArgs),
+
+    /// Tell red5-rollout which release a fleet runs that it did not roll out itself.
+    ///
+    /// A fleet built by hand, as the Red5 Pro guide does, carries none of red5-rollout's
+    /// tags, so `status` and `plan` cannot say which release it runs. `adopt` shows, then
+    /// tags, the image the group launches now and the group with the pipeline and VERSION
+    /// (its launch template version or launch configuration is known by that image). It
+    /// refuses when the group's instances run different configurations, or when the image
+    /// already carries another version. With --image it tags only that image, so that a
+    /// rollback to VERSION reuses it instead of baking again.
+    #[command(
+        after_help = "Examples:\n  red5-rollout adopt stream-manager --version 12.3.0\n  red5-rollout adopt stream-manager --version 12.3.0 --image ami-0123456789abcdef0 --yes"
+    )]
+    Adopt(AdoptArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AdoptArgs {
+    /// The pipeline whose group to adopt (a file name under pipelines/ without .yaml).
+    #[arg(value_name = "PIPELINE")]
+    pub pipeline: String,
+
+    /// The Red5 Pro release the group (or --image) runs now, e.g. 12.3.0.
+    #[arg(long, value_name = "VERSION")]
+    pub version: semver::Version,
+
+    /// Tag only this image as VERSION, not the group (an image kept from an earlier
+    /// install, so that a rollback reuses it).
+    #[arg(long, value_name = "AMI")]
+    pub image: Option<String>,
+
+    /// Do not ask before tagging (implied when CI=true).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    #[command(flatten)]
+    pub repo: RepoArgs,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
 }
 
 #[derive(Debug, Args)]

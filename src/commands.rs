@@ -2,7 +2,8 @@
 //! Results go to stdout; problems are returned as [`Error`] for `main` to show on stderr.
 
 use crate::cli::{
-    ApplyArgs, AwsArgs, Command, Format, PlanArgs, RepoArgs, StatusArgs, StatusFormat, UnlockArgs,
+    AdoptArgs, ApplyArgs, AwsArgs, Command, Format, PlanArgs, RepoArgs, StatusArgs, StatusFormat,
+    UnlockArgs,
 };
 use crate::cloud::Cloud;
 use crate::cloud::aws::AwsCloud;
@@ -33,6 +34,7 @@ pub async fn run(command: Command) -> Result<String, Error> {
         Command::Status(args) => status(&args).await,
         Command::Apply(args) => apply(&args).await,
         Command::Unlock(args) => unlock(&args).await,
+        Command::Adopt(args) => adopt(&args).await,
     }
 }
 
@@ -205,6 +207,24 @@ async fn plan(args: &PlanArgs) -> Result<String, Error> {
     })
 }
 
+/// Asks `question` on a terminal unless `yes` or CI; refuses without a terminal.
+fn confirm(yes: bool, question: &str) -> Result<(), Error> {
+    if yes || is_ci() {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::NotConfirmed);
+    }
+    eprint!("{question} Type yes to go on: ");
+    let mut answer = String::new();
+    let _ = std::io::stdin().read_line(&mut answer);
+    if matches!(answer.trim(), "yes" | "y") {
+        Ok(())
+    } else {
+        Err(Error::NotConfirmed)
+    }
+}
+
 fn is_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
@@ -258,17 +278,7 @@ async fn apply(args: &ApplyArgs) -> Result<String, Error> {
     if plans.iter().all(Plan::is_noop) {
         return Ok("nothing to do: every group runs the release git asks for\n".into());
     }
-    if !args.yes && !is_ci() {
-        if !std::io::stdin().is_terminal() {
-            return Err(Error::NotConfirmed);
-        }
-        eprint!("Apply these plans? Type yes to go on: ");
-        let mut answer = String::new();
-        let _ = std::io::stdin().read_line(&mut answer);
-        if !matches!(answer.trim(), "yes" | "y") {
-            return Err(Error::NotConfirmed);
-        }
-    }
+    confirm(args.yes, "Apply these plans?")?;
 
     let display = resolve_display(args.output, std::io::stderr().is_terminal(), is_ci());
     let sink: Arc<dyn Sink> = match display {
@@ -379,4 +389,72 @@ async fn unlock(args: &UnlockArgs) -> Result<String, Error> {
             given: args.run.clone(),
         }),
     }
+}
+
+async fn adopt(args: &AdoptArgs) -> Result<String, Error> {
+    let snap = snapshot(&args.repo)?;
+    let catalog = &snap.catalog;
+    if !catalog.problems.is_empty() {
+        return Err(Error::Invalid(catalog.problems.clone()));
+    }
+    let pipeline = select(std::slice::from_ref(&args.pipeline), &catalog.pipelines)?[0];
+    let mut clouds = Clouds::new(&args.aws);
+    let cloud = clouds.region(&pipeline.region).await;
+    let observation = clouds.observe(pipeline).await?;
+    let decision = crate::adopt::decide(
+        pipeline,
+        &args.version,
+        &observation,
+        args.image.as_deref(),
+        &snap.commit,
+        today(),
+    );
+    let adoption = match decision {
+        crate::adopt::Decision::Refuse(reason) => {
+            return Err(Error::AdoptRefused {
+                pipeline: pipeline.name.clone(),
+                reason,
+            });
+        }
+        crate::adopt::Decision::AlreadyDone(sentence) => return Ok(format!("{sentence}\n")),
+        crate::adopt::Decision::Tag(adoption) => adoption,
+    };
+    let image = match &args.image {
+        Some(id) => Some(cloud.image(id).await.map_err(|source| Error::Cloud {
+            pipeline: pipeline.name.clone(),
+            source,
+        })?),
+        None => None,
+    };
+    if let Some(refusal) = image
+        .as_ref()
+        .and_then(|image| crate::adopt::refuse_image(pipeline, &args.version, image))
+    {
+        return Err(Error::AdoptRefused {
+            pipeline: pipeline.name.clone(),
+            reason: refusal,
+        });
+    }
+    {
+        let mut stdout = std::io::stdout().lock();
+        let _ = write!(stdout, "{}", adoption.describe());
+        let _ = stdout.flush();
+    }
+    confirm(args.yes, "Tag these resources?")?;
+    let cloud_error = |source| Error::Cloud {
+        pipeline: pipeline.name.clone(),
+        source,
+    };
+    cloud
+        .tag_image(&adoption.image, &adoption.image_tags)
+        .await
+        .map_err(cloud_error)?;
+    if let Some((group, tags)) = &adoption.group_tags {
+        cloud.tag_group(group, tags).await.map_err(cloud_error)?;
+    }
+    Ok(format!(
+        "adopted: {} now runs {} for red5-rollout\n",
+        adoption.subject(),
+        args.version
+    ))
 }

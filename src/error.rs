@@ -26,6 +26,8 @@ pub enum Exit {
     LockHeld = 6,
     /// AWS or another outside system could not be read.
     Environment = 7,
+    /// A refresh ended without a full rollback: the group runs a mix of configurations.
+    MixedFleet = 8,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +79,8 @@ pub enum Error {
         host: String,
         given: String,
     },
+    #[error("cannot adopt the fleet of pipeline {pipeline}: {reason}")]
+    AdoptRefused { pipeline: String, reason: String },
     #[error("cannot read the fleet of pipeline {pipeline} from AWS")]
     Cloud {
         pipeline: String,
@@ -95,6 +99,7 @@ impl Error {
             Error::Prepare(_)
             | Error::NotConfirmed
             | Error::UnknownGroup { .. }
+            | Error::AdoptRefused { .. }
             | Error::LockMismatch { .. } => Exit::Invalid,
             Error::Apply { results, .. } => results
                 .iter()
@@ -103,6 +108,7 @@ impl Error {
                     | crate::events::PipelineResult::UpToDate => Exit::Success,
                     crate::events::PipelineResult::RolledBack => Exit::FailedRolledBack,
                     crate::events::PipelineResult::FailedUntouched => Exit::FailedUntouched,
+                    crate::events::PipelineResult::MixedFleet => Exit::MixedFleet,
                     crate::events::PipelineResult::Interrupted => Exit::Interrupted,
                     crate::events::PipelineResult::LockHeld => Exit::LockHeld,
                 })
@@ -145,6 +151,9 @@ impl Error {
                 "every stage resumes where it stopped: fix the cause and run apply again (this was run {run})"
             )),
             Error::UnknownGroup { .. } => Some("pass --region REGION".into()),
+            Error::AdoptRefused { .. } => Some(
+                "nothing was tagged; `red5-rollout status` shows the group, its instances and their configurations".into(),
+            ),
             Error::LockMismatch { .. } => {
                 Some("check that run is really gone, then pass its id with --run".into())
             }

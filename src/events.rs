@@ -79,6 +79,9 @@ pub enum PipelineResult {
     RolledBack,
     /// A stage failed before the fleet was touched.
     FailedUntouched,
+    /// A refresh ended without a full rollback (failed, cancelled, or its rollback failed):
+    /// the group's instances run different configurations.
+    MixedFleet,
     /// Ctrl-C or SIGTERM.
     Interrupted,
     /// Another run holds the group.

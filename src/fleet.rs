@@ -18,9 +18,19 @@ pub struct FleetState {
     /// The release the group runs, from its `red5-rollout:version` tag or its image's.
     #[serde(default)]
     pub running_version: Option<Version>,
-    /// The launch template version number or launch configuration name the group uses.
+    /// The launch template version number or launch configuration name the group uses (an
+    /// alias resolved to the number it stands for).
     #[serde(default)]
     pub current_config: Option<String>,
+    /// `$Latest` or `$Default` when the group names one instead of a version number.
+    #[serde(default)]
+    pub config_alias: Option<String>,
+    /// Whether any instance is, or new instances will be, protected from scale-in.
+    #[serde(default)]
+    pub protects_instances: bool,
+    /// The size of the root snapshot of the image the group runs now, in GB.
+    #[serde(default)]
+    pub base_snapshot_gb: Option<u32>,
     /// Images tagged for this pipeline.
     #[serde(default)]
     pub images: Vec<ImageRecord>,
@@ -41,6 +51,9 @@ pub struct ImageRecord {
     pub id: String,
     pub version: Version,
     pub state: ImageState,
+    /// The size of its root snapshot, in GB, when known.
+    #[serde(default)]
+    pub snapshot_gb: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,6 +4,7 @@
 //! should run; the runner reads them from git ([`repo`]), compares them with what AWS runs
 //! ([`plan`]) and converges the fleet.
 
+pub mod adopt;
 pub mod cli;
 pub mod cloud;
 pub mod commands;

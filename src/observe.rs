@@ -3,8 +3,8 @@
 //! pipeline, any builder left running and any refresh in flight. AWS is the state store.
 
 use crate::cloud::{
-    Cloud, CloudError, Group, GroupConfig, Image, ImageStatus, Instance, LaunchConfig, Refresh,
-    TAG_PIPELINE, TAG_ROLE, TAG_RUN, TAG_UPDATED, TAG_VERSION, Tags,
+    Cloud, CloudError, ErrorClass, Group, GroupConfig, Image, ImageStatus, Instance, LaunchConfig,
+    Refresh, TAG_PIPELINE, TAG_ROLE, TAG_RUN, TAG_UPDATED, TAG_VERSION, Tags, is_version_alias,
 };
 use crate::fleet::{
     BuilderRecord, FleetState, ImageRecord, ImageState, LaunchConfigRecord, RefreshRecord,
@@ -26,6 +26,10 @@ pub struct Observation {
     pub launch_configs: Vec<(LaunchConfig, Option<Version>)>,
     pub builders: Vec<Instance>,
     pub refresh: Option<Refresh>,
+    /// The number the group's `$Latest` / `$Default` stands for, when it names one.
+    pub resolved_version: Option<u64>,
+    /// The image the group runs, as AWS describes it (its root device and snapshot).
+    pub running_image: Option<Image>,
 }
 
 pub fn tags(pairs: &[(&str, &str)]) -> Tags {
@@ -66,6 +70,24 @@ pub async fn observe(cloud: &dyn Cloud, pipeline: &Pipeline) -> Result<Observati
         })
         .collect();
     let image_id = cloud.config_image(&group.config).await?;
+    let resolved_version = match &group.config {
+        GroupConfig::Template { id, name, version } if is_version_alias(version) => cloud
+            .launch_template(if id.is_empty() { name } else { id })
+            .await?
+            .resolve(version),
+        _ => None,
+    };
+    let running_image = match image_id.as_deref() {
+        Some(id) => match images.iter().find(|i| i.id == id) {
+            Some(found) => Some(found.clone()),
+            None => match cloud.image(id).await {
+                Ok(found) => Some(found),
+                Err(e) if e.is(ErrorClass::NotFound) => None,
+                Err(e) => return Err(e),
+            },
+        },
+        None => None,
+    };
     let running_version =
         version_tag(&group.tags).or_else(|| image_id.as_deref().and_then(version_of_image));
     let builders = cloud
@@ -85,6 +107,8 @@ pub async fn observe(cloud: &dyn Cloud, pipeline: &Pipeline) -> Result<Observati
         launch_configs,
         builders,
         refresh,
+        resolved_version,
+        running_image,
     })
 }
 
@@ -92,7 +116,10 @@ impl Observation {
     /// The planner's view of this observation.
     pub fn fleet_state(&self) -> FleetState {
         let current_config = match &self.group.config {
-            GroupConfig::Template { version, .. } => Some(version.clone()),
+            GroupConfig::Template { version, .. } => Some(
+                self.resolved_version
+                    .map_or_else(|| version.clone(), |number| number.to_string()),
+            ),
             GroupConfig::Configuration { name } => Some(name.clone()),
             GroupConfig::Other => None,
         };
@@ -110,6 +137,7 @@ impl Observation {
                     id: i.id.clone(),
                     version: version_tag(&i.tags)?,
                     state,
+                    snapshot_gb: i.snapshot_size_gb(),
                 })
             })
             .collect();
@@ -139,7 +167,7 @@ impl Observation {
                 .or_else(|| current_config.clone());
             RefreshRecord {
                 id: r.id.clone(),
-                status: r.status.clone(),
+                status: r.status.to_string(),
                 percentage: r.percentage,
                 target_version: target_config.and_then(|id| {
                     launch_configs
@@ -154,6 +182,12 @@ impl Observation {
             desired_capacity: self.group.desired_capacity,
             running_version: self.running_version.clone(),
             current_config,
+            config_alias: self.group.config.version_alias().map(str::to_owned),
+            protects_instances: self.group.protects_instances(),
+            base_snapshot_gb: self
+                .running_image
+                .as_ref()
+                .and_then(Image::snapshot_size_gb),
             images,
             launch_configs,
             builder,

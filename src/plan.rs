@@ -139,6 +139,28 @@ pub enum PlanError {
         group: String,
         diagnostic: Box<Diagnostic>,
     },
+    #[error("group {group} is not known to red5-rollout yet: nothing says which release it runs")]
+    NotAdopted {
+        pipeline: String,
+        group: String,
+        wanted: Version,
+    },
+    #[error(
+        "no image of {to} exists any more, and the group runs {running}: baking {to} on top of the {running} image would mix two installs"
+    )]
+    WouldBakeOverNewer {
+        pipeline: String,
+        to: Version,
+        running: Version,
+    },
+    #[error(
+        "{field} is {size} GB but the image's root snapshot is {snapshot} GB: AWS refuses a smaller volume (InvalidBlockDeviceMapping)"
+    )]
+    VolumeTooSmall {
+        field: &'static str,
+        size: u32,
+        snapshot: u32,
+    },
     #[error("refresh {id} of group {group} is {status} towards {target}, not {wanted}")]
     OtherRefreshInFlight {
         group: String,
@@ -158,6 +180,17 @@ impl PlanError {
             PlanError::OtherRefreshInFlight { group, .. } => format!(
                 "wait for it to end, or cancel it: aws autoscaling cancel-instance-refresh --auto-scaling-group-name {group}"
             ),
+            PlanError::NotAdopted { pipeline, .. } => format!(
+                "say which release the group runs now, once: red5-rollout adopt {pipeline} --version <VERSION> (it shows what it tags and asks first)"
+            ),
+            PlanError::WouldBakeOverNewer { pipeline, to, .. } => format!(
+                "either tag an existing image of {to}: red5-rollout adopt {pipeline} --version {to} --image <AMI>, or name a clean base AMI (one without Red5 Pro {to}'s successors) in builder.base_image"
+            ),
+            PlanError::VolumeTooSmall {
+                field, snapshot, ..
+            } => {
+                format!("set {field} to at least {snapshot}")
+            }
         }
     }
 }
@@ -224,6 +257,44 @@ pub fn plan_rollout(
         && refresh.is_none()
         && (config.is_none() || group_uses_config);
     let needs_bake = image.is_none() && !is_converged;
+    let Some(running) = fleet.running_version.as_ref() else {
+        return Err(PlanError::NotAdopted {
+            pipeline: pipeline.name.clone(),
+            group: fleet.group.clone(),
+            wanted: to.clone(),
+        });
+    };
+    if needs_bake && pending_image.is_none() && builder.is_none() {
+        if pipeline.builder.base_image == BaseImage::FromGroup && running > to {
+            return Err(PlanError::WouldBakeOverNewer {
+                pipeline: pipeline.name.clone(),
+                to: to.clone(),
+                running: running.clone(),
+            });
+        }
+        if let Some(snapshot) = fleet
+            .base_snapshot_gb
+            .filter(|_| pipeline.builder.base_image == BaseImage::FromGroup)
+            && snapshot > pipeline.builder.volume_size_gb
+        {
+            return Err(PlanError::VolumeTooSmall {
+                field: "builder.volume_size_gb",
+                size: pipeline.builder.volume_size_gb,
+                snapshot,
+            });
+        }
+    }
+    if let Some(snapshot) = image
+        .and_then(|i| i.snapshot_gb)
+        .filter(|_| config.is_none())
+        && snapshot > pipeline.launch.volume_size_gb
+    {
+        return Err(PlanError::VolumeTooSmall {
+            field: "launch.volume_size_gb",
+            size: pipeline.launch.volume_size_gb,
+            snapshot,
+        });
+    }
     let kind_label = match pipeline.launch.kind {
         LaunchKind::Template => "template version",
         LaunchKind::Configuration => "launch configuration",
@@ -336,8 +407,12 @@ pub fn plan_rollout(
             Action::Run,
             match (&pipeline.launch.kind, &pipeline.launch.template) {
                 (LaunchKind::Template, Some(template)) => format!(
-                    "create a new version of launch template {template} (`{}`)",
-                    names.launch_name
+                    "{}create a new version of launch template {template} (`{}`) from version {}, keeping what it holds",
+                    pin_first(fleet)
+                        .map(|p| format!("{p}, then "))
+                        .unwrap_or_default(),
+                    names.launch_name,
+                    fleet.current_config.as_deref().unwrap_or("$Default")
                 ),
                 _ => format!("create launch configuration `{}`", names.launch_name),
             },
@@ -349,6 +424,16 @@ pub fn plan_rollout(
         |c| format!("{kind_label} {}", c.id),
     );
     match pipeline.launch.kind {
+        LaunchKind::Template if config.is_some() && !is_converged && pin_first(fleet).is_some() => {
+            add(
+                Stage::SwapAsg,
+                Action::Run,
+                format!(
+                    "{}; the refresh carries {config_name} (DesiredConfiguration)",
+                    pin_first(fleet).unwrap_or_default()
+                ),
+            )
+        }
         LaunchKind::Template => add(
             Stage::SwapAsg,
             Action::Skip,
@@ -486,6 +571,46 @@ pub fn plan_rollout(
         stages,
         notes,
     })
+}
+
+/// What pinning a group on `$Latest` / `$Default` means, when it names one.
+fn pin_first(fleet: &FleetState) -> Option<String> {
+    let alias = fleet.config_alias.as_deref()?;
+    Some(format!(
+        "pin the group from {alias} to version {} (configuration unchanged; AWS cannot roll back a refresh of a group on {alias})",
+        fleet.current_config.as_deref().unwrap_or("?")
+    ))
+}
+
+/// Why the builder must not start from image `base` (of release `base_version`, with a root
+/// snapshot of `snapshot_gb`) to bake `to`, if it must not: a newer release under an older
+/// one mixes two installs, and a volume smaller than the snapshot fails the launch. The
+/// stage asks this right before RunInstances, with what it read of the image.
+pub fn refuse_base(
+    pipeline: &Pipeline,
+    base: &str,
+    base_version: Option<&Version>,
+    snapshot_gb: Option<u32>,
+    to: &Version,
+) -> Option<String> {
+    if let Some(version) = base_version.filter(|v| *v > to) {
+        return Some(format!(
+            "the base image {base} carries {version}, newer than {to}: baking {to} on top of it would mix two installs; {}",
+            PlanError::WouldBakeOverNewer {
+                pipeline: pipeline.name.clone(),
+                to: to.clone(),
+                running: version.clone(),
+            }
+            .hint()
+        ));
+    }
+    match snapshot_gb {
+        Some(snapshot) if snapshot > pipeline.builder.volume_size_gb => Some(format!(
+            "builder.volume_size_gb is {} GB but image {base}'s root snapshot is {snapshot} GB: AWS refuses a smaller volume (InvalidBlockDeviceMapping); set builder.volume_size_gb to at least {snapshot}",
+            pipeline.builder.volume_size_gb
+        )),
+        _ => None,
+    }
 }
 
 /// Seconds as the shortest of `45s`, `3m`, `1h30m`.

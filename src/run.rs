@@ -217,7 +217,7 @@ pub async fn run_pipeline(
         reason: "always".into(),
     });
     let started = Instant::now();
-    let cleaned = cleanup::run(ctx, failure.is_none(), keep_builder).await;
+    let cleaned = cleanup::run(ctx, &baked, failure.is_none(), keep_builder).await;
     ctx.events.emit(Event::StageFinished {
         pipeline: ctx.pipeline.name.clone(),
         stage: Stage::Cleanup,
@@ -262,28 +262,41 @@ pub async fn run_pipeline(
                 format!("interrupted during {stage}; run apply again to resume{cleanup_note}")
             },
         ),
-        Some((_, err @ StageError::RefreshFailed { .. })) => {
-            let rolled_back = matches!(
-                &err,
-                StageError::RefreshFailed {
-                    rolled_back_to: Some(_),
-                    ..
-                }
-            );
-            let to = match &err {
-                StageError::RefreshFailed {
-                    rolled_back_to: Some(to),
-                    ..
-                } => format!("; the group was rolled back to {to}"),
-                _ => "; the group could NOT be rolled back: check `red5-rollout status`".into(),
+        Some((
+            _,
+            err @ StageError::RefreshFailed {
+                rolled_back_to: Some(_),
+                ..
+            },
+        )) => {
+            let StageError::RefreshFailed {
+                rolled_back_to: Some(to),
+                ..
+            } = &err
+            else {
+                unreachable!("matched above")
             };
             end(
-                if rolled_back {
-                    PipelineResult::RolledBack
-                } else {
-                    PipelineResult::FailedUntouched
-                },
-                format!("{}{to}{cleanup_note}", describe(&err)),
+                PipelineResult::RolledBack,
+                format!(
+                    "{}; the group was rolled back to {to}{cleanup_note}",
+                    describe(&err)
+                ),
+            )
+        }
+        Some((_, err @ StageError::RefreshFailed { .. })) => {
+            let fleet = match &err {
+                StageError::RefreshFailed {
+                    fleet: Some(fleet), ..
+                } => format!("; it was not rolled back, so the fleet is mixed: {fleet}"),
+                _ => "; it was not rolled back: check `red5-rollout status`".into(),
+            };
+            end(
+                PipelineResult::MixedFleet,
+                format!(
+                    "{}{fleet}; fix the cause and run apply again, or revert the release to move every instance back{cleanup_note}",
+                    describe(&err)
+                ),
             )
         }
         Some((Stage::InstanceRefresh, err)) if refresh_is_active(ctx).await => end(

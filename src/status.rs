@@ -21,15 +21,27 @@ pub fn status_as_text(observations: &[Observation]) -> String {
             out.push('\n');
         }
         let g = &o.group;
-        let running = o
-            .running_version
-            .as_ref()
-            .map_or("an unknown version".to_string(), |v| v.to_string());
-        let _ = writeln!(
-            out,
-            "{}: group {} ({}) runs {running}",
-            o.pipeline, g.name, o.region
-        );
+        match &o.running_version {
+            Some(version) => {
+                let _ = writeln!(
+                    out,
+                    "{}: group {} ({}) runs {version}",
+                    o.pipeline, g.name, o.region
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "{}: group {} ({}) is not adopted: red5-rollout does not know which release it runs",
+                    o.pipeline, g.name, o.region
+                );
+                let _ = writeln!(
+                    out,
+                    "  adopt it once: red5-rollout adopt {} --version <VERSION>",
+                    o.pipeline
+                );
+            }
+        }
         let _ = writeln!(
             out,
             "  configuration: {} (image {})",

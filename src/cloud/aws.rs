@@ -9,8 +9,8 @@
 
 use super::{
     BuilderSpec, Cloud, CloudError, CloudResult, CommandResult, ErrorClass, Group, GroupConfig,
-    GroupInstance, Image, ImageStatus, Instance, InstanceState, LaunchConfig, LaunchSpec, Lock,
-    Refresh, RefreshSpec, TAG_PIPELINE, Tags,
+    GroupInstance, Image, ImageStatus, Instance, InstanceState, LaunchConfig, LaunchSpec,
+    LaunchTemplate, Lock, Refresh, RefreshSpec, RefreshStatus, RootDevice, TAG_PIPELINE, Tags,
 };
 use async_trait::async_trait;
 use aws_config::retry::RetryConfig;
@@ -33,8 +33,6 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// One operation, retries and their backoff included.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The builder's root volume and the fleet's (the guide asks for at least 16 GB).
-const ROOT_DEVICE: &str = "/dev/sda1";
 /// How long SSM may take to deliver a command to the agent, as opposed to how long the
 /// script may run (`executionTimeout`).
 const DELIVERY_TIMEOUT_SECS: i32 = 600;
@@ -102,12 +100,21 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
     match error {
-        SdkError::DispatchFailure(_) => CloudError::new(
-            operation,
-            ErrorClass::Transient,
-            "DispatchFailure",
-            DisplayErrorContext(error).to_string(),
-        ),
+        SdkError::DispatchFailure(failure) => {
+            let (class, code) = if lacks_credentials(error) {
+                (ErrorClass::NoCredentials, "NoCredentials")
+            } else if failure.is_io() {
+                (ErrorClass::Unreachable, "EndpointUnreachable")
+            } else {
+                (ErrorClass::Transient, "DispatchFailure")
+            };
+            CloudError::new(
+                operation,
+                class,
+                code,
+                DisplayErrorContext(error).to_string(),
+            )
+        }
         SdkError::TimeoutError(_) => CloudError::new(
             operation,
             ErrorClass::Transient,
@@ -142,6 +149,21 @@ where
             )
         }
     }
+}
+
+/// Whether the request never left because no credentials could be found.
+fn lacks_credentials(error: &(dyn std::error::Error + 'static)) -> bool {
+    use aws_credential_types::provider::error::CredentialsError;
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if let Some(CredentialsError::CredentialsNotLoaded(_)) =
+            current.downcast_ref::<CredentialsError>()
+        {
+            return true;
+        }
+        cause = current.source();
+    }
+    false
 }
 
 /// Turns an SDK result into a classified one: `aws_call.send().await.classified("Op")?`.
@@ -280,6 +302,7 @@ fn group_instance(instance: &asg::Instance) -> CloudResult<GroupInstance> {
             instance.launch_template(),
             instance.launch_configuration_name(),
         ),
+        protected_from_scale_in: instance.protected_from_scale_in().unwrap_or(false),
     })
 }
 
@@ -296,11 +319,22 @@ fn image(operation: &'static str, image: &ec2::Image) -> CloudResult<Image> {
         Some(other) => ImageStatus::Other(other.as_str().to_owned()),
         None => ImageStatus::Other("unknown".to_owned()),
     };
+    let root_device = image.root_device_name().map(|name| RootDevice {
+        name: name.to_owned(),
+        snapshot_size_gb: image
+            .block_device_mappings()
+            .iter()
+            .find(|mapping| mapping.device_name() == Some(name))
+            .and_then(|mapping| mapping.ebs())
+            .and_then(|ebs| ebs.volume_size())
+            .and_then(|size| u32::try_from(size).ok()),
+    });
     Ok(Image {
         id: required(operation, "image id", image.image_id())?,
         name: image.name().unwrap_or_default().to_owned(),
         status,
         tags: ec2_tags(image.tags()),
+        root_device,
     })
 }
 
@@ -354,10 +388,7 @@ fn refresh(refresh: &asg::InstanceRefresh) -> CloudResult<Refresh> {
             "refresh id",
             refresh.instance_refresh_id(),
         )?,
-        status: refresh
-            .status()
-            .map_or("Pending", |s| s.as_str())
-            .to_owned(),
+        status: RefreshStatus::parse(refresh.status().map_or("Pending", |s| s.as_str())),
         status_reason: refresh.status_reason().map(str::to_owned),
         percentage: refresh
             .percentage_complete()
@@ -402,12 +433,199 @@ fn builder_name(tags: &Tags) -> String {
     }
 }
 
+/// Whether `template` is a launch template id rather than a name.
+fn is_template_id(template: &str) -> bool {
+    template.starts_with("lt-")
+}
+
 fn launch_template_spec(template: &str, version: &str) -> asg::LaunchTemplateSpecification {
     let spec = asg::LaunchTemplateSpecification::builder().version(version);
-    if template.starts_with("lt-") {
+    if is_template_id(template) {
         spec.launch_template_id(template).build()
     } else {
         spec.launch_template_name(template).build()
+    }
+}
+
+/// The source version's volumes with the root volume resized to `size_gb` (its other
+/// settings, such as encryption, kept), or a root volume alone when the source has none.
+fn template_volumes(
+    source: Option<&ec2::ResponseLaunchTemplateData>,
+    root_device: &str,
+    size_gb: u32,
+) -> Vec<ec2::LaunchTemplateBlockDeviceMappingRequest> {
+    let mut volumes: Vec<ec2::LaunchTemplateBlockDeviceMappingRequest> = source
+        .map(|data| data.block_device_mappings())
+        .unwrap_or_default()
+        .iter()
+        .map(|mapping| {
+            let ebs = mapping.ebs().map(|ebs| {
+                let resized = mapping.device_name() == Some(root_device);
+                ec2::LaunchTemplateEbsBlockDeviceRequest::builder()
+                    .set_encrypted(ebs.encrypted())
+                    .set_delete_on_termination(ebs.delete_on_termination())
+                    .set_iops(ebs.iops())
+                    .set_kms_key_id(ebs.kms_key_id().map(str::to_owned))
+                    // The root volume comes from the new image's snapshot, not the old one.
+                    .set_snapshot_id(if resized {
+                        None
+                    } else {
+                        ebs.snapshot_id().map(str::to_owned)
+                    })
+                    .set_volume_size(if resized {
+                        Some(int(size_gb.into()))
+                    } else {
+                        ebs.volume_size()
+                    })
+                    .set_volume_type(ebs.volume_type().cloned())
+                    .set_throughput(ebs.throughput())
+                    .build()
+            });
+            ec2::LaunchTemplateBlockDeviceMappingRequest::builder()
+                .set_device_name(mapping.device_name().map(str::to_owned))
+                .set_virtual_name(mapping.virtual_name().map(str::to_owned))
+                .set_no_device(mapping.no_device().map(str::to_owned))
+                .set_ebs(ebs)
+                .build()
+        })
+        .collect();
+    let has_root = volumes
+        .iter()
+        .any(|v| v.device_name() == Some(root_device) && v.ebs().is_some());
+    if !has_root {
+        volumes.retain(|v| v.device_name() != Some(root_device));
+        volumes.insert(
+            0,
+            ec2::LaunchTemplateBlockDeviceMappingRequest::builder()
+                .device_name(root_device)
+                .ebs(
+                    ec2::LaunchTemplateEbsBlockDeviceRequest::builder()
+                        .volume_size(int(size_gb.into()))
+                        .volume_type(ec2::VolumeType::Gp3)
+                        .delete_on_termination(true)
+                        .build(),
+                )
+                .build(),
+        );
+    }
+    volumes
+}
+
+/// The source version's network interfaces with the pipeline's security groups (and public
+/// IP, when it sets one) on the primary interface, and every other setting kept.
+fn template_interfaces(
+    source: &[ec2::LaunchTemplateInstanceNetworkInterfaceSpecification],
+    security_group_ids: &[String],
+    public_ip: Option<bool>,
+) -> Vec<ec2::LaunchTemplateInstanceNetworkInterfaceSpecificationRequest> {
+    source
+        .iter()
+        .map(|interface| {
+            let primary = interface.device_index().unwrap_or(0) == 0;
+            ec2::LaunchTemplateInstanceNetworkInterfaceSpecificationRequest::builder()
+                .set_associate_carrier_ip_address(interface.associate_carrier_ip_address())
+                .set_associate_public_ip_address(match (primary, public_ip) {
+                    (true, Some(public_ip)) => Some(public_ip),
+                    _ => interface.associate_public_ip_address(),
+                })
+                .set_delete_on_termination(interface.delete_on_termination())
+                .set_description(interface.description().map(str::to_owned))
+                .set_device_index(interface.device_index())
+                .set_groups(Some(if primary {
+                    security_group_ids.to_vec()
+                } else {
+                    interface.groups().to_vec()
+                }))
+                .set_interface_type(interface.interface_type().map(str::to_owned))
+                .set_ipv6_address_count(interface.ipv6_address_count())
+                .set_network_interface_id(interface.network_interface_id().map(str::to_owned))
+                .set_private_ip_address(interface.private_ip_address().map(str::to_owned))
+                .set_secondary_private_ip_address_count(
+                    interface.secondary_private_ip_address_count(),
+                )
+                .set_subnet_id(interface.subnet_id().map(str::to_owned))
+                .set_network_card_index(interface.network_card_index())
+                .set_ipv4_prefix_count(interface.ipv4_prefix_count())
+                .set_ipv6_prefix_count(interface.ipv6_prefix_count())
+                .set_primary_ipv6(interface.primary_ipv6())
+                .build()
+        })
+        .collect()
+}
+
+/// The source version's tag specifications with `tags` added to the instances' (the
+/// runner's tags win on a clash; every other tag and resource type is kept).
+fn template_tag_specifications(
+    source: Option<&ec2::ResponseLaunchTemplateData>,
+    tags: &Tags,
+) -> Vec<ec2::LaunchTemplateTagSpecificationRequest> {
+    let mut by_type: Vec<(ec2::ResourceType, Tags)> = source
+        .map(|data| data.tag_specifications())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|spec| Some((spec.resource_type()?.clone(), ec2_tags(spec.tags()))))
+        .collect();
+    match by_type
+        .iter_mut()
+        .find(|(kind, _)| *kind == ec2::ResourceType::Instance)
+    {
+        Some((_, instance_tags)) => instance_tags.extend(tags.clone()),
+        None if !tags.is_empty() => by_type.push((ec2::ResourceType::Instance, tags.clone())),
+        None => {}
+    }
+    by_type
+        .into_iter()
+        .filter(|(_, tags)| !tags.is_empty())
+        .map(|(kind, tags)| {
+            ec2::LaunchTemplateTagSpecificationRequest::builder()
+                .resource_type(kind)
+                .set_tags(Some(ec2_tag_list(&tags)))
+                .build()
+        })
+        .collect()
+}
+
+impl AwsCloud {
+    /// Adds `tags` to any EC2 resource (CreateTags).
+    async fn tag_resource(&self, resource_id: &str, tags: &Tags) -> CloudResult<()> {
+        if tags.is_empty() {
+            return Ok(());
+        }
+        self.ec2
+            .create_tags()
+            .resources(resource_id)
+            .set_tags(Some(ec2_tag_list(tags)))
+            .send()
+            .await
+            .classified("CreateTags")?;
+        Ok(())
+    }
+
+    /// What version `version` of `template` holds (`None` when AWS sends no data).
+    async fn template_data(
+        &self,
+        template: &str,
+        version: &str,
+    ) -> CloudResult<Option<ec2::ResponseLaunchTemplateData>> {
+        const OP: &str = "DescribeLaunchTemplateVersions";
+        let request = self
+            .ec2
+            .describe_launch_template_versions()
+            .versions(version);
+        let request = if is_template_id(template) {
+            request.launch_template_id(template)
+        } else {
+            request.launch_template_name(template)
+        };
+        let output = request.send().await.classified(OP)?;
+        match output.launch_template_versions().first() {
+            Some(found) => Ok(found.launch_template_data().cloned()),
+            None => Err(not_found(
+                OP,
+                "InvalidLaunchTemplateVersion.NotFound",
+                format!("launch template {template} has no version {version}"),
+            )),
+        }
     }
 }
 
@@ -456,6 +674,9 @@ impl Cloud for AwsCloud {
                 .map(group_instance)
                 .collect::<CloudResult<_>>()?,
             tags: group_tags(group.tags()),
+            new_instances_protected: group
+                .new_instances_protected_from_scale_in()
+                .unwrap_or(false),
         })
     }
 
@@ -521,6 +742,33 @@ impl Cloud for AwsCloud {
             .collect()
     }
 
+    async fn instance_by_client_token(&self, token: &str) -> CloudResult<Option<Instance>> {
+        const OP: &str = "DescribeInstances";
+        let token_filter = ec2::Filter::builder()
+            .name("client-token")
+            .values(token)
+            .build();
+        let state_filter = ec2::Filter::builder()
+            .name("instance-state-name")
+            .set_values(Some(LIVE_STATES.iter().map(|s| (*s).to_owned()).collect()))
+            .build();
+        let output = self
+            .ec2
+            .describe_instances()
+            .filters(token_filter)
+            .filters(state_filter)
+            .send()
+            .await
+            .classified(OP)?;
+        output
+            .reservations()
+            .iter()
+            .flat_map(|reservation| reservation.instances())
+            .next()
+            .map(|found| instance(OP, found))
+            .transpose()
+    }
+
     async fn instance(&self, id: &str) -> CloudResult<Instance> {
         const OP: &str = "DescribeInstances";
         let output = self
@@ -545,12 +793,15 @@ impl Cloud for AwsCloud {
         }
     }
 
-    async fn template_versions(&self, name: &str) -> CloudResult<Vec<LaunchConfig>> {
+    async fn template_versions(&self, template: &str) -> CloudResult<Vec<LaunchConfig>> {
         const OP: &str = "DescribeLaunchTemplateVersions";
-        let pages = self
-            .ec2
-            .describe_launch_template_versions()
-            .launch_template_name(name)
+        let request = self.ec2.describe_launch_template_versions();
+        let request = if is_template_id(template) {
+            request.launch_template_id(template)
+        } else {
+            request.launch_template_name(template)
+        };
+        let pages = request
             .into_paginator()
             .page_size(TEMPLATE_VERSIONS_PAGE)
             .send()
@@ -564,6 +815,31 @@ impl Cloud for AwsCloud {
             .collect::<CloudResult<Vec<_>>>()?;
         versions.sort_by_key(|version| version.id.parse::<u64>().unwrap_or(u64::MAX));
         Ok(versions)
+    }
+
+    async fn launch_template(&self, template: &str) -> CloudResult<LaunchTemplate> {
+        const OP: &str = "DescribeLaunchTemplates";
+        let request = self.ec2.describe_launch_templates();
+        let request = if is_template_id(template) {
+            request.launch_template_ids(template)
+        } else {
+            request.launch_template_names(template)
+        };
+        let output = request.send().await.classified(OP)?;
+        let Some(found) = output.launch_templates().first() else {
+            return Err(not_found(
+                OP,
+                "InvalidLaunchTemplateName.NotFoundException",
+                format!("there is no launch template {template}"),
+            ));
+        };
+        let number = |value: Option<i64>| value.and_then(|v| u64::try_from(v).ok()).unwrap_or(0);
+        Ok(LaunchTemplate {
+            id: required(OP, "launch template id", found.launch_template_id())?,
+            name: found.launch_template_name().unwrap_or_default().to_owned(),
+            default_version: number(found.default_version_number()),
+            latest_version: number(found.latest_version_number()),
+        })
     }
 
     async fn launch_configurations(&self, prefix: &str) -> CloudResult<Vec<LaunchConfig>> {
@@ -772,7 +1048,7 @@ impl Cloud for AwsCloud {
                 .build()
         };
         let root_volume = ec2::BlockDeviceMapping::builder()
-            .device_name(ROOT_DEVICE)
+            .device_name(&spec.root_device_name)
             .ebs(
                 ec2::EbsBlockDevice::builder()
                     .volume_size(int(spec.volume_size_gb.into()))
@@ -915,17 +1191,11 @@ impl Cloud for AwsCloud {
     }
 
     async fn tag_instance(&self, instance_id: &str, tags: &Tags) -> CloudResult<()> {
-        if tags.is_empty() {
-            return Ok(());
-        }
-        self.ec2
-            .create_tags()
-            .resources(instance_id)
-            .set_tags(Some(ec2_tag_list(tags)))
-            .send()
-            .await
-            .classified("CreateTags")?;
-        Ok(())
+        self.tag_resource(instance_id, tags).await
+    }
+
+    async fn tag_image(&self, image_id: &str, tags: &Tags) -> CloudResult<()> {
+        self.tag_resource(image_id, tags).await
     }
 
     async fn create_image(
@@ -951,56 +1221,77 @@ impl Cloud for AwsCloud {
     async fn create_template_version(
         &self,
         template: &str,
+        source_version: &str,
         spec: &LaunchSpec,
     ) -> CloudResult<LaunchConfig> {
         const OP: &str = "CreateLaunchTemplateVersion";
+        let source = self.template_data(template, source_version).await?;
         let description = truncate(&spec.name, DESCRIPTION_LIMIT);
-        let root_volume = ec2::LaunchTemplateBlockDeviceMappingRequest::builder()
-            .device_name(ROOT_DEVICE)
-            .ebs(
-                ec2::LaunchTemplateEbsBlockDeviceRequest::builder()
-                    .volume_size(int(spec.volume_size_gb.into()))
-                    .volume_type(ec2::VolumeType::Gp3)
-                    .delete_on_termination(true)
-                    .build(),
-            )
-            .build();
+        // With SourceVersion every field given replaces the source's whole field, lists
+        // included: the volumes, network interfaces and tag specifications are rewritten
+        // from the source's, changing only what the pipeline sets.
         let mut data = ec2::RequestLaunchTemplateData::builder()
             .image_id(&spec.image_id)
             .instance_type(ec2::InstanceType::from(spec.instance_type.as_str()))
             .set_key_name(spec.key_pair.clone())
-            .block_device_mappings(root_volume)
+            .set_block_device_mappings(Some(template_volumes(
+                source.as_ref(),
+                &spec.root_device_name,
+                spec.volume_size_gb,
+            )))
             .user_data(base64(spec.user_data.as_bytes()));
-        // A public address can only be asked for on a network interface, and then the
-        // security groups must be given there too, not at the top level.
-        data = if spec.public_ip {
-            data.network_interfaces(
+        let source_interfaces = source
+            .as_ref()
+            .map(|data| data.network_interfaces())
+            .unwrap_or_default();
+        if !source_interfaces.is_empty() {
+            data = data.set_network_interfaces(Some(template_interfaces(
+                source_interfaces,
+                &spec.security_group_ids,
+                spec.public_ip,
+            )));
+        } else if let Some(public_ip) = spec.public_ip {
+            let has_instance_groups = source.as_ref().is_some_and(|data| {
+                !data.security_group_ids().is_empty() || !data.security_groups().is_empty()
+            });
+            if has_instance_groups {
+                return Err(CloudError::new(
+                    OP,
+                    ErrorClass::Invalid,
+                    "PublicIpNeedsNetworkInterface",
+                    format!(
+                        "launch template {template} version {source_version} sets its security groups on the instance, not on a network interface; a public IP can only be asked for on a network interface, and AWS refuses both together: remove launch.public_ip (the subnet's auto-assign setting then applies), or move the template's security groups onto network interface 0"
+                    ),
+                ));
+            }
+            // A public address can only be asked for on a network interface, and then the
+            // security groups must be given there too, not at the top level.
+            data = data.network_interfaces(
                 ec2::LaunchTemplateInstanceNetworkInterfaceSpecificationRequest::builder()
                     .device_index(0)
-                    .associate_public_ip_address(true)
+                    .associate_public_ip_address(public_ip)
                     .set_groups(Some(spec.security_group_ids.clone()))
                     .build(),
-            )
-        } else {
-            data.set_security_group_ids(Some(spec.security_group_ids.clone()))
-        };
-        if !spec.tags.is_empty() {
-            data = data.tag_specifications(
-                ec2::LaunchTemplateTagSpecificationRequest::builder()
-                    .resource_type(ec2::ResourceType::Instance)
-                    .set_tags(Some(ec2_tag_list(&spec.tags)))
-                    .build(),
             );
+        } else {
+            data = data.set_security_group_ids(Some(spec.security_group_ids.clone()));
         }
-        let output = self
+        data = data.set_tag_specifications(Some(template_tag_specifications(
+            source.as_ref(),
+            &spec.tags,
+        )));
+        let request = self
             .ec2
             .create_launch_template_version()
-            .launch_template_name(template)
+            .source_version(source_version)
             .version_description(&description)
-            .launch_template_data(data.build())
-            .send()
-            .await
-            .classified(OP)?;
+            .launch_template_data(data.build());
+        let request = if is_template_id(template) {
+            request.launch_template_id(template)
+        } else {
+            request.launch_template_name(template)
+        };
+        let output = request.send().await.classified(OP)?;
         let number = output
             .launch_template_version()
             .and_then(|version| version.version_number())
@@ -1021,7 +1312,7 @@ impl Cloud for AwsCloud {
 
     async fn create_launch_configuration(&self, spec: &LaunchSpec) -> CloudResult<LaunchConfig> {
         let root_volume = asg::BlockDeviceMapping::builder()
-            .device_name(ROOT_DEVICE)
+            .device_name(&spec.root_device_name)
             .ebs(
                 asg::Ebs::builder()
                     .volume_size(int(spec.volume_size_gb.into()))
@@ -1037,7 +1328,7 @@ impl Cloud for AwsCloud {
             .instance_type(&spec.instance_type)
             .set_security_groups(Some(spec.security_group_ids.clone()))
             .set_key_name(spec.key_pair.clone())
-            .associate_public_ip_address(spec.public_ip)
+            .set_associate_public_ip_address(spec.public_ip)
             .block_device_mappings(root_volume)
             .user_data(base64(spec.user_data.as_bytes()))
             .send()
@@ -1055,6 +1346,22 @@ impl Cloud for AwsCloud {
             .update_auto_scaling_group()
             .auto_scaling_group_name(group)
             .launch_configuration_name(configuration)
+            .send()
+            .await
+            .classified("UpdateAutoScalingGroup")?;
+        Ok(())
+    }
+
+    async fn set_group_template_version(
+        &self,
+        group: &str,
+        template: &str,
+        version: &str,
+    ) -> CloudResult<()> {
+        self.autoscaling
+            .update_auto_scaling_group()
+            .auto_scaling_group_name(group)
+            .launch_template(launch_template_spec(template, version))
             .send()
             .await
             .classified("UpdateAutoScalingGroup")?;
@@ -1095,8 +1402,18 @@ impl Cloud for AwsCloud {
             .max_healthy_percentage(spec.max_healthy_percentage.into())
             .instance_warmup(int(spec.instance_warmup.as_secs()))
             .skip_matching(spec.skip_matching)
+            .set_checkpoint_delay(
+                (!spec.checkpoints.is_empty())
+                    .then_some(spec.checkpoint_delay)
+                    .flatten()
+                    .map(|delay| int(delay.as_secs())),
+            )
             .set_checkpoint_percentages(checkpoints)
             .auto_rollback(spec.auto_rollback)
+            .scale_in_protected_instances(asg::ScaleInProtectedInstances::from(
+                spec.scale_in_protected_instances.as_aws(),
+            ))
+            .standby_instances(asg::StandbyInstances::from(spec.standby_instances.as_aws()))
             .build();
         let desired = spec.desired_template.as_ref().map(|(template, version)| {
             asg::DesiredConfiguration::builder()

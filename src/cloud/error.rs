@@ -16,6 +16,11 @@ pub enum ErrorClass {
     Transient,
     /// The credentials may not do this.
     Denied,
+    /// No credentials were found in the standard chain (profile, environment, SSO,
+    /// instance or container role, web identity).
+    NoCredentials,
+    /// AWS (or the endpoint given) could not be reached at all.
+    Unreachable,
     /// AWS refused the request as malformed or not allowed.
     Invalid,
 }
@@ -28,6 +33,8 @@ impl fmt::Display for ErrorClass {
             ErrorClass::Throttled => "throttled",
             ErrorClass::Transient => "transient failure",
             ErrorClass::Denied => "access denied",
+            ErrorClass::NoCredentials => "no credentials",
+            ErrorClass::Unreachable => "endpoint unreachable",
             ErrorClass::Invalid => "invalid request",
         })
     }
@@ -115,27 +122,74 @@ impl CloudError {
         }
     }
 
-    /// What to do about this failure, for the hint line.
-    pub fn hint(&self) -> &'static str {
+    /// Whether waiting a little and asking again may get another answer: throttling, a 5xx
+    /// or a network failure. A wait counts these as "still pending", up to a cap.
+    pub fn is_passing(&self) -> bool {
+        matches!(
+            self.class,
+            ErrorClass::Throttled | ErrorClass::Transient | ErrorClass::Unreachable
+        )
+    }
+
+    /// The IAM action of the failed call, e.g. `ec2:RunInstances`.
+    pub fn iam_action(&self) -> String {
+        iam_action(self.operation)
+    }
+
+    /// What to do about this failure, for the hint line. Only a failure that a second run
+    /// can get past says to run again.
+    pub fn hint(&self) -> String {
         match self.class {
-            ErrorClass::NotFound => "check the name or id in the pipeline, and the region",
+            ErrorClass::NotFound => "check the name or id in the pipeline, and the region".into(),
             ErrorClass::Conflict => {
-                "another run or person may be changing the same resource: check `red5-rollout status`"
+                "another run or person may be changing the same resource: check `red5-rollout status`".into()
             }
             ErrorClass::Throttled => {
-                "AWS is throttling this account: run again later, or with fewer pipelines at once"
+                "AWS is throttling this account: run again later, or with fewer pipelines at once".into()
             }
             ErrorClass::Transient => {
-                "AWS or the network failed after retries: run again; every stage resumes where it was"
+                "AWS failed after retries: run again; every stage resumes where it was".into()
             }
-            ErrorClass::Denied => {
-                "the credentials lack a permission: see the IAM policy in README.md"
+            ErrorClass::Denied => format!(
+                "the credentials may not call {}: add it to the role's policy (docs/iam/apply.json lists what apply needs, docs/iam/plan.json what plan and status need)",
+                self.iam_action()
+            ),
+            ErrorClass::NoCredentials => {
+                "no AWS credentials were found: set AWS_PROFILE (after `aws sso login` for SSO), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run where an instance role or GitHub's OIDC role (aws-actions/configure-aws-credentials) provides them".into()
+            }
+            ErrorClass::Unreachable => {
+                "the AWS endpoint could not be reached: check the network, a proxy (HTTPS_PROXY), the region, and --endpoint-url / AWS_ENDPOINT_URL when one is set".into()
             }
             ErrorClass::Invalid => {
-                "AWS refused the request: check the pipeline's values against the message"
+                "AWS refused the request: check the pipeline's values against the message".into()
             }
         }
     }
+}
+
+/// The IAM action an operation needs: its service prefix and the operation's name.
+pub fn iam_action(operation: &str) -> String {
+    let service = match operation {
+        "DescribeAutoScalingGroups"
+        | "DescribeLaunchConfigurations"
+        | "DescribeInstanceRefreshes"
+        | "CreateLaunchConfiguration"
+        | "UpdateAutoScalingGroup"
+        | "CreateOrUpdateTags"
+        | "StartInstanceRefresh"
+        | "CancelInstanceRefresh"
+        | "RollbackInstanceRefresh" => "autoscaling",
+        "DescribeInstanceInformation"
+        | "SendCommand"
+        | "GetCommandInvocation"
+        | "ListCommands"
+        | "ListCommandInvocations"
+        | "PutParameter"
+        | "GetParameter"
+        | "DeleteParameter" => "ssm",
+        _ => "ec2",
+    };
+    format!("{service}:{operation}")
 }
 
 #[cfg(test)]

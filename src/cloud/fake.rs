@@ -37,6 +37,7 @@ impl Default for Delays {
 
 #[derive(Debug, Clone)]
 struct FakeInstance {
+    client_token: Option<String>,
     state: InstanceState,
     since: Instant,
     image_id: String,
@@ -64,8 +65,11 @@ struct FakeRefresh {
     spec: RefreshSpec,
     previous: GroupConfig,
     target: GroupConfig,
-    ended: Option<(String, u8)>,
+    ended: Option<(RefreshStatus, u8)>,
     fail_at: Option<u8>,
+    /// How the refresh ends when it fails (AWS's own choice: rolled back with AutoRollback,
+    /// else Failed), unless a test says otherwise.
+    fails_as: Option<RefreshStatus>,
 }
 
 /// The mutable world behind the fake.
@@ -87,6 +91,7 @@ pub struct World {
     next_command_fails: Option<(String, i32)>,
     next_image_fails: Option<String>,
     refresh_fails_at: Option<u8>,
+    refresh_fails_as: Option<RefreshStatus>,
     counter: u64,
 }
 
@@ -173,6 +178,7 @@ impl FakeCloud {
                 health_check_grace_period: 300,
                 instances: Vec::new(),
                 tags: tags.clone(),
+                new_instances_protected: false,
             },
             instances: BTreeMap::new(),
             images: BTreeMap::new(),
@@ -186,6 +192,7 @@ impl FakeCloud {
             next_command_fails: None,
             next_image_fails: None,
             refresh_fails_at: None,
+            refresh_fails_as: None,
             counter: 0,
         };
         world.images.insert(
@@ -217,6 +224,7 @@ impl FakeCloud {
                 lifecycle_state: "InService".into(),
                 health_status: "Healthy".into(),
                 config: config.clone(),
+                protected_from_scale_in: false,
             });
         }
         FakeCloud {
@@ -252,6 +260,11 @@ impl FakeCloud {
     /// Makes refreshes fail once they reach `percent`.
     pub fn fail_refresh_at(&self, percent: u8) {
         self.with_world(|w| w.refresh_fails_at = Some(percent));
+    }
+
+    /// Makes the next refresh that fails end with `status` (e.g. `RollbackFailed`).
+    pub fn refresh_fails_as(&self, status: RefreshStatus) {
+        self.with_world(|w| w.refresh_fails_as = Some(status));
     }
 
     /// The calls made so far.
@@ -353,21 +366,19 @@ impl World {
         let batches = (now - r.started).as_secs_f64() / batch.as_secs_f64();
         let percent = ((batches / 2.0) * 100.0).min(100.0) as u8;
         if let Some(fail) = r.fail_at.filter(|f| percent >= *f) {
-            if r.spec.auto_rollback {
-                r.ended = Some(("RollbackSuccessful".into(), fail));
+            let status = r.fails_as.clone().unwrap_or(if r.spec.auto_rollback {
+                RefreshStatus::RollbackSuccessful
             } else {
-                r.ended = Some(("Failed".into(), fail));
+                RefreshStatus::Failed
+            });
+            if status == RefreshStatus::RollbackSuccessful {
+                self.group.config = r.previous.clone();
             }
-            let config = if r.spec.auto_rollback {
-                r.previous.clone()
-            } else {
-                self.group.config.clone()
-            };
-            self.group.config = config;
+            r.ended = Some((status, fail));
             return;
         }
         if percent >= 100 {
-            r.ended = Some(("Successful".into(), 100));
+            r.ended = Some((RefreshStatus::Successful, 100));
             let target = r.target.clone();
             self.group.config = target.clone();
             for inst in &mut self.group.instances {
@@ -383,7 +394,7 @@ impl World {
                 let batches = (now - r.started).as_secs_f64()
                     / batch.max(Duration::from_millis(1)).as_secs_f64();
                 (
-                    "InProgress".into(),
+                    RefreshStatus::InProgress,
                     ((batches / 2.0) * 100.0).min(99.0) as u8,
                 )
             }
@@ -394,7 +405,7 @@ impl World {
             status_reason: r
                 .ended
                 .as_ref()
-                .filter(|(s, _)| s != "Successful")
+                .filter(|(s, _)| *s != RefreshStatus::Successful)
                 .map(|_| "an instance failed its health check".into()),
             percentage,
             instances_to_update: 0,
@@ -447,6 +458,15 @@ impl Cloud for FakeCloud {
         })
     }
 
+    async fn instance_by_client_token(&self, token: &str) -> CloudResult<Option<Instance>> {
+        self.call("DescribeInstances", |w| {
+            Ok(w.instances
+                .iter()
+                .find(|(_, i)| i.state.is_alive() && i.client_token.as_deref() == Some(token))
+                .map(|(id, i)| instance_view(id, i)))
+        })
+    }
+
     async fn instance(&self, id: &str) -> CloudResult<Instance> {
         self.call("DescribeInstances", |w| {
             w.instances
@@ -459,6 +479,18 @@ impl Cloud for FakeCloud {
     async fn template_versions(&self, _name: &str) -> CloudResult<Vec<LaunchConfig>> {
         self.call("DescribeLaunchTemplateVersions", |w| {
             Ok(w.template_versions.clone())
+        })
+    }
+
+    async fn launch_template(&self, template: &str) -> CloudResult<LaunchTemplate> {
+        self.call("DescribeLaunchTemplates", |w| {
+            let latest = w.template_versions.len() as u64;
+            Ok(LaunchTemplate {
+                id: "lt-0fake".into(),
+                name: template.into(),
+                default_version: 1,
+                latest_version: latest,
+            })
         })
     }
 
@@ -475,11 +507,17 @@ impl Cloud for FakeCloud {
     async fn config_image(&self, config: &GroupConfig) -> CloudResult<Option<String>> {
         self.call("DescribeLaunchTemplateVersions", |w| {
             Ok(match config {
-                GroupConfig::Template { version, .. } => w
-                    .template_versions
-                    .iter()
-                    .find(|v| &v.id == version)
-                    .map(|v| v.image_id.clone()),
+                GroupConfig::Template { version, .. } => {
+                    let number = match version.as_str() {
+                        "$Latest" => w.template_versions.len().to_string(),
+                        "$Default" => "1".to_string(),
+                        number => number.to_string(),
+                    };
+                    w.template_versions
+                        .iter()
+                        .find(|v| v.id == number)
+                        .map(|v| v.image_id.clone())
+                }
                 GroupConfig::Configuration { name } => w
                     .launch_configurations
                     .iter()
@@ -513,10 +551,18 @@ impl Cloud for FakeCloud {
             if !w.images.contains_key(&spec.image_id) {
                 return Err(not_found("RunInstances", &spec.image_id));
             }
+            if let Some((id, _)) = w
+                .instances
+                .iter()
+                .find(|(_, i)| i.client_token.as_deref() == Some(spec.client_token.as_str()))
+            {
+                return Ok(id.clone());
+            }
             let id = w.next_id("i");
             w.instances.insert(
                 id.clone(),
                 FakeInstance {
+                    client_token: Some(spec.client_token.clone()),
                     state: InstanceState::Pending,
                     since: Instant::now(),
                     image_id: spec.image_id.clone(),
@@ -635,6 +681,17 @@ impl Cloud for FakeCloud {
         })
     }
 
+    async fn tag_image(&self, image_id: &str, tags: &Tags) -> CloudResult<()> {
+        self.call("CreateTags", |w| {
+            let i = w
+                .images
+                .get_mut(image_id)
+                .ok_or_else(|| not_found("CreateTags", image_id))?;
+            i.tags.extend(tags.clone());
+            Ok(())
+        })
+    }
+
     async fn create_image(
         &self,
         instance_id: &str,
@@ -663,6 +720,7 @@ impl Cloud for FakeCloud {
     async fn create_template_version(
         &self,
         _template: &str,
+        _source_version: &str,
         spec: &LaunchSpec,
     ) -> CloudResult<LaunchConfig> {
         self.call("CreateLaunchTemplateVersion", |w| {
@@ -717,6 +775,30 @@ impl Cloud for FakeCloud {
         })
     }
 
+    async fn set_group_template_version(
+        &self,
+        _group: &str,
+        _template: &str,
+        version: &str,
+    ) -> CloudResult<()> {
+        self.call("UpdateAutoScalingGroup", |w| {
+            match &mut w.group.config {
+                GroupConfig::Template {
+                    version: current, ..
+                } => *current = version.into(),
+                _ => {
+                    return Err(CloudError::new(
+                        "UpdateAutoScalingGroup",
+                        ErrorClass::Invalid,
+                        "ValidationError",
+                        "the group has no launch template",
+                    ));
+                }
+            }
+            Ok(())
+        })
+    }
+
     async fn tag_group(&self, _group: &str, tags: &Tags) -> CloudResult<()> {
         self.call("CreateOrUpdateTags", |w| {
             w.group.tags.extend(tags.clone());
@@ -746,6 +828,7 @@ impl Cloud for FakeCloud {
             };
             let id = w.next_id("refresh");
             let fail_at = w.refresh_fails_at.take();
+            let fails_as = w.refresh_fails_as.take();
             w.refreshes.push(FakeRefresh {
                 id: id.clone(),
                 started: Instant::now(),
@@ -754,6 +837,7 @@ impl Cloud for FakeCloud {
                 target,
                 ended: None,
                 fail_at,
+                fails_as,
             });
             Ok(id)
         })
@@ -774,7 +858,7 @@ impl Cloud for FakeCloud {
     async fn cancel_refresh(&self, _group: &str) -> CloudResult<()> {
         self.call("CancelInstanceRefresh", |w| match w.refreshes.last_mut() {
             Some(r) if r.ended.is_none() => {
-                r.ended = Some(("Cancelled".into(), 0));
+                r.ended = Some((RefreshStatus::Cancelled, 0));
                 Ok(())
             }
             _ => Err(CloudError::new(
@@ -790,7 +874,7 @@ impl Cloud for FakeCloud {
         self.call("RollbackInstanceRefresh", |w| {
             match w.refreshes.last_mut() {
                 Some(r) if r.ended.is_none() => {
-                    r.ended = Some(("RollbackSuccessful".into(), 0));
+                    r.ended = Some((RefreshStatus::RollbackSuccessful, 0));
                     let previous = r.previous.clone();
                     w.group.config = previous;
                     Ok(())
@@ -852,6 +936,10 @@ fn image_view(id: &str, i: &FakeImage, now: Instant, delay: Duration) -> Image {
         name: i.name.clone(),
         status,
         tags: i.tags.clone(),
+        root_device: Some(RootDevice {
+            name: "/dev/xvda".into(),
+            snapshot_size_gb: Some(8),
+        }),
     }
 }
 

@@ -33,11 +33,19 @@ pub trait Cloud: Send + Sync {
     /// Instances carrying every tag in `tags` that are not terminated.
     async fn find_instances(&self, tags: &Tags) -> CloudResult<Vec<Instance>>;
 
+    /// The live instance launched with idempotency token `token`, if any: finds a builder
+    /// whose launch answer was lost, before its tags are visible to filters.
+    async fn instance_by_client_token(&self, token: &str) -> CloudResult<Option<Instance>>;
+
     /// One instance by id.
     async fn instance(&self, id: &str) -> CloudResult<Instance>;
 
-    /// Every version of the launch template `name`.
-    async fn template_versions(&self, name: &str) -> CloudResult<Vec<LaunchConfig>>;
+    /// Every version of the launch template `template` (a name or an `lt-` id).
+    async fn template_versions(&self, template: &str) -> CloudResult<Vec<LaunchConfig>>;
+
+    /// The launch template `template` (a name or an `lt-` id) with its default and latest
+    /// version numbers.
+    async fn launch_template(&self, template: &str) -> CloudResult<LaunchTemplate>;
 
     /// Launch configurations whose names start with `prefix` (all when empty).
     async fn launch_configurations(&self, prefix: &str) -> CloudResult<Vec<LaunchConfig>>;
@@ -81,16 +89,23 @@ pub trait Cloud: Send + Sync {
 
     async fn tag_instance(&self, instance_id: &str, tags: &Tags) -> CloudResult<()>;
 
+    /// Adds `tags` to image `image_id` (`adopt`).
+    async fn tag_image(&self, image_id: &str, tags: &Tags) -> CloudResult<()>;
+
     /// Creates an image of the instance with `tags` on the image; returns its id.
     async fn create_image(&self, instance_id: &str, name: &str, tags: &Tags)
     -> CloudResult<String>;
 
     // --- The fleet -------------------------------------------------------------------
 
-    /// Creates a new version of launch template `template`; returns its version number.
+    /// Creates a new version of launch template `template` (a name or an `lt-` id) from
+    /// version `source_version` (`SourceVersion`): everything the source holds is kept, and
+    /// only the image, the user data and what `spec` sets are overridden. Returns the new
+    /// version.
     async fn create_template_version(
         &self,
         template: &str,
+        source_version: &str,
         spec: &LaunchSpec,
     ) -> CloudResult<LaunchConfig>;
 
@@ -99,6 +114,14 @@ pub trait Cloud: Send + Sync {
 
     /// Points the group at a launch configuration.
     async fn set_group_configuration(&self, group: &str, configuration: &str) -> CloudResult<()>;
+
+    /// Points the group at launch template `template` (a name or an `lt-` id) at `version`.
+    async fn set_group_template_version(
+        &self,
+        group: &str,
+        template: &str,
+        version: &str,
+    ) -> CloudResult<()>;
 
     async fn tag_group(&self, group: &str, tags: &Tags) -> CloudResult<()>;
 

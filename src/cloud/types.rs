@@ -79,6 +79,32 @@ pub struct Image {
     pub name: String,
     pub status: ImageStatus,
     pub tags: Tags,
+    /// The root device, when AWS reports it (always for available EBS-backed images).
+    pub root_device: Option<RootDevice>,
+}
+
+/// An image's root device: its name (`/dev/xvda` on many Linux AMIs, `/dev/sda1` on
+/// others) and the size of its snapshot, the smallest volume an instance may ask for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RootDevice {
+    pub name: String,
+    pub snapshot_size_gb: Option<u32>,
+}
+
+/// Used where an image does not say (the root device name of most Ubuntu AMIs).
+pub const FALLBACK_ROOT_DEVICE: &str = "/dev/sda1";
+
+impl Image {
+    /// The root device name instances of this image boot from.
+    pub fn root_device_name(&self) -> &str {
+        self.root_device
+            .as_ref()
+            .map_or(FALLBACK_ROOT_DEVICE, |r| r.name.as_str())
+    }
+
+    pub fn snapshot_size_gb(&self) -> Option<u32> {
+        self.root_device.as_ref().and_then(|r| r.snapshot_size_gb)
+    }
 }
 
 /// What the group launches instances from.
@@ -98,7 +124,22 @@ pub enum GroupConfig {
     Other,
 }
 
+/// The launch template versions a group can name instead of a number. AWS cannot roll back
+/// a refresh of a group that names one, and a group on `$Latest` launches every new
+/// version for each scale-out.
+pub fn is_version_alias(version: &str) -> bool {
+    matches!(version, "$Latest" | "$Default")
+}
+
 impl GroupConfig {
+    /// The alias (`$Latest` / `$Default`) the group names instead of a version number.
+    pub fn version_alias(&self) -> Option<&str> {
+        match self {
+            GroupConfig::Template { version, .. } if is_version_alias(version) => Some(version),
+            _ => None,
+        }
+    }
+
     /// Whether this is launch template version `id` or launch configuration `id`.
     pub fn is(&self, id: &str) -> bool {
         match self {
@@ -116,6 +157,9 @@ pub struct GroupInstance {
     pub health_status: String,
     /// The launch template version or configuration this instance was launched with.
     pub config: GroupConfig,
+    /// Scale-in protection: a refresh with the preference `Wait` waits an hour for such an
+    /// instance, then fails.
+    pub protected_from_scale_in: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -130,6 +174,35 @@ pub struct Group {
     pub health_check_grace_period: u32,
     pub instances: Vec<GroupInstance>,
     pub tags: Tags,
+    /// New instances are launched protected from scale-in (the guide's advice with WebRTC).
+    pub new_instances_protected: bool,
+}
+
+impl Group {
+    /// Whether any instance is, or new instances will be, protected from scale-in.
+    pub fn protects_instances(&self) -> bool {
+        self.new_instances_protected || self.instances.iter().any(|i| i.protected_from_scale_in)
+    }
+}
+
+/// A launch template and the version numbers its aliases stand for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LaunchTemplate {
+    pub id: String,
+    pub name: String,
+    pub default_version: u64,
+    pub latest_version: u64,
+}
+
+impl LaunchTemplate {
+    /// The version number `version` (a number, `$Latest` or `$Default`) stands for.
+    pub fn resolve(&self, version: &str) -> Option<u64> {
+        match version {
+            "$Latest" => Some(self.latest_version),
+            "$Default" => Some(self.default_version),
+            number => number.parse().ok(),
+        }
+    }
 }
 
 /// A launch template version or a launch configuration, with the image it launches.
@@ -152,7 +225,11 @@ pub struct BuilderSpec {
     pub instance_profile: String,
     pub key_pair: Option<String>,
     pub volume_size_gb: u32,
-    /// Idempotency token: a retried launch with the same token launches nothing new.
+    /// The image's root device name, which the volume size applies to.
+    pub root_device_name: String,
+    /// Idempotency token: a retried launch with the same token launches nothing new. At most
+    /// 64 ASCII characters, unique per pipeline, region, version and run (AWS refuses the
+    /// same token with other parameters).
     pub client_token: String,
     pub tags: Tags,
 }
@@ -166,8 +243,12 @@ pub struct LaunchSpec {
     pub instance_type: String,
     pub security_group_ids: Vec<String>,
     pub key_pair: Option<String>,
-    pub public_ip: bool,
+    /// Ask for a public IP on the primary network interface; `None` keeps what the template
+    /// says (or, for a configuration, what the subnet's auto-assign setting says).
+    pub public_ip: Option<bool>,
     pub volume_size_gb: u32,
+    /// The image's root device name, which the volume size applies to.
+    pub root_device_name: String,
     /// The user data as text; the adapter encodes it.
     pub user_data: String,
     pub tags: Tags,
@@ -219,12 +300,106 @@ pub struct RefreshSpec {
     pub instance_warmup: Duration,
     pub skip_matching: bool,
     pub checkpoints: Vec<u8>,
+    /// The pause after each checkpoint; AWS's default (one hour) when `None`.
+    pub checkpoint_delay: Option<Duration>,
+    pub scale_in_protected_instances: InstancePreference,
+    pub standby_instances: InstancePreference,
+}
+
+/// What a refresh does with protected or standby instances (AWS's RefreshPreferences).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+pub enum InstancePreference {
+    /// Replace them too.
+    Refresh,
+    /// Leave them alone.
+    Ignore,
+    /// Wait for them (one hour, then the refresh fails): AWS's default.
+    #[default]
+    Wait,
+}
+
+impl InstancePreference {
+    pub fn as_aws(self) -> &'static str {
+        match self {
+            InstancePreference::Refresh => "Refresh",
+            InstancePreference::Ignore => "Ignore",
+            InstancePreference::Wait => "Wait",
+        }
+    }
+}
+
+/// An instance refresh's status, as AWS names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshStatus {
+    Pending,
+    InProgress,
+    Successful,
+    Failed,
+    Cancelling,
+    Cancelled,
+    RollbackInProgress,
+    RollbackFailed,
+    RollbackSuccessful,
+    Baking,
+    /// A status this runner does not know; treated as still active.
+    Other(String),
+}
+
+impl RefreshStatus {
+    pub fn parse(text: &str) -> RefreshStatus {
+        match text {
+            "Pending" => RefreshStatus::Pending,
+            "InProgress" => RefreshStatus::InProgress,
+            "Successful" => RefreshStatus::Successful,
+            "Failed" => RefreshStatus::Failed,
+            "Cancelling" => RefreshStatus::Cancelling,
+            "Cancelled" => RefreshStatus::Cancelled,
+            "RollbackInProgress" => RefreshStatus::RollbackInProgress,
+            "RollbackFailed" => RefreshStatus::RollbackFailed,
+            "RollbackSuccessful" => RefreshStatus::RollbackSuccessful,
+            "Baking" => RefreshStatus::Baking,
+            other => RefreshStatus::Other(other.to_owned()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            RefreshStatus::Pending => "Pending",
+            RefreshStatus::InProgress => "InProgress",
+            RefreshStatus::Successful => "Successful",
+            RefreshStatus::Failed => "Failed",
+            RefreshStatus::Cancelling => "Cancelling",
+            RefreshStatus::Cancelled => "Cancelled",
+            RefreshStatus::RollbackInProgress => "RollbackInProgress",
+            RefreshStatus::RollbackFailed => "RollbackFailed",
+            RefreshStatus::RollbackSuccessful => "RollbackSuccessful",
+            RefreshStatus::Baking => "Baking",
+            RefreshStatus::Other(text) => text,
+        }
+    }
+
+    /// Whether AWS is still working on the refresh.
+    pub fn is_active(&self) -> bool {
+        is_active_refresh_status(self.as_str())
+    }
+}
+
+impl Serialize for RefreshStatus {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for RefreshStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Refresh {
     pub id: String,
-    pub status: String,
+    pub status: RefreshStatus,
     pub status_reason: Option<String>,
     pub percentage: u8,
     pub instances_to_update: u32,
@@ -232,17 +407,18 @@ pub struct Refresh {
     pub desired_template_version: Option<String>,
 }
 
-/// Whether AWS is still working on a refresh with this status.
+/// Whether AWS is still working on a refresh with this status (an unknown status counts as
+/// active: the safe answer, since the runner then leaves the group alone).
 pub fn is_active_refresh_status(status: &str) -> bool {
-    matches!(
+    !matches!(
         status,
-        "Pending" | "InProgress" | "Cancelling" | "RollbackInProgress" | "Baking"
+        "Successful" | "Failed" | "Cancelled" | "RollbackFailed" | "RollbackSuccessful"
     )
 }
 
 impl Refresh {
     pub fn is_active(&self) -> bool {
-        is_active_refresh_status(&self.status)
+        self.status.is_active()
     }
 }
 

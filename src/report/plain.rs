@@ -134,6 +134,7 @@ impl<W: Write + Send> Sink for PlainLines<W> {
                     PipelineResult::UpToDate => "up to date",
                     PipelineResult::RolledBack => "FAILED, rolled back",
                     PipelineResult::FailedUntouched => "FAILED, fleet untouched",
+                    PipelineResult::MixedFleet => "FAILED, mixed fleet",
                     PipelineResult::Interrupted => "interrupted",
                     PipelineResult::LockHeld => "locked",
                 }

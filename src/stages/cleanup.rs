@@ -1,14 +1,17 @@
 //! cleanup: always runs, also after a failure or an interruption.
 //!
 //! Flow: terminate every live builder of the pipeline (this run's, or one left by a run
-//! that crashed), unless the user asked to keep it. When the run converged, tag the group
+//! that crashed), unless the user asked to keep it. This run's builder is found by its id
+//! and its launch token too, not only by tags: right after RunInstances a tag filter may
+//! not list it yet (EC2 is eventually consistent), and a launch whose answer was lost has
+//! no id. When the run converged, tag the group
 //! with the version and commit it now runs.
 //!
 //! Guarantees: no builder is left running by a run that reached cleanup. Never touches a
 //! refresh in flight: AWS finishes or rolls it back. Fails with the AWS error, naming the
 //! builder that could not be terminated so that a person can.
 
-use super::context::{Context, StageError};
+use super::context::{Baked, Context, StageError};
 use crate::cloud::{TAG_COMMIT, TAG_PIPELINE, TAG_ROLE, TAG_VERSION};
 use crate::events::StageOutcome;
 use crate::observe::tags;
@@ -18,6 +21,7 @@ const STAGE: Stage = Stage::Cleanup;
 
 pub async fn run(
     ctx: &Context,
+    baked: &Baked,
     converged: bool,
     keep_builder: bool,
 ) -> Result<StageOutcome, StageError> {
@@ -29,11 +33,24 @@ pub async fn run(
         ]))
         .await
         .map_err(StageError::cloud(STAGE))?;
-    let live: Vec<String> = builders
+    let mut live: Vec<String> = builders
         .into_iter()
         .filter(|b| b.state.is_alive())
         .map(|b| b.id)
         .collect();
+    let by_token = match &baked.client_token {
+        Some(token) => cloud
+            .instance_by_client_token(token)
+            .await
+            .map_err(StageError::cloud(STAGE))?
+            .map(|i| i.id),
+        None => None,
+    };
+    for id in baked.builder.iter().chain(by_token.iter()) {
+        if !live.contains(id) {
+            live.push(id.clone());
+        }
+    }
     let mut done = Vec::new();
     if keep_builder {
         if !live.is_empty() {

@@ -12,8 +12,29 @@ use crate::plan::Stage;
 use crate::wait::{Backoff, Poll, WaitError, wait_for};
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 use tokio::sync::watch;
+
+/// How many failed AWS calls in a row (throttled, 5xx, network: each already retried by
+/// the SDK) a wait takes as "still pending" before it gives up. With the SDK's own retries
+/// and the wait's backoff this rides out several minutes of throttling.
+pub const PASSING_FAILURES_CAP: u32 = 10;
+
+/// How long a resource may stay invisible right after it was created: EC2 is eventually
+/// consistent, and `InvalidInstanceID.NotFound` right after RunInstances (or
+/// `InvalidAMIID.NotFound` after CreateImage) does not mean that it is missing.
+pub const VISIBILITY_GRACE: Duration = Duration::from_secs(120);
+
+/// Whether the resource a wait follows was created a moment ago.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visibility {
+    /// Created by this stage or just before: "not found" counts as pending for
+    /// [`VISIBILITY_GRACE`].
+    JustCreated,
+    /// Known to exist: "not found" is an answer.
+    Settled,
+}
 
 /// Tag holding the day (YYYYMMDD) a version's first resource was made, so that names with a
 /// date keep the date of first creation when a run resumes on another day.
@@ -37,6 +58,9 @@ pub struct Context {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Baked {
     pub builder: Option<String>,
+    /// The idempotency token the builder was launched with: finds it again when the launch
+    /// answer was lost, or before its tags are visible.
+    pub client_token: Option<String>,
     pub image: Option<String>,
     /// The template version number or configuration name for the release.
     pub config: Option<String>,
@@ -73,8 +97,19 @@ pub enum StageError {
         id: String,
         status: String,
         reason: Option<String>,
-        /// The configuration the group is back on.
+        /// The configuration the group is back on, when every instance is back on it.
         rolled_back_to: Option<String>,
+        /// Otherwise, which instances run what (a mixed fleet).
+        fleet: Option<String>,
+    },
+    #[error(
+        "instance-refresh: refresh {id} of group {group} ({status}) was not started by a rollout to {wanted}; it is left alone"
+    )]
+    OtherRefresh {
+        id: String,
+        group: String,
+        status: String,
+        wanted: String,
     },
     #[error("{stage}: interrupted")]
     Interrupted { stage: Stage },
@@ -139,8 +174,7 @@ impl Context {
         Ok(builders.into_iter().find(|b| b.state.is_alive()))
     }
 
-    /// Waits with progress events, within `budget`, noticing the end within max(1 s, 10 %)
-    /// of the time waited (see [`crate::wait::Backoff::delay`]).
+    /// Waits for a resource known to exist; see [`Context::wait_with`].
     pub async fn wait<T, F, Fut>(
         &self,
         stage: Stage,
@@ -152,6 +186,47 @@ impl Context {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Poll<T>, StageError>>,
     {
+        self.wait_with(stage, what, budget, Visibility::Settled, poll)
+            .await
+    }
+
+    /// Waits with progress events, within `budget`, noticing the end within max(1 s, 10 %)
+    /// of the time waited (see [`crate::wait::Backoff::delay`]). A poll that fails with a
+    /// passing AWS error (throttled, 5xx, unreachable) counts as pending, with a progress
+    /// line that says so, up to [`PASSING_FAILURES_CAP`] in a row; with
+    /// [`Visibility::JustCreated`], "not found" counts as pending for [`VISIBILITY_GRACE`].
+    pub async fn wait_with<T, F, Fut>(
+        &self,
+        stage: Stage,
+        what: &str,
+        budget: Duration,
+        visibility: Visibility,
+        mut poll: F,
+    ) -> Result<T, StageError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Poll<T>, StageError>>,
+    {
+        let failures = AtomicU32::new(0);
+        let started = tokio::time::Instant::now();
+        let tolerant = || {
+            let attempt = poll();
+            let failures = &failures;
+            async move {
+                match attempt.await {
+                    Err(StageError::Cloud { stage, source }) => {
+                        match tolerated(&source, visibility, started.elapsed(), failures) {
+                            Some(status) => Ok(Poll::Pending(status)),
+                            None => Err(StageError::Cloud { stage, source }),
+                        }
+                    }
+                    other => {
+                        failures.store(0, Ordering::Relaxed);
+                        other
+                    }
+                }
+            }
+        };
         let pipeline = self.pipeline.name.clone();
         let events = self.events.clone();
         let mut interrupted = self.interrupted.clone();
@@ -168,7 +243,7 @@ impl Context {
                     budget: p.budget,
                 })
             },
-            poll,
+            tolerant,
         );
         tokio::select! {
             result = waiting => result.map_err(|err| match err {
@@ -178,4 +253,29 @@ impl Context {
             _ = interrupted.wait_for(|stop| *stop) => Err(StageError::Interrupted { stage }),
         }
     }
+}
+
+/// Whether a failed poll counts as "still pending", and the progress line that says so.
+fn tolerated(
+    error: &CloudError,
+    visibility: Visibility,
+    elapsed: Duration,
+    failures: &AtomicU32,
+) -> Option<String> {
+    if error.is(crate::cloud::ErrorClass::NotFound)
+        && visibility == Visibility::JustCreated
+        && elapsed < VISIBILITY_GRACE
+    {
+        return Some("not visible yet (EC2 is eventually consistent)".into());
+    }
+    if !error.is_passing() {
+        return None;
+    }
+    let seen = failures.fetch_add(1, Ordering::Relaxed) + 1;
+    (seen <= PASSING_FAILURES_CAP).then(|| {
+        format!(
+            "AWS answered {} ({}) after retries; still waiting ({seen} of {PASSING_FAILURES_CAP} failures in a row tolerated)",
+            error.code, error.class
+        )
+    })
 }

@@ -1,13 +1,19 @@
 //! create-launch-config: what the group will launch the new image with.
 //!
 //! Flow: with `kind: template`, skip when a version of the pipeline's launch template
-//! already launches the release's image, else create a new numbered version with the image,
-//! the rendered user data and the version description from `launch.name`. With
+//! already launches the release's image, else create a new numbered version from the
+//! group's current version (`SourceVersion`, an alias resolved to its number), so that
+//! everything the template holds (instance profile, IMDS options, monitoring, encryption,
+//! extra volumes, tags) is kept and only the image, the rendered user data, the version
+//! description from `launch.name` and the launch fields the pipeline sets change. The root
+//! volume is the image's root device. With
 //! `kind: configuration`, skip when a launch configuration launches the image, else create
 //! one named by `launch.name` (the guide's convention).
 //!
 //! Guarantees: one configuration per image; found again by its image, which is tagged with
-//! pipeline and version. Assumes create-image produced the image. Fails with the AWS error
+//! pipeline and version; never a volume smaller than the image's snapshot (AWS would fail
+//! every launch with InvalidBlockDeviceMapping). Assumes create-image produced the image.
+//! Fails with the AWS error
 //! (e.g. `UnsupportedOperation` for launch configurations on accounts created after
 //! 2024-10-01).
 
@@ -44,6 +50,21 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
     if ctx.is_interrupted() {
         return Err(StageError::Interrupted { stage: STAGE });
     }
+    let found = cloud
+        .image(&image)
+        .await
+        .map_err(StageError::cloud(STAGE))?;
+    if let Some(snapshot) = found.snapshot_size_gb()
+        && snapshot > launch.volume_size_gb
+    {
+        return Err(StageError::Precondition {
+            stage: STAGE,
+            message: format!(
+                "launch.volume_size_gb is {} GB but image {image}'s snapshot is {snapshot} GB: every launch would fail with InvalidBlockDeviceMapping; set launch.volume_size_gb to at least {snapshot}",
+                launch.volume_size_gb
+            ),
+        });
+    }
     let spec = LaunchSpec {
         name: ctx.names.launch_name.clone(),
         image_id: image.clone(),
@@ -53,16 +74,32 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
             .await
             .map_err(StageError::cloud(STAGE))?,
         key_pair: launch.key_pair.clone(),
-        public_ip: launch.public_ip,
+        public_ip: Some(launch.public_ip),
         volume_size_gb: launch.volume_size_gb,
+        root_device_name: found.root_device_name().to_owned(),
         user_data: ctx.names.user_data.clone(),
         tags: ctx.release_tags(),
     };
     let created = match (launch.kind, &launch.template) {
-        (LaunchKind::Template, Some(template)) => cloud
-            .create_template_version(template, &spec)
-            .await
-            .map_err(StageError::cloud(STAGE))?,
+        (LaunchKind::Template, Some(template)) => {
+            // Pin a group on `$Latest` / `$Default` first: on `$Latest` the new version
+            // would otherwise go live for every scale-out before the refresh starts.
+            let pinned = super::swap_asg::pin_alias(ctx, None).await?;
+            if let Some(pinned) = pinned {
+                ctx.events.emit(crate::events::Event::StageProgress {
+                    pipeline: ctx.pipeline.name.clone(),
+                    stage: STAGE,
+                    message: pinned,
+                    elapsed: std::time::Duration::ZERO,
+                    budget: std::time::Duration::ZERO,
+                });
+            }
+            let source = source_version(ctx, template).await?;
+            cloud
+                .create_template_version(template, &source, &spec)
+                .await
+                .map_err(StageError::cloud(STAGE))?
+        }
         _ => match cloud.create_launch_configuration(&spec).await {
             Ok(config) => config,
             // A configuration of that name exists: it is ours only if it launches our image.
@@ -100,4 +137,33 @@ async fn existing(ctx: &Context, image: &str) -> Result<Option<LaunchConfig>, St
         .into_iter()
         .filter(|c| c.image_id == image)
         .max_by_key(|c| c.id.parse::<u64>().unwrap_or(0)))
+}
+
+/// The numbered version the new one starts from: the one the group launches now (an alias
+/// resolved to its number), or the template's default version when the group is on another
+/// template.
+async fn source_version(ctx: &Context, template: &str) -> Result<String, StageError> {
+    let cloud = ctx.cloud.as_ref();
+    let group = cloud
+        .group(&ctx.pipeline.auto_scaling_group)
+        .await
+        .map_err(StageError::cloud(STAGE))?;
+    let named = match &group.config {
+        crate::cloud::GroupConfig::Template { id, name, version }
+            if name == template || id == template =>
+        {
+            version.clone()
+        }
+        _ => "$Default".to_string(),
+    };
+    if !crate::cloud::is_version_alias(&named) {
+        return Ok(named);
+    }
+    let found = cloud
+        .launch_template(template)
+        .await
+        .map_err(StageError::cloud(STAGE))?;
+    Ok(found
+        .resolve(&named)
+        .map_or(named, |number| number.to_string()))
 }

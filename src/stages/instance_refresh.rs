@@ -1,20 +1,28 @@
 //! instance-refresh: replace the group's instances with ones from the new configuration.
 //!
-//! Flow: follow a refresh that is already active (a run was interrupted); else skip when
-//! the group and every instance are on the new configuration; else start a refresh with the
-//! pipeline's preferences (min / max healthy, warm-up, skip matching, checkpoints). With a
-//! launch template the refresh carries the new version as DesiredConfiguration with
-//! AutoRollback, and the group moves to it only when the refresh succeeds. Follow the
-//! refresh to a terminal status, reporting its percentage.
+//! Flow: follow a refresh that is already active when it moves the group to this release's
+//! configuration (a run was interrupted); another refresh in flight is reported and left
+//! alone, never adopted. Else skip when the group and every instance are on the new
+//! configuration; else start a refresh with the pipeline's preferences (min / max healthy,
+//! warm-up, skip matching, checkpoints and their delay, protected and standby instances).
+//! With a launch template the refresh carries the new version as DesiredConfiguration with
+//! AutoRollback (the group names a version number: swap-asg pinned an alias), and the group
+//! moves to it only when the refresh succeeds. Follow the refresh to a terminal status,
+//! reporting its percentage.
 //!
-//! Guarantees: a refresh that ends Failed or Cancelled leaves the group on its previous
-//! configuration: AWS rolls a template back itself; for a configuration the runner moves the
-//! group back and refreshes to the previous configuration. Fails saying what was rolled
-//! back. When interrupted, the refresh is left to AWS to finish or roll back.
+//! Guarantees, as AWS has them: only `RollbackSuccessful` is "rolled back". For a launch
+//! template AWS rolls back itself; `Failed` without a rollback, `Cancelled` (in the console,
+//! say: replaced instances stay on the new version) and `RollbackFailed` leave a mixed
+//! fleet, and the failure says which instances run what. For a configuration the runner
+//! moves the group back and refreshes to the previous configuration. When interrupted, the
+//! refresh is left to AWS to finish or roll back.
 
+use super::context::Visibility;
 use super::context::{Baked, Context, StageError};
 use super::swap_asg::TAG_PREVIOUS_CONFIG;
-use crate::cloud::{ErrorClass, GroupConfig, Refresh, RefreshSpec};
+use crate::cloud::{
+    CloudError, ErrorClass, Group, GroupConfig, Refresh, RefreshSpec, RefreshStatus,
+};
 use crate::events::StageOutcome;
 use crate::model::LaunchKind;
 use crate::plan::Stage;
@@ -38,7 +46,15 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
         .into_iter()
         .find(Refresh::is_active);
     let refresh_id = match active {
-        Some(r) => r.id,
+        Some(r) if is_ours(ctx, &r, &config).await? => r.id,
+        Some(r) => {
+            return Err(StageError::OtherRefresh {
+                id: r.id,
+                group: group_name,
+                status: r.status.to_string(),
+                wanted: ctx.release.version.to_string(),
+            });
+        }
         None => {
             let group = cloud
                 .group(&group_name)
@@ -66,7 +82,7 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
         }
         other => other?,
     };
-    if finished.status == "Successful" {
+    if finished.status == RefreshStatus::Successful {
         return Ok(StageOutcome::Done {
             detail: format!(
                 "refresh {refresh_id} successful: the group runs {} {config}",
@@ -77,27 +93,76 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
             ),
         });
     }
-    let previous = match ctx.pipeline.launch.kind {
-        LaunchKind::Template => {
-            let group = cloud
-                .group(&group_name)
-                .await
-                .map_err(StageError::cloud(STAGE))?;
+    let previous = match (ctx.pipeline.launch.kind, &finished.status) {
+        (LaunchKind::Template, RefreshStatus::RollbackSuccessful) => {
+            let group = read_group(ctx, &group_name).await?;
             match group.config {
                 GroupConfig::Template { version, .. } => {
                     Some(format!("template version {version}"))
                 }
-                _ => None,
+                _ => Some("its previous configuration".into()),
             }
         }
-        LaunchKind::Configuration => roll_back_configuration(ctx, &group_name, baked).await?,
+        // AWS did not roll back: the fleet is as the refresh left it.
+        (LaunchKind::Template, _) => None,
+        (LaunchKind::Configuration, _) => roll_back_configuration(ctx, &group_name, baked).await?,
+    };
+    let fleet = match previous {
+        Some(_) => None,
+        None => Some(describe_fleet(&read_group(ctx, &group_name).await?)),
     };
     Err(StageError::RefreshFailed {
         id: refresh_id,
-        status: finished.status,
+        status: finished.status.to_string(),
         reason: finished.status_reason,
         rolled_back_to: previous,
+        fleet,
     })
+}
+
+async fn read_group(ctx: &Context, name: &str) -> Result<Group, StageError> {
+    ctx.cloud
+        .group(name)
+        .await
+        .map_err(StageError::cloud(STAGE))
+}
+
+/// Whether an active refresh moves the group to `config`, this release's configuration: a
+/// template refresh by its DesiredConfiguration, a configuration refresh by the group's
+/// configuration.
+async fn is_ours(ctx: &Context, refresh: &Refresh, config: &str) -> Result<bool, StageError> {
+    Ok(match &refresh.desired_template_version {
+        Some(version) => version == config,
+        None => {
+            let group = read_group(ctx, &ctx.pipeline.auto_scaling_group).await?;
+            ctx.pipeline.launch.kind == LaunchKind::Configuration && group.config.is(config)
+        }
+    })
+}
+
+/// Which instances run what, e.g. "2 instance(s) on template version 4, 1 on template
+/// version 3": what a person needs to see when a refresh left a mixed fleet.
+pub fn describe_fleet(group: &Group) -> String {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for instance in &group.instances {
+        let label = match &instance.config {
+            GroupConfig::Template { version, .. } => format!("template version {version}"),
+            GroupConfig::Configuration { name } => format!("launch configuration {name}"),
+            GroupConfig::Other => "an unmanaged configuration".to_string(),
+        };
+        match counts.iter_mut().find(|(l, _)| *l == label) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((label, 1)),
+        }
+    }
+    if counts.is_empty() {
+        return format!("group {} has no instances", group.name);
+    }
+    let parts: Vec<String> = counts
+        .iter()
+        .map(|(label, n)| format!("{n} instance(s) on {label}"))
+        .collect();
+    format!("group {}: {}", group.name, parts.join(", "))
 }
 
 async fn start(ctx: &Context, group: &str, config: &str) -> Result<String, StageError> {
@@ -106,6 +171,18 @@ async fn start(ctx: &Context, group: &str, config: &str) -> Result<String, Stage
         (LaunchKind::Template, Some(template)) => Some((template.clone(), config.to_string())),
         _ => None,
     };
+    if desired.is_some() {
+        let group = read_group(ctx, group).await?;
+        if let Some(alias) = group.config.version_alias() {
+            return Err(StageError::Precondition {
+                stage: STAGE,
+                message: format!(
+                    "group {} names {alias} of its launch template: AWS cannot roll such a refresh back; run apply again to pin it to a version number first",
+                    group.name
+                ),
+            });
+        }
+    }
     let spec = RefreshSpec {
         auto_rollback: desired.is_some(),
         desired_template: desired,
@@ -114,6 +191,9 @@ async fn start(ctx: &Context, group: &str, config: &str) -> Result<String, Stage
         instance_warmup: r.instance_warmup,
         skip_matching: r.skip_matching,
         checkpoints: r.checkpoints.clone(),
+        checkpoint_delay: None,
+        scale_in_protected_instances: Default::default(),
+        standby_instances: Default::default(),
     };
     match ctx.cloud.start_refresh(group, &spec).await {
         Ok(id) => Ok(id),
@@ -137,20 +217,23 @@ async fn start(ctx: &Context, group: &str, config: &str) -> Result<String, Stage
 /// Follows refresh `id` to a terminal status.
 async fn follow(ctx: &Context, group: &str, id: &str) -> Result<Refresh, StageError> {
     let cloud = ctx.cloud.as_ref();
-    ctx.wait(
+    ctx.wait_with(
         STAGE,
         &format!("refresh {id} of {group}"),
         ctx.pipeline.refresh.timeout,
+        Visibility::JustCreated,
         || async {
             let refreshes = cloud
                 .refreshes(group)
                 .await
                 .map_err(StageError::cloud(STAGE))?;
             let Some(refresh) = refreshes.into_iter().find(|r| r.id == id) else {
-                return Err(StageError::Precondition {
-                    stage: STAGE,
-                    message: format!("refresh {id} is no longer listed for {group}"),
-                });
+                return Err(StageError::cloud(STAGE)(CloudError::new(
+                    "DescribeInstanceRefreshes",
+                    ErrorClass::NotFound,
+                    "InstanceRefreshNotListed",
+                    format!("refresh {id} is not listed for {group}"),
+                )));
             };
             if refresh.is_active() {
                 Ok(Poll::Pending(format!(
@@ -182,7 +265,7 @@ async fn roll_back_late_refresh(
                 return StageError::cloud(STAGE)(e);
             }
             match follow(ctx, group, id).await {
-                Ok(r) if r.status == "RollbackSuccessful" => {
+                Ok(r) if r.status == RefreshStatus::RollbackSuccessful => {
                     Some("the previous template version".to_string())
                 }
                 Ok(_) | Err(_) => None,
@@ -200,11 +283,17 @@ async fn roll_back_late_refresh(
                 .flatten()
         }
     };
+    let fleet = match (&rolled_back_to, cloud.group(group).await) {
+        (None, Ok(found)) => Some(describe_fleet(&found)),
+        (None, Err(e)) => Some(format!("the group could not be read: {e}")),
+        (Some(_), _) => None,
+    };
     StageError::RefreshFailed {
         id: id.to_string(),
         status: "TimedOut".into(),
         reason: Some(timed_out),
         rolled_back_to,
+        fleet,
     }
 }
 
@@ -234,16 +323,17 @@ async fn roll_back_configuration(
         .map_err(StageError::cloud(STAGE))?;
     let id = start(ctx, group, &previous).await?;
     let back = follow(ctx, group, &id).await?;
-    if back.status == "Successful" {
+    if back.status == RefreshStatus::Successful {
         Ok(Some(format!("launch configuration {previous}")))
     } else {
         Err(StageError::RefreshFailed {
             id,
-            status: back.status,
+            status: back.status.to_string(),
             reason: Some(format!(
                 "the rollback refresh to {previous} did not succeed either: the group is on {previous} with mixed instances"
             )),
             rolled_back_to: None,
+            fleet: Some(describe_fleet(&read_group(ctx, group).await?)),
         })
     }
 }

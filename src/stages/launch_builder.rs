@@ -8,11 +8,16 @@
 //!
 //! Guarantees: at most one builder per pipeline and version, whatever runs crash where: the
 //! builder is tagged atomically at launch (TagSpecifications), and a retried launch reuses
-//! its client token. Assumes the instance profile lets the SSM agent register. Fails with
-//! the AWS error, or a timeout naming what the builder was waiting for.
+//! its client token, which is unique per pipeline, region, version and run (AWS refuses a
+//! token reused with other parameters). The root volume is the image's own root device,
+//! never smaller than its snapshot. Never bakes a release on top of an image of a newer
+//! one (a mixed install): that is refused with the choices. "Not found" right after the
+//! launch counts as pending for a while (EC2 is eventually consistent). Assumes the
+//! instance profile lets the SSM agent register. Fails with the AWS error, or a timeout
+//! naming what the builder was waiting for.
 
-use super::context::{Baked, Context, StageError};
-use crate::cloud::{BuilderSpec, InstanceState, TAG_ROLE, TAG_SOURCE_IMAGE};
+use super::context::{Baked, Context, StageError, Visibility};
+use crate::cloud::{BuilderSpec, InstanceState, TAG_ROLE, TAG_SOURCE_IMAGE, TAG_VERSION};
 use crate::events::StageOutcome;
 use crate::model::BaseImage;
 use crate::plan::Stage;
@@ -60,6 +65,23 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
                 })?
         }
     };
+    let base_image = cloud.image(&base).await.map_err(StageError::cloud(STAGE))?;
+    let base_version = base_image
+        .tags
+        .get(TAG_VERSION)
+        .and_then(|v| v.parse::<semver::Version>().ok());
+    if let Some(refusal) = crate::plan::refuse_base(
+        &ctx.pipeline,
+        &base,
+        base_version.as_ref(),
+        base_image.snapshot_size_gb(),
+        &ctx.release.version,
+    ) {
+        return Err(StageError::Precondition {
+            stage: STAGE,
+            message: refusal,
+        });
+    }
     let subnet_id = cloud
         .resolve_subnet(&b.subnet)
         .await
@@ -71,8 +93,13 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
     let mut tags = ctx.release_tags();
     tags.insert(TAG_ROLE.into(), "builder".into());
     tags.insert(TAG_SOURCE_IMAGE.into(), base.clone());
-    let mut client_token = format!("{}-{}", ctx.run_id, ctx.release.version);
-    client_token.truncate(64);
+    let client_token = client_token(
+        &ctx.run_id,
+        &ctx.pipeline.name,
+        &ctx.pipeline.region,
+        &ctx.release.version.to_string(),
+    );
+    baked.client_token = Some(client_token.clone());
     let spec = BuilderSpec {
         image_id: base.clone(),
         instance_type: b.instance_type.clone(),
@@ -81,6 +108,7 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
         instance_profile: b.instance_profile.clone(),
         key_pair: b.key_pair.clone(),
         volume_size_gb: b.volume_size_gb,
+        root_device_name: base_image.root_device_name().to_owned(),
         client_token,
         tags,
     };
@@ -103,10 +131,11 @@ async fn wait_until_ready(ctx: &Context, id: &str) -> Result<(), StageError> {
     let budget = ctx.pipeline.builder.ready_timeout;
     let polls = AtomicU32::new(0);
     let last = Mutex::new(String::from("pending"));
-    ctx.wait(
+    ctx.wait_with(
         STAGE,
         &format!("builder {id} to run and reach SSM"),
         budget,
+        Visibility::JustCreated,
         || async {
             if cloud
                 .is_ssm_online(id)
@@ -140,3 +169,54 @@ async fn wait_until_ready(ctx: &Context, id: &str) -> Result<(), StageError> {
 
 /// How many SSM polls go by between two reads of the builder's state.
 const STATE_EVERY: u32 = 4;
+
+/// The idempotency token of a builder launch: at most 64 ASCII characters, the same for a
+/// retry of one launch, and different for every pipeline, region, version and run (AWS
+/// refuses a token used before with other parameters).
+pub fn client_token(run_id: &str, pipeline: &str, region: &str, version: &str) -> String {
+    // FNV-1a: stable across builds and platforms, unlike the standard library's hasher.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in [pipeline, region, version].join("\n").bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    let run: String = run_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(40)
+        .collect();
+    format!("r5r-{run}-{hash:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_token;
+
+    #[test]
+    fn tokens_differ_by_pipeline_region_version_and_run_and_fit_in_64_ascii_characters() {
+        let run = "20261124T080000Z-4f2a";
+        let base = client_token(run, "stream-manager", "us-east-1", "12.4.0");
+        let others = [
+            client_token(run, "stream-manager-legacy", "us-east-1", "12.4.0"),
+            client_token(run, "stream-manager", "eu-west-1", "12.4.0"),
+            client_token(run, "stream-manager", "us-east-1", "12.5.0"),
+            client_token(
+                "20261124T080001Z-0000",
+                "stream-manager",
+                "us-east-1",
+                "12.4.0",
+            ),
+        ];
+        for other in &others {
+            assert_ne!(&base, other);
+        }
+        assert_eq!(
+            base,
+            client_token(run, "stream-manager", "us-east-1", "12.4.0")
+        );
+        let long = client_token(&"x".repeat(200), &"p".repeat(200), "us-east-1", "1.0.0");
+        for token in others.iter().chain([&base, &long]) {
+            assert!(token.len() <= 64 && token.is_ascii(), "{token}");
+        }
+    }
+}

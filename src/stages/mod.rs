@@ -12,4 +12,6 @@ pub mod swap_asg;
 
 mod context;
 
-pub use context::{Baked, Context, StageError, TAG_DATE};
+pub use context::{
+    Baked, Context, PASSING_FAILURES_CAP, StageError, TAG_DATE, VISIBILITY_GRACE, Visibility,
+};

@@ -1,8 +1,13 @@
-//! swap-asg: point the group at the new launch configuration (configurations only).
+//! swap-asg: point the group at the new launch configuration, or pin a launch template
+//! group to a version number.
 //!
-//! Flow: with `kind: template` there is nothing to do here: the instance refresh carries
-//! the new version as its DesiredConfiguration, and updating the group first would make the
-//! new version the "previous" one and break AWS's rollback (terraform-provider-aws #34189).
+//! Flow: with `kind: template` the group is not moved to the new version here: the instance
+//! refresh carries it as its DesiredConfiguration, and updating the group first would make
+//! the new version the "previous" one and break AWS's rollback (terraform-provider-aws
+//! #34189). But a group that names `$Latest` or `$Default` cannot be rolled back by AWS at
+//! all, and on `$Latest` it launches the new version for every scale-out before the refresh
+//! starts: such a group is first pinned to the number its alias stands for now (its
+//! configuration unchanged; the only UpdateAutoScalingGroup of a template rollout).
 //! With `kind: configuration`, skip when the group uses the new configuration already; else
 //! remember the current one in the group's `red5-rollout:previous-config` tag (so that a
 //! resumed run can still roll back) and update the group.
@@ -28,14 +33,10 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
             message: "no launch configuration was created for the release".into(),
         });
     };
-    if ctx.pipeline.launch.kind == LaunchKind::Template {
-        return Ok(StageOutcome::Skipped {
-            reason: format!(
-                "the refresh carries template version {config}; the group is not updated first"
-            ),
-        });
-    }
     let cloud = ctx.cloud.as_ref();
+    if ctx.pipeline.launch.kind == LaunchKind::Template {
+        return pin_template_version(ctx, &config).await;
+    }
     let group_name = &ctx.pipeline.auto_scaling_group;
     let group = cloud
         .group(group_name)
@@ -71,4 +72,69 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
             current.as_deref().unwrap_or("its previous configuration")
         ),
     })
+}
+
+/// Pins a group that names `$Latest` / `$Default` to the version number its alias stands
+/// for now, so that AWS can roll the refresh back; skips a group on a number already.
+async fn pin_template_version(ctx: &Context, config: &str) -> Result<StageOutcome, StageError> {
+    match pin_alias(ctx, Some(config)).await? {
+        Some(detail) => Ok(StageOutcome::Done { detail }),
+        None => Ok(StageOutcome::Skipped {
+            reason: format!(
+                "the refresh carries template version {config}; the group is not updated first"
+            ),
+        }),
+    }
+}
+
+/// When the group names `$Latest` or `$Default` of its launch template, points it at the
+/// number the alias stands for now (its configuration unchanged) and says so; `None` when
+/// there was nothing to pin. `ours` is the version made for the release, which the group
+/// must never be pinned to before its refresh: a `$Latest` that already stands for it
+/// (a run died between creating it and pinning) is refused with what to do.
+pub(crate) async fn pin_alias(
+    ctx: &Context,
+    ours: Option<&str>,
+) -> Result<Option<String>, StageError> {
+    let cloud = ctx.cloud.as_ref();
+    let group_name = &ctx.pipeline.auto_scaling_group;
+    let group = cloud
+        .group(group_name)
+        .await
+        .map_err(StageError::cloud(STAGE))?;
+    let GroupConfig::Template { id, name, version } = &group.config else {
+        return Ok(None);
+    };
+    if !crate::cloud::is_version_alias(version) {
+        return Ok(None);
+    }
+    let template = if id.is_empty() { name } else { id };
+    let resolved = cloud
+        .launch_template(template)
+        .await
+        .map_err(StageError::cloud(STAGE))?
+        .resolve(version)
+        .ok_or_else(|| StageError::Precondition {
+            stage: STAGE,
+            message: format!("launch template {name} has no version for {version}"),
+        })?;
+    if ours == Some(resolved.to_string().as_str()) {
+        return Err(StageError::Precondition {
+            stage: STAGE,
+            message: format!(
+                "group {group_name} names {version} of {name}, which is now version {resolved}, the one made for {}: pin the group to the version its instances run (aws autoscaling update-auto-scaling-group --auto-scaling-group-name {group_name} --launch-template LaunchTemplateName={name},Version=N) and run apply again",
+                ctx.release.version
+            ),
+        });
+    }
+    if ctx.is_interrupted() {
+        return Err(StageError::Interrupted { stage: STAGE });
+    }
+    cloud
+        .set_group_template_version(group_name, template, &resolved.to_string())
+        .await
+        .map_err(StageError::cloud(STAGE))?;
+    Ok(Some(format!(
+        "pinned group {group_name} from {version} to version {resolved} of {name} (same configuration), so that AWS can roll the refresh back"
+    )))
 }

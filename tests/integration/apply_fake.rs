@@ -64,9 +64,15 @@ async fn apply_with(
     .unwrap_or_else(|e| panic!("{e}"));
     let recorder = Arc::new(Recorder::default());
     let events = Emitter::new(vec![recorder.clone()]);
+    // Every apply is a new run, as every invocation of the binary is.
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+    let run = format!(
+        "run-test-{}",
+        RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
     let mut ends = run_all(
         vec![job],
-        "run-test",
+        &run,
         "c0ffee0000000000000000000000000000000000",
         "test-host",
         events,

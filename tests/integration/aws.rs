@@ -7,8 +7,8 @@ use crate::emulator::{Emulator, Fleet, eventually, seeded, unique_name};
 use red5_rollout::cloud::aws::AwsCloud;
 use red5_rollout::cloud::{
     BuilderSpec, Cloud, CloudResult, CommandResult, ErrorClass, GroupConfig, ImageStatus,
-    InstanceState, LaunchSpec, Lock, Refresh, RefreshSpec, TAG_COMMIT, TAG_PIPELINE, TAG_ROLE,
-    TAG_RUN, TAG_SOURCE_IMAGE, TAG_UPDATED, TAG_VERSION, Tags,
+    InstancePreference, InstanceState, LaunchSpec, Lock, Refresh, RefreshSpec, RefreshStatus,
+    TAG_COMMIT, TAG_PIPELINE, TAG_ROLE, TAG_RUN, TAG_SOURCE_IMAGE, TAG_UPDATED, TAG_VERSION, Tags,
 };
 use serde_json::json;
 use std::time::Duration;
@@ -47,6 +47,7 @@ async fn builder_spec(emulator: &Emulator, cloud: &AwsCloud, label: &str) -> Bui
         instance_profile: seeded::INSTANCE_PROFILE.to_owned(),
         key_pair: Some(seeded::KEY_PAIR.to_owned()),
         volume_size_gb: 16,
+        root_device_name: "/dev/sda1".to_owned(),
         client_token: unique_name("token"),
         tags: tags(&[
             (TAG_PIPELINE, &pipeline),
@@ -95,8 +96,9 @@ fn launch_spec(name: &str, image_id: &str, security_group: &str, public_ip: bool
         instance_type: seeded::INSTANCE_TYPE.to_owned(),
         security_group_ids: vec![security_group.to_owned()],
         key_pair: Some(seeded::KEY_PAIR.to_owned()),
-        public_ip,
+        public_ip: Some(public_ip),
         volume_size_gb: 16,
+        root_device_name: "/dev/sda1".to_owned(),
         user_data: "#!/bin/bash\necho streammanager.ip=sm-1.example.com\n".to_owned(),
         tags: tags(&[(TAG_PIPELINE, "aws-tests"), (TAG_VERSION, "12.4.0")]),
     }
@@ -118,7 +120,7 @@ async fn fleet_with_new_version(
         true,
     );
     let version = cloud
-        .create_template_version(fleet.template(), &spec)
+        .create_template_version(fleet.template(), "1", &spec)
         .await
         .unwrap();
     assert_eq!(version.id, "2");
@@ -136,6 +138,9 @@ fn refresh_to(fleet: &Fleet, version: &str, warmup_secs: u64) -> RefreshSpec {
         instance_warmup: Duration::from_secs(warmup_secs),
         skip_matching: false,
         checkpoints: Vec::new(),
+        checkpoint_delay: None,
+        scale_in_protected_instances: InstancePreference::Refresh,
+        standby_instances: InstancePreference::Wait,
     }
 }
 
@@ -532,7 +537,7 @@ async fn a_template_version_is_created_and_listed_with_its_image() {
         true,
     );
     let created = cloud
-        .create_template_version(fleet.template(), &public)
+        .create_template_version(fleet.template(), "1", &public)
         .await
         .unwrap();
     assert_eq!(created.id, "2");
@@ -540,7 +545,7 @@ async fn a_template_version_is_created_and_listed_with_its_image() {
     assert_eq!(created.description, "SM-red5pro-server-12.4.0-public");
     let private = launch_spec(&"d".repeat(300), &new_image, &security_group, false);
     let created = cloud
-        .create_template_version(fleet.template(), &private)
+        .create_template_version(fleet.template(), "1", &private)
         .await
         .unwrap();
     assert_eq!(created.id, "3");
@@ -581,7 +586,7 @@ async fn a_template_version_is_created_and_listed_with_its_image() {
 
     let error = failure(
         cloud
-            .create_template_version("red5pro-no-such-template", &public)
+            .create_template_version("red5pro-no-such-template", "1", &public)
             .await,
     );
     assert_eq!(error.class, ErrorClass::NotFound);
@@ -712,7 +717,7 @@ async fn a_refresh_to_a_template_version_replaces_every_instance() {
     assert_eq!(started.desired_template_version.as_deref(), Some("2"));
 
     let finished = finished_refresh(&cloud, &fleet.group, &id).await;
-    assert_eq!(finished.status, "Successful", "{finished:?}");
+    assert_eq!(finished.status.as_str(), "Successful", "{finished:?}");
     assert_eq!(
         (finished.percentage, finished.instances_to_update),
         (100, 0)
@@ -757,7 +762,11 @@ async fn a_failed_refresh_rolls_back_to_the_previous_version() {
         .unwrap();
     let finished = finished_refresh(&cloud, &fleet.group, &id).await;
 
-    assert_eq!(finished.status, "RollbackSuccessful", "{finished:?}");
+    assert_eq!(
+        finished.status.as_str(),
+        "RollbackSuccessful",
+        "{finished:?}"
+    );
     let reason = finished.status_reason.unwrap_or_default();
     assert!(reason.contains("failed at 50%"), "{reason}");
     let group = cloud.group(&fleet.group).await.unwrap();
@@ -785,7 +794,7 @@ async fn a_cancelled_refresh_ends_cancelled() {
         .unwrap();
     cloud.cancel_refresh(&fleet.group).await.unwrap();
     let finished = finished_refresh(&cloud, &fleet.group, &id).await;
-    assert_eq!(finished.status, "Cancelled", "{finished:?}");
+    assert_eq!(finished.status.as_str(), "Cancelled", "{finished:?}");
     assert_eq!(
         template_version(&cloud.group(&fleet.group).await.unwrap().config),
         "1"
@@ -803,13 +812,18 @@ async fn a_refresh_rolled_back_on_request_ends_rollback_successful() {
         .await
         .unwrap();
     eventually("the refresh to be in progress", async || {
-        (refresh_by_id(&cloud, &fleet.group, &id).await.status == "InProgress").then_some(())
+        (refresh_by_id(&cloud, &fleet.group, &id).await.status == RefreshStatus::InProgress)
+            .then_some(())
     })
     .await;
     cloud.rollback_refresh(&fleet.group).await.unwrap();
     let finished = finished_refresh(&cloud, &fleet.group, &id).await;
 
-    assert_eq!(finished.status, "RollbackSuccessful", "{finished:?}");
+    assert_eq!(
+        finished.status.as_str(),
+        "RollbackSuccessful",
+        "{finished:?}"
+    );
     let group = cloud.group(&fleet.group).await.unwrap();
     assert_eq!(template_version(&group.config), "1");
     assert!(

@@ -44,6 +44,7 @@ async fn base_image(cloud: &AwsCloud, emulator: &Emulator, pipeline: &str) -> St
             instance_profile: "red5pro-sm-builder".into(),
             key_pair: None,
             volume_size_gb: 16,
+            root_device_name: "/dev/sda1".into(),
             client_token: unique_name("base-token"),
             tags: tags(&[("Name", "base image source")]),
         })

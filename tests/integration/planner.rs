@@ -216,8 +216,28 @@ fn rollback_with_a_launch_configuration_moves_the_group_back() {
 }
 
 #[test]
-fn rollback_rebakes_when_the_old_image_was_deleted() {
+fn a_rollback_whose_image_was_deregistered_is_refused_with_the_choices() {
+    let refused = Scenario::new("stream-manager")
+        .release("12.3.0")
+        .fleet_on("12.4.0")
+        .try_plan();
+    let Err(error) = refused else {
+        panic!("baking 12.3.0 over the 12.4.0 image must be refused: {refused:?}");
+    };
+    assert_eq!(
+        error.to_string(),
+        "no image of 12.3.0 exists any more, and the group runs 12.4.0: baking 12.3.0 on top of the 12.4.0 image would mix two installs"
+    );
+    assert_eq!(
+        error.hint(),
+        "either tag an existing image of 12.3.0: red5-rollout adopt stream-manager --version 12.3.0 --image <AMI>, or name a clean base AMI (one without Red5 Pro 12.3.0's successors) in builder.base_image"
+    );
+}
+
+#[test]
+fn a_rollback_bakes_again_from_a_clean_base_ami_when_the_pipeline_names_one() {
     let plan = Scenario::new("stream-manager")
+        .base_image("ami-0c1ea000000000001")
         .release("12.3.0")
         .fleet_on("12.4.0")
         .plan();
@@ -225,8 +245,78 @@ fn rollback_rebakes_when_the_old_image_was_deleted() {
     assert_eq!(actions(&plan), "RRRRSRR");
     assert_eq!(
         plan.notes,
-        vec!["no image for 12.3.0 exists any more; it is baked again from the image the group runs now".to_string()]
+        vec![
+            "no image for 12.3.0 exists any more; it is baked again from ami-0c1ea000000000001"
+                .to_string()
+        ]
     );
+}
+
+#[test]
+fn a_group_that_nothing_says_the_release_of_is_refused_with_the_adopt_command() {
+    let refused = Scenario::new("stream-manager").release("12.4.0").try_plan();
+    let Err(error) = refused else {
+        panic!("an unadopted group must not be planned: {refused:?}");
+    };
+    assert_eq!(
+        error.to_string(),
+        "group red5pro-sm-asg is not known to red5-rollout yet: nothing says which release it runs"
+    );
+    assert!(
+        error
+            .hint()
+            .starts_with("say which release the group runs now, once: red5-rollout adopt stream-manager --version <VERSION>"),
+        "{}",
+        error.hint()
+    );
+}
+
+#[test]
+fn a_group_on_an_alias_is_pinned_to_its_number_before_the_new_version_is_made() {
+    let plan = Scenario::new("stream-manager")
+        .release("12.4.0")
+        .fleet_on("12.3.0")
+        .alias("$Default")
+        .plan();
+    assert_eq!(actions(&plan), "RRRRSRR");
+    assert_eq!(
+        plan.stage(Stage::CreateLaunchConfig).reason,
+        "pin the group from $Default to version 1 (configuration unchanged; AWS cannot roll back a refresh of a group on $Default), then create a new version of launch template red5pro-sm (`SM-red5pro-server-12.4.0-20261124-m5large-template`) from version 1, keeping what it holds"
+    );
+}
+
+#[test]
+fn a_rollback_on_an_alias_group_pins_it_in_swap_asg() {
+    let plan = Scenario::new("stream-manager")
+        .release("12.3.0")
+        .image("12.4.0", ImageState::Available)
+        .config("12.4.0")
+        .fleet_on("12.3.0")
+        .running("12.4.0", "$Latest")
+        .plan();
+    assert_eq!(plan.kind, PlanKind::Rollback);
+    assert_eq!(actions(&plan), "SSSSRRS");
+    assert_eq!(
+        plan.stage(Stage::SwapAsg).reason,
+        "pin the group from $Latest to version 2 (configuration unchanged; AWS cannot roll back a refresh of a group on $Latest); the refresh carries template version 1 (DesiredConfiguration)"
+    );
+}
+
+#[test]
+fn a_builder_volume_smaller_than_the_base_snapshot_is_refused() {
+    let refused = Scenario::new("stream-manager")
+        .release("12.4.0")
+        .fleet_on("12.3.0")
+        .base_snapshot(30)
+        .try_plan();
+    let Err(error) = refused else {
+        panic!("a 16 GB builder from a 30 GB snapshot must be refused: {refused:?}");
+    };
+    assert_eq!(
+        error.to_string(),
+        "builder.volume_size_gb is 16 GB but the image's root snapshot is 30 GB: AWS refuses a smaller volume (InvalidBlockDeviceMapping)"
+    );
+    assert_eq!(error.hint(), "set builder.volume_size_gb to at least 30");
 }
 
 #[test]
@@ -374,6 +464,7 @@ fn the_refused_single_instance_plan_names_the_line_to_fix() {
     let fleet = red5_rollout::fleet::FleetState {
         group: "red5pro-sm-asg".into(),
         desired_capacity: 1,
+        running_version: Some("12.3.0".parse().unwrap()),
         ..Default::default()
     };
     match red5_rollout::plan::plan_rollout(&pipeline, &release, &names, &fleet) {

@@ -75,6 +75,34 @@ impl Scenario {
         self
     }
 
+    /// Replaces the pipeline's `builder.base_image`.
+    pub fn base_image(mut self, ami: &str) -> Self {
+        let path = self.pipeline.origin.file.clone();
+        let text = std::fs::read_to_string(crate_root().join(&path)).unwrap();
+        let text = text.replace("base_image: from-group", &format!("base_image: {ami}"));
+        self.pipeline = Pipeline::from_yaml(&path, &text).unwrap_or_else(|e| panic!("{e}"));
+        self
+    }
+
+    /// The group names `alias` (`$Latest`, `$Default`) instead of its version number.
+    pub fn alias(mut self, alias: &str) -> Self {
+        self.fleet.config_alias = Some(alias.into());
+        self
+    }
+
+    /// The group runs `version` through `alias` (its configuration for `version` exists).
+    pub fn running(mut self, version: &str, alias: &str) -> Self {
+        self.fleet.running_version = Some(version.parse().unwrap());
+        self.fleet.current_config = Some(config_id(version));
+        self.alias(alias)
+    }
+
+    /// The image the group runs has a root snapshot of `gb`.
+    pub fn base_snapshot(mut self, gb: u32) -> Self {
+        self.fleet.base_snapshot_gb = Some(gb);
+        self
+    }
+
     pub fn capacity(mut self, desired: u32) -> Self {
         self.fleet.desired_capacity = desired;
         self
@@ -90,6 +118,7 @@ impl Scenario {
 
     pub fn image(mut self, version: &str, state: ImageState) -> Self {
         self.fleet.images.push(ImageRecord {
+            snapshot_gb: None,
             id: image_id(version),
             version: version.parse().unwrap(),
             state,
