@@ -10,7 +10,7 @@ mod error;
 pub mod fake;
 mod types;
 
-pub use error::{CloudError, ErrorClass};
+pub use error::{CloudError, ErrorClass, iam_action};
 pub use types::*;
 
 use async_trait::async_trait;

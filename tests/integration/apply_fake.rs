@@ -3,7 +3,7 @@
 
 use crate::support::{release, shipped_pipeline};
 use red5_rollout::cloud::fake::FakeCloud;
-use red5_rollout::cloud::{Cloud, ErrorClass, GroupConfig, Lock};
+use red5_rollout::cloud::{Cloud, ErrorClass, GroupConfig, Lock, RefreshStatus};
 use red5_rollout::events::{Emitter, Event, PipelineResult, Recorder, StageOutcome};
 use red5_rollout::plan::{PlanKind, Stage};
 use red5_rollout::run::{PipelineEnd, RunOptions, lock_name, prepare, run_all};
@@ -16,7 +16,7 @@ const OPTIONS: RunOptions = RunOptions {
     concurrency: 2,
 };
 
-fn template_fleet() -> Arc<FakeCloud> {
+pub(crate) fn template_fleet() -> Arc<FakeCloud> {
     Arc::new(FakeCloud::with_template_group(
         "red5pro-sm-asg",
         "red5pro-sm",
@@ -27,7 +27,7 @@ fn template_fleet() -> Arc<FakeCloud> {
     ))
 }
 
-fn configuration_fleet() -> Arc<FakeCloud> {
+pub(crate) fn configuration_fleet() -> Arc<FakeCloud> {
     Arc::new(FakeCloud::with_configuration_group(
         "red5pro-sm-legacy-asg",
         "SM-red5pro-server-12.3.0-nov01-m5large-LC",
@@ -39,7 +39,11 @@ fn configuration_fleet() -> Arc<FakeCloud> {
 }
 
 /// Plans and applies `version` of `pipeline` on `cloud`; returns how it ended and its events.
-async fn apply(cloud: &Arc<FakeCloud>, pipeline: &str, version: &str) -> (PipelineEnd, Vec<Event>) {
+pub(crate) async fn apply(
+    cloud: &Arc<FakeCloud>,
+    pipeline: &str,
+    version: &str,
+) -> (PipelineEnd, Vec<Event>) {
     let (_tx, rx) = watch::channel(false);
     apply_with(cloud, pipeline, version, rx).await
 }
@@ -414,5 +418,119 @@ async fn a_swapped_configuration_group_is_moved_back_when_the_refresh_cannot_sta
         GroupConfig::Configuration {
             name: "SM-red5pro-server-12.3.0-nov01-m5large-LC".into()
         }
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_that_fails_without_rollback_leaves_a_mixed_fleet_and_says_which_instances_run_what()
+ {
+    for status in [
+        RefreshStatus::Failed,
+        RefreshStatus::Cancelled,
+        RefreshStatus::RollbackFailed,
+    ] {
+        let cloud = template_fleet();
+        cloud.fail_refresh_at(50);
+        cloud.refresh_fails_as(status.clone());
+        let (end, _) = apply(&cloud, "stream-manager", "12.4.0").await;
+        assert_eq!(
+            end.result,
+            PipelineResult::MixedFleet,
+            "{status}: {}",
+            end.message
+        );
+        assert!(
+            end.message.contains(&format!("ended {status}"))
+                && end.message.contains(
+                    "it was not rolled back, so the fleet is mixed: group red5pro-sm-asg: 2 instance(s) on template version 1"
+                ),
+            "{status}: {}",
+            end.message
+        );
+        assert!(cloud.live_builders().is_empty());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_a_successful_rollback_counts_as_rolled_back() {
+    let cloud = template_fleet();
+    cloud.fail_refresh_at(50);
+    let (end, _) = apply(&cloud, "stream-manager", "12.4.0").await;
+    assert_eq!(end.result, PipelineResult::RolledBack, "{}", end.message);
+    assert!(
+        end.message
+            .contains("ended RollbackSuccessful: an instance failed its health check; the group was rolled back to template version 1"),
+        "{}",
+        end.message
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_group_on_default_is_pinned_to_its_number_before_the_new_version_and_refreshed_with_rollback()
+ {
+    let cloud = template_fleet();
+    cloud.with_world(|w| {
+        if let GroupConfig::Template { version, .. } = &mut w.group.config {
+            *version = "$Default".into();
+        }
+    });
+    let (end, events) = apply(&cloud, "stream-manager", "12.4.0").await;
+    assert_eq!(end.result, PipelineResult::Converged, "{}", end.message);
+    assert_eq!(group_template_version(&cloud), "2");
+    let calls = cloud.calls();
+    let pin = calls
+        .iter()
+        .position(|c| *c == "UpdateAutoScalingGroup")
+        .expect("the group is pinned");
+    let create = calls
+        .iter()
+        .position(|c| *c == "CreateLaunchTemplateVersion")
+        .expect("a version is made");
+    assert!(pin < create, "pinned before the new version: {calls:?}");
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| **c == "UpdateAutoScalingGroup")
+            .count(),
+        1
+    );
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::StageProgress { message, .. } if message == "pinned group red5pro-sm-asg from $Default to version 1 of red5pro-sm (same configuration), so that AWS can roll the refresh back"
+    )));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_started_by_someone_else_is_reported_not_adopted() {
+    // A refresh back to version 1 (12.3.0), started by hand, is in flight.
+    let cloud = template_fleet();
+    let spec = red5_rollout::cloud::RefreshSpec {
+        desired_template: Some(("red5pro-sm".into(), "1".into())),
+        auto_rollback: true,
+        min_healthy_percentage: 90,
+        max_healthy_percentage: 100,
+        instance_warmup: std::time::Duration::from_secs(60),
+        skip_matching: false,
+        checkpoints: Vec::new(),
+        checkpoint_delay: None,
+        scale_in_protected_instances: Default::default(),
+        standby_instances: Default::default(),
+    };
+    let id = cloud.start_refresh("red5pro-sm-asg", &spec).await.unwrap();
+    let pipeline = shipped_pipeline("stream-manager");
+    let job = prepare(
+        cloud.clone(),
+        &pipeline,
+        &release("12.4.0"),
+        "c0ffee0000000000000000000000000000000000",
+        crate::support::DATE,
+    )
+    .await;
+    let Err(error) = job else {
+        panic!("a refresh towards another configuration must stop the plan");
+    };
+    assert_eq!(
+        format!("{}", std::error::Error::source(&error).unwrap()),
+        format!("refresh {id} of group red5pro-sm-asg is InProgress towards 12.3.0, not 12.4.0")
     );
 }

@@ -9,6 +9,7 @@ mod cli;
 mod e2e;
 mod emulator;
 mod git_history;
+mod iam;
 mod planner;
 mod support;
 mod validation;
