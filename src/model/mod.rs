@@ -5,6 +5,7 @@ mod catalog;
 mod diagnostic;
 mod locate;
 mod pipeline;
+mod quoting;
 mod release;
 mod select;
 mod template;

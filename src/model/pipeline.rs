@@ -10,7 +10,7 @@
 use super::diagnostic::{Diagnostic, Diagnostics, Location};
 use super::locate::Locator;
 use super::release::{Scalar, file_stem, parse_version};
-use super::template::Template;
+use super::template::{Template, TemplateProblem};
 use super::yaml;
 use semver::{Version, VersionReq};
 use serde::{Deserialize, Serialize};
@@ -297,8 +297,15 @@ impl Checker<'_> {
         }
     }
 
-    fn template(&mut self, path: &[&str], source: &str) -> Option<Template> {
-        match Template::parse(source) {
+    /// Checks the template at `path` with `parse`: [`Template::parse`] for names,
+    /// [`Template::parse_shell`] for what a shell runs.
+    fn template(
+        &mut self,
+        path: &[&str],
+        source: &str,
+        parse: fn(&str) -> Result<Template, TemplateProblem>,
+    ) -> Option<Template> {
+        match parse(source) {
             Ok(t) => Some(t),
             Err(problem) => {
                 let location = self.at.line_in_value(path, problem.line_offset);
@@ -507,9 +514,13 @@ impl Pipeline {
                 "SSM's AWS-RunShellScript accepts 1 to 172800 seconds",
             );
         }
-        let script = c.template(&["update", "script"], &raw.update.script);
+        let script = c.template(
+            &["update", "script"],
+            &raw.update.script,
+            Template::parse_shell,
+        );
 
-        let image_name = c.template(&["image", "name"], &raw.image.name);
+        let image_name = c.template(&["image", "name"], &raw.image.name, Template::parse);
         let image_timeout = c.duration(
             &["image", "timeout"],
             raw.image.timeout,
@@ -541,8 +552,12 @@ impl Pipeline {
         }
         c.instance_type(&["launch", "instance_type"], &l.instance_type);
         c.security_groups(&["launch", "security_groups"], &l.security_groups);
-        let launch_name = c.template(&["launch", "name"], &l.name);
-        let user_data = c.template(&["launch", "user_data"], &l.user_data);
+        let launch_name = c.template(&["launch", "name"], &l.name, Template::parse);
+        let user_data = c.template(
+            &["launch", "user_data"],
+            &l.user_data,
+            Template::parse_shell,
+        );
         let launch_volume = c.volume(&["launch", "volume_size_gb"], l.volume_size_gb);
 
         let r = raw.refresh;

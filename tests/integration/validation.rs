@@ -367,6 +367,17 @@ fn assert_cases(cases: &[Case]) {
     assert!(report.is_empty(), "{report}");
 }
 
+/// Asserts that the pipeline each edit makes is valid: the other side of a table.
+fn assert_valid(edits: &[Edit]) {
+    let mut report = String::new();
+    for edit in edits {
+        if let Err(problems) = Pipeline::from_yaml(PIPELINE_FILE, &edit.apply(PIPELINE)) {
+            writeln!(report, "\n== {edit:?}\n{problems}").unwrap();
+        }
+    }
+    assert!(report.is_empty(), "{report}");
+}
+
 #[test]
 fn the_good_documents_the_tables_start_from_are_valid() {
     let line = |n: usize| PIPELINE.lines().nth(n - 1).unwrap();
@@ -692,6 +703,99 @@ fn refresh_percentages_must_be_ones_aws_accepts() {
             .inserting_after("  instance_warmup: 180s", "  checkpoints: [50, 150]")
             .says("refresh.checkpoints must be ascending percentages between 1 and 100")
             .at(40, 16),
+    ]);
+}
+
+/// In the shell templates (the update script, the user data) release values are printed
+/// only through `shell_quote`; name templates may print them as they are.
+#[test]
+fn shell_templates_print_release_values_only_quoted() {
+    assert_cases(&[
+        Case::pipeline("a version printed as it is")
+            .replacing(
+                "    echo {{ version | shell_quote }} > /usr/local/red5pro/.red5-rollout-version",
+                "    echo {{ version }} > /usr/local/red5pro/.red5-rollout-version",
+            )
+            .says("update.script: template prints `version` without shell_quote")
+            .on_line(20)
+            .hinting("write {{ version | shell_quote }}, or set it once (version={{ version | shell_quote }}) and use \"$version\""),
+        Case::pipeline("a version joined to text before it is quoted")
+            .replacing(
+                "    echo {{ version | shell_quote }} > /usr/local/red5pro/.red5-rollout-version",
+                "    echo {{ \"v\" ~ version }} > /usr/local/red5pro/.red5-rollout-version",
+            )
+            .says("update.script: template prints `version` without shell_quote")
+            .on_line(20),
+        Case::pipeline("a version that another filter changes but does not quote")
+            .replacing(
+                "    echo {{ version | shell_quote }} > /usr/local/red5pro/.red5-rollout-version",
+                "    echo {{ version | upper }} > /usr/local/red5pro/.red5-rollout-version",
+            )
+            .says("update.script: template prints `version` without shell_quote")
+            .on_line(20),
+        Case::pipeline("an artifact url printed inside a block")
+            .replacing(
+                "    curl --fail -o /tmp/red5pro.zip {{ artifact_url | shell_quote }}",
+                "    curl --fail -o /tmp/red5pro.zip {% if true %}{{ artifact_url }}{% endif %}",
+            )
+            .says("update.script: template prints `artifact_url` without shell_quote")
+            .on_line(18)
+            .hinting("write {{ artifact_url | shell_quote }}"),
+        Case::pipeline("an artifact url printed in a branch the check's stand-in does not take")
+            .replacing(
+                "    curl --fail -o /tmp/red5pro.zip {{ artifact_url | shell_quote }}",
+                "    {% if artifact_url.startswith(\"s3://\") %}aws s3 cp {{ artifact_url }} /tmp/red5pro.zip{% endif %}",
+            )
+            .says("update.script: template prints `artifact_url` without shell_quote")
+            .on_line(18),
+        Case::pipeline("a checksum printed as it is")
+            .replacing(
+                "    echo {{ artifact_sha256 | shell_quote }}'  /tmp/red5pro.zip' | sha256sum --check",
+                "    echo \"{{ artifact_sha256 }}  /tmp/red5pro.zip\" | sha256sum --check",
+            )
+            .says("update.script: template prints `artifact_sha256` without shell_quote")
+            .on_line(19)
+            .hinting("write {{ artifact_sha256 | shell_quote }}"),
+        Case::pipeline("a version passed through a variable set unquoted")
+            .replacing(
+                "    echo {{ version | shell_quote }} > /usr/local/red5pro/.red5-rollout-version",
+                "    {% set v = version %}echo {{ v }} > /usr/local/red5pro/.red5-rollout-version",
+            )
+            .says("update.script: template prints `version` without shell_quote")
+            .on_line(20),
+        Case::pipeline("a version marked safe instead of quoted")
+            .replacing(
+                "    echo {{ version | shell_quote }} > /usr/local/red5pro/.red5-rollout-version",
+                "    echo {{ version | safe }} > /usr/local/red5pro/.red5-rollout-version",
+            )
+            .says("update.script: template prints `version` without shell_quote")
+            .on_line(20),
+        Case::pipeline("a version printed unquoted in the user data")
+            .replacing(
+                "    echo \"streammanager.ip=$(hostname).example\" >> /tmp/red5-web.properties",
+                "    echo {{ version }} > /tmp/red5-version",
+            )
+            .says("launch.user_data: template prints `version` without shell_quote")
+            .on_line(35)
+            .hinting("write {{ version | shell_quote }}"),
+    ]);
+}
+
+#[test]
+fn shell_templates_that_quote_release_values_are_accepted() {
+    assert_valid(&[
+        Edit::Replace {
+            old: "    echo {{ version | shell_quote }} > /usr/local/red5pro/.red5-rollout-version",
+            new: "    echo {{ version | upper | shell_quote }} {{ \"v\" ~ version | shell_quote }} {{ date }} > /tmp/v",
+        },
+        Edit::Replace {
+            old: "    curl --fail -o /tmp/red5pro.zip {{ artifact_url | shell_quote }}",
+            new: "    {% if artifact_url.startswith(\"s3://\") %}aws s3 cp {{ artifact_url | shell_quote }} /tmp/red5pro.zip{% endif %}",
+        },
+        Edit::Replace {
+            old: "    echo \"streammanager.ip=$(hostname).example\" >> /tmp/red5-web.properties",
+            new: "    {% set v = version | shell_quote %}echo {{ v }} > /tmp/red5-version",
+        },
     ]);
 }
 
