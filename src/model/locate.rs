@@ -91,6 +91,11 @@ impl Locator {
         Location::START
     }
 
+    /// Whether the key at `path` is written in the document.
+    pub fn has(&self, path: &[&str]) -> bool {
+        self.find(path).is_some()
+    }
+
     /// The position of the key at `path`, or of its nearest located ancestor.
     pub fn key(&self, path: &[&str]) -> Location {
         for len in (1..=path.len()).rev() {
@@ -221,6 +226,9 @@ list:
     #[test]
     fn missing_keys_fall_back_to_the_nearest_ancestor() {
         let l = Locator::new(DOC);
+        assert!(
+            l.has(&["refresh", "min_healthy_percentage"]) && !l.has(&["refresh", "checkpoints"])
+        );
         assert_eq!(l.key(&["refresh", "checkpoints"]), Location::new(3, 1));
         assert_eq!(l.key(&["absent"]), Location::START);
     }

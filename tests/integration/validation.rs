@@ -2,19 +2,21 @@
 //! file, and the one diagnostic that says what is wrong, on the line to fix.
 //!
 //! Every case starts from a known-good document written out below, applies one edit (a
-//! replaced, inserted or removed line) and asserts the exact message, its position and a
+//! replaced, inserted or removed line; two for a rule that ties two sections together) and
+//! asserts the exact message, its position and a
 //! fragment of its hint. Checks that need the releases (selection, rendered name lengths)
 //! run through `Catalog::check`; the one check that needs the fleet runs through the
 //! planner. The shipped `pipelines/` and `releases/` are checked as they are on disk.
 
 use red5_rollout::fleet::FleetState;
 use red5_rollout::model::{
-    Catalog, Diagnostic, Diagnostics, Pipeline, Release, SourceFile, Target, desired_release,
-    render,
+    Catalog, Diagnostic, Diagnostics, HeldInstances, Pipeline, Release, SourceFile, Target,
+    desired_release, render,
 };
 use red5_rollout::plan::{PlanError, plan_rollout};
 use std::fmt::Write as _;
 use std::path::Path;
+use std::time::Duration;
 use time::Date;
 use time::macros::date;
 
@@ -128,12 +130,16 @@ enum Edit {
     },
     /// Delete the one line that reads exactly `old`.
     Remove { old: &'static str },
+    /// Two edits, for a rule that ties fields of two sections together: the first, then
+    /// the second on its result.
+    Both(Box<Edit>, Box<Edit>),
 }
 
 impl Edit {
     fn apply(&self, good: &str) -> String {
         let (anchor, replacement) = match self {
             Edit::Whole(text) => return text.to_string(),
+            Edit::Both(first, second) => return second.apply(&first.apply(good)),
             Edit::Replace { old, new } => (*old, Some(new.to_string())),
             Edit::InsertAfter { after, new } => (*after, Some(format!("{after}\n{new}"))),
             Edit::Remove { old } => (*old, None),
@@ -234,6 +240,13 @@ impl Case {
 
     fn removing(mut self, old: &'static str) -> Case {
         self.edit = Edit::Remove { old };
+        self
+    }
+
+    /// A second edit, after the first: `new` inserted after the line `after`.
+    fn and_inserting_after(mut self, after: &'static str, new: &'static str) -> Case {
+        let first = std::mem::replace(&mut self.edit, Edit::Whole(""));
+        self.edit = Edit::Both(Box::new(first), Box::new(Edit::InsertAfter { after, new }));
         self
     }
 
@@ -457,7 +470,7 @@ fn yaml_that_does_not_parse_or_fit_the_format_is_reported_where_it_goes_wrong() 
             .hinting("did you mean `track`?"),
         Case::pipeline("an unknown nested field")
             .replacing("  instance_warmup: 180s", "  instance_warmpu: 180s")
-            .says("refresh: unknown field `instance_warmpu`, expected one of `min_healthy_percentage`, `max_healthy_percentage`, `instance_warmup`, `checkpoints`, `skip_matching`, `timeout`")
+            .says("refresh: unknown field `instance_warmpu`, expected one of `min_healthy_percentage`, `max_healthy_percentage`, `instance_warmup`, `checkpoints`, `checkpoint_delay`, `skip_matching`, `scale_in_protected_instances`, `standby_instances`, `timeout`")
             .at(39, 3)
             .hinting("did you mean `instance_warmup`?"),
         Case::pipeline("an unknown field nothing like a known one")
@@ -505,7 +518,8 @@ fn yaml_that_does_not_parse_or_fit_the_format_is_reported_where_it_goes_wrong() 
         Case::pipeline("an unknown launch kind")
             .replacing("  kind: template", "  kind: lc")
             .says("launch.kind: unknown variant `lc`, expected `template` or `configuration`")
-            .at(26, 9),
+            .at(26, 9)
+            .hinting("write one of the values listed above instead of `lc`"),
     ]);
 }
 
@@ -703,6 +717,153 @@ fn refresh_percentages_must_be_ones_aws_accepts() {
             .inserting_after("  instance_warmup: 180s", "  checkpoints: [50, 150]")
             .says("refresh.checkpoints must be ascending percentages between 1 and 100")
             .at(40, 16),
+    ]);
+}
+
+#[test]
+fn refresh_preferences_are_spelled_as_aws_spells_them() {
+    assert_cases(&[
+        Case::pipeline("a scale-in protection preference in lowercase")
+            .inserting_after("  instance_warmup: 180s", "  scale_in_protected_instances: wait")
+            .says("refresh.scale_in_protected_instances: unknown variant `wait`, expected one of `Refresh`, `Ignore`, `Wait`")
+            .at(40, 33)
+            .hinting("did you mean `Wait`?"),
+        Case::pipeline("a standby preference AWS does not have")
+            .inserting_after("  instance_warmup: 180s", "  standby_instances: Replace")
+            .says("refresh.standby_instances: unknown variant `Replace`, expected one of `Refresh`, `Ignore`, `Wait`")
+            .at(40, 22)
+            .hinting("write one of the values listed above instead of `Replace`"),
+    ]);
+}
+
+#[test]
+fn refresh_preferences_default_as_aws_does_and_are_read_as_written() {
+    let good = Pipeline::from_yaml(PIPELINE_FILE, PIPELINE)
+        .unwrap()
+        .refresh;
+    assert_eq!(good.scale_in_protected_instances, HeldInstances::Wait);
+    assert_eq!(good.standby_instances, HeldInstances::Wait);
+    assert_eq!(good.checkpoint_delay, Duration::from_secs(3600));
+    assert_eq!(good.checkpoint_pauses(), Duration::ZERO);
+
+    let text = Edit::InsertAfter {
+        after: "  instance_warmup: 180s",
+        new: "  checkpoints: [50, 100]\n  checkpoint_delay: 20m\n  scale_in_protected_instances: Refresh\n  standby_instances: Ignore",
+    }
+    .apply(PIPELINE);
+    let written = Pipeline::from_yaml(PIPELINE_FILE, &text).unwrap().refresh;
+    assert_eq!(written.checkpoints, [50, 100]);
+    assert_eq!(written.checkpoint_delay, Duration::from_secs(20 * 60));
+    assert_eq!(written.checkpoint_pauses(), Duration::from_secs(20 * 60));
+    assert_eq!(written.scale_in_protected_instances, HeldInstances::Refresh);
+    assert_eq!(written.scale_in_protected_instances.as_aws(), "Refresh");
+    assert_eq!(written.standby_instances.as_aws(), "Ignore");
+    assert_eq!(HeldInstances::Wait.as_aws(), "Wait");
+}
+
+/// AWS pauses at every checkpoint below 100 for `checkpoint_delay`, replaces only up to
+/// the last checkpoint, and refuses a delay without checkpoints.
+#[test]
+fn checkpoints_end_at_100_and_their_pauses_fit_the_timeout() {
+    assert_cases(&[
+        Case::pipeline("checkpoints that stop short of 100")
+            .inserting_after("  instance_warmup: 180s", "  checkpoints: [25, 50]")
+            .says("refresh.checkpoints ends at 50; the last checkpoint must be 100")
+            .at(40, 16)
+            .hinting("end the list with 100, e.g. [50, 100]"),
+        Case::pipeline("a checkpoint delay that is not a duration")
+            .inserting_after("  instance_warmup: 180s", "  checkpoint_delay: an hour")
+            .says("refresh.checkpoint_delay: `an hour` is not a duration")
+            .at(40, 21)
+            .hinting("90s, 20m, 1h30m"),
+        Case::pipeline("a checkpoint delay over 48 hours")
+            .inserting_after(
+                "  instance_warmup: 180s",
+                "  checkpoints: [50, 100]\n  checkpoint_delay: 49h",
+            )
+            .says("refresh.checkpoint_delay is 49h; it must be between 0s and 48h")
+            .at(41, 21)
+            .hinting("AWS accepts 0 to 172800 seconds"),
+        Case::pipeline("a checkpoint delay without checkpoints")
+            .inserting_after("  instance_warmup: 180s", "  checkpoint_delay: 10m")
+            .says("refresh.checkpoint_delay is set but refresh.checkpoints is not")
+            .at(40, 21)
+            .hinting("add `checkpoints: [50, 100]`, or remove checkpoint_delay"),
+        Case::pipeline("checkpoints whose default one-hour pauses fill the timeout")
+            .inserting_after("  instance_warmup: 180s", "  checkpoints: [25, 50, 100]")
+            .says("refresh.timeout is 2h, and the checkpoints alone pause 2h (2 × checkpoint_delay 1h)")
+            .at(41, 12)
+            .hinting("raise refresh.timeout above 2h plus the time the replacements take, or lower refresh.checkpoint_delay"),
+        Case::pipeline("a checkpoint delay whose pauses outlast the default timeout")
+            .replacing(
+                "  timeout: 2h",
+                "  checkpoints: [20, 40, 60, 80, 100]\n  checkpoint_delay: 40m",
+            )
+            .says("refresh.timeout is 2h, and the checkpoints alone pause 2h40m (4 × checkpoint_delay 40m)")
+            .at(41, 21)
+            .hinting("raise refresh.timeout above 2h40m"),
+        Case::pipeline("checkpoints alone, with AWS's delay and the default timeout")
+            .replacing("  timeout: 2h", "  checkpoints: [10, 20, 100]")
+            .says("refresh.timeout is 2h, and the checkpoints alone pause 2h (2 × checkpoint_delay 1h)")
+            .at(40, 16),
+    ]);
+}
+
+#[test]
+fn checkpoints_whose_pauses_leave_time_to_replace_are_accepted() {
+    assert_valid(&[
+        Edit::InsertAfter {
+            after: "  instance_warmup: 180s",
+            new: "  checkpoints: [50, 100]",
+        },
+        Edit::Replace {
+            old: "  timeout: 2h",
+            new: "  checkpoints: [25, 50, 100]\n  timeout: 2h1m",
+        },
+        Edit::Replace {
+            old: "  timeout: 2h",
+            new: "  checkpoints: [100]\n  checkpoint_delay: 0",
+        },
+        Edit::Replace {
+            old: "  timeout: 2h",
+            new: "  checkpoints: [50, 100]\n  checkpoint_delay: 48h\n  timeout: 49h",
+        },
+    ]);
+}
+
+/// AWS's SkipMatching is for a refresh that carries a launch template.
+#[test]
+fn skip_matching_needs_a_launch_template() {
+    assert_cases(
+        &[Case::pipeline("skip matching with a launch configuration")
+            .replacing(
+                "  kind: template\n  template: red5pro-sm",
+                "  kind: configuration",
+            )
+            .and_inserting_after("  instance_warmup: 180s", "  skip_matching: true")
+            .says("refresh.skip_matching is true but launch.kind is `configuration`")
+            .at(39, 18)
+            .hinting("remove skip_matching")],
+    );
+}
+
+#[test]
+fn skip_matching_is_accepted_with_a_launch_template_and_off_with_a_configuration() {
+    assert_valid(&[
+        Edit::InsertAfter {
+            after: "  instance_warmup: 180s",
+            new: "  scale_in_protected_instances: Ignore\n  standby_instances: Refresh\n  skip_matching: true",
+        },
+        Edit::Both(
+            Box::new(Edit::Replace {
+                old: "  kind: template\n  template: red5pro-sm",
+                new: "  kind: configuration",
+            }),
+            Box::new(Edit::InsertAfter {
+                after: "  instance_warmup: 180s",
+                new: "  skip_matching: false",
+            }),
+        ),
     ]);
 }
 
@@ -1012,6 +1173,13 @@ fn the_shipped_pipelines_and_releases_are_valid() {
     for pipeline in &catalog.pipelines {
         let release = desired_release(pipeline, &catalog.releases).unwrap();
         assert_eq!(release.version.to_string(), "12.4.0", "{}", pipeline.name);
+        // WebRTC fleets protect instances from scale-in; AWS's Wait would fail the refresh.
+        assert_eq!(
+            pipeline.refresh.scale_in_protected_instances,
+            HeldInstances::Refresh,
+            "{}",
+            pipeline.name
+        );
     }
 }
 
