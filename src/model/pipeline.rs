@@ -8,7 +8,7 @@
 //! the builder stopped before imaging.
 
 use super::diagnostic::{Diagnostic, Diagnostics, Location};
-use super::locate::Locator;
+use super::locate::{Locator, char_in_value};
 use super::release::{Scalar, file_stem, parse_version};
 use super::template::{Template, TemplateProblem};
 use super::yaml;
@@ -619,6 +619,20 @@ impl Pipeline {
                 "auto_scaling_group must be 1 to 255 characters",
                 "write the name of the Auto Scaling group this pipeline rolls",
             );
+        } else if let Some(bad) = group.chars().find(|ch| !is_lock_name_char(*ch)) {
+            // The run lock is the SSM parameter /red5-rollout/locks/<group>; a group whose
+            // name SSM refuses could be planned but never applied.
+            let at = char_in_value(text, c.at.value(&["auto_scaling_group"]), bad);
+            c.problems.push(
+                Diagnostic::new(
+                    file,
+                    at,
+                    format!("auto_scaling_group `{group}` contains {bad:?}, which the run lock's SSM parameter name may not hold"),
+                )
+                .with_hint(format!(
+                    "the runner locks the group in the SSM parameter /red5-rollout/locks/{group}, whose name allows only a-z, A-Z, 0-9, '_', '.' and '-': roll a group named with those"
+                )),
+            );
         }
 
         let target = match (raw.track, raw.pin) {
@@ -871,6 +885,12 @@ pub fn format_duration(duration: Duration) -> String {
     out
 }
 
+/// Whether `ch` may appear in the group's part of the lock's SSM parameter name. SSM allows
+/// `a-zA-Z0-9_.-` and `/`, which would split the name into levels.
+fn is_lock_name_char(ch: char) -> bool {
+    ch.is_ascii_alphanumeric() || matches!(ch, '_' | '.' | '-')
+}
+
 fn is_region(text: &str) -> bool {
     let parts: Vec<&str> = text.split('-').collect();
     parts.len() >= 3
@@ -915,6 +935,14 @@ mod tests {
         ] {
             assert_eq!(format_duration(Duration::from_secs(secs)), text);
             assert_eq!(parse_duration(text), Ok(Duration::from_secs(secs)));
+        }
+    }
+
+    #[test]
+    fn lock_names_take_what_ssm_takes_but_slashes() {
+        assert!("Red5Pro_SM.asg-2".chars().all(is_lock_name_char));
+        for bad in [' ', '/', '@', ':', 'é'] {
+            assert!(!is_lock_name_char(bad), "{bad:?}");
         }
     }
 

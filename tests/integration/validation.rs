@@ -867,6 +867,50 @@ fn skip_matching_is_accepted_with_a_launch_template_and_off_with_a_configuration
     ]);
 }
 
+/// The run lock is the SSM parameter `/red5-rollout/locks/<group>`.
+#[test]
+fn the_group_name_fits_the_run_lock_parameter() {
+    assert_cases(&[
+        Case::pipeline("a group name with a space")
+            .replacing("auto_scaling_group: red5pro-sm-asg", "auto_scaling_group: red5pro sm asg")
+            .says("auto_scaling_group `red5pro sm asg` contains ' ', which the run lock's SSM parameter name may not hold")
+            .at(3, 28)
+            .hinting("/red5-rollout/locks/red5pro sm asg, whose name allows only a-z, A-Z, 0-9, '_', '.' and '-'"),
+        Case::pipeline("a quoted group name with a space")
+            .replacing("auto_scaling_group: red5pro-sm-asg", "auto_scaling_group: \"red5pro sm\"")
+            .says("auto_scaling_group `red5pro sm` contains ' ', which the run lock's SSM parameter name may not hold")
+            .at(3, 29),
+        Case::pipeline("a group name with a slash, which would nest the lock")
+            .replacing("auto_scaling_group: red5pro-sm-asg", "auto_scaling_group: red5pro/sm-asg")
+            .says("auto_scaling_group `red5pro/sm-asg` contains '/', which the run lock's SSM parameter name may not hold")
+            .at(3, 28),
+        Case::pipeline("a group name with a character SSM refuses")
+            .replacing("auto_scaling_group: red5pro-sm-asg", "auto_scaling_group: red5pro-sm@prod")
+            .says("auto_scaling_group `red5pro-sm@prod` contains '@', which the run lock's SSM parameter name may not hold")
+            .at(3, 31),
+        Case::pipeline("an empty group name")
+            .replacing("auto_scaling_group: red5pro-sm-asg", "auto_scaling_group: \"\"")
+            .says("auto_scaling_group must be 1 to 255 characters")
+            .at(3, 21)
+            .hinting("write the name of the Auto Scaling group"),
+        Case::pipeline("a group name over 255 characters")
+            .replacing(
+                "auto_scaling_group: red5pro-sm-asg",
+                "auto_scaling_group: red5pro-sm-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            )
+            .says("auto_scaling_group must be 1 to 255 characters")
+            .at(3, 21),
+    ]);
+}
+
+#[test]
+fn a_group_name_of_letters_digits_underscores_dots_and_dashes_is_accepted() {
+    assert_valid(&[Edit::Replace {
+        old: "auto_scaling_group: red5pro-sm-asg",
+        new: "auto_scaling_group: Red5Pro_SM.asg-2",
+    }]);
+}
+
 /// In the shell templates (the update script, the user data) release values are printed
 /// only through `shell_quote`; name templates may print them as they are.
 #[test]
