@@ -581,8 +581,56 @@ fn release_files_are_checked_before_their_values_reach_a_shell() {
                 "  url: https://downloads.red5pro.example/releases/red5pro server 12.4.0.zip",
             )
             .says("artifact.url contains ' ', which a URL may not hold unescaped")
+            .at(3, 58)
+            .hinting("percent-encode it as %20"),
+        Case::release("an artifact url that substitutes a command")
+            .replacing(
+                "  url: https://downloads.red5pro.example/releases/red5pro-server-12.4.0-release.zip",
+                "  url: https://downloads.red5pro.example/releases/red5pro-$(id).zip",
+            )
+            .says("artifact.url contains '$', which a shell would read as syntax")
+            .at(3, 59)
+            .hinting("percent-encode it as %24; the URL reaches a shell on the builder"),
+        Case::release("an artifact url that chains a command")
+            .replacing(
+                "  url: https://downloads.red5pro.example/releases/red5pro-server-12.4.0-release.zip",
+                "  url: https://downloads.red5pro.example/releases/red5pro-server-12.4.0-release.zip;reboot",
+            )
+            .says("artifact.url contains ';', which a shell would read as syntax")
+            .at(3, 84)
+            .hinting("%3B"),
+        Case::release("an artifact url with backticks, quoted in the file")
+            .replacing(
+                "  url: https://downloads.red5pro.example/releases/red5pro-server-12.4.0-release.zip",
+                "  url: \"https://downloads.red5pro.example/releases/red5pro-server-12.4.0-release`id`.zip\"",
+            )
+            .says("artifact.url contains '`', which a shell would read as syntax")
+            .at(3, 81)
+            .hinting("%60"),
+        Case::release("an artifact url with braces")
+            .replacing(
+                "  url: https://downloads.red5pro.example/releases/red5pro-server-12.4.0-release.zip",
+                "  url: https://downloads.red5pro.example/releases/red5pro-server-{12.4.0}-release.zip",
+            )
+            .says("artifact.url contains '{', which a shell would read as syntax")
+            .at(3, 66)
+            .hinting("%7B"),
+        Case::release("a presigned artifact url")
+            .replacing(
+                "  url: https://downloads.red5pro.example/releases/red5pro-server-12.4.0-release.zip",
+                "  url: https://red5pro-releases.s3.amazonaws.com/red5pro-server-12.4.0-release.zip?X-Amz-Signature=0f3c",
+            )
+            .says("artifact.url contains '?', which a shell would read as syntax")
+            .at(3, 83)
+            .hinting("a URL with a query string (a presigned URL) cannot be used: give the builder's instance profile read access and write the artifact as s3://bucket/key"),
+        Case::release("an artifact url with a tab written as an escape")
+            .replacing(
+                "  url: https://downloads.red5pro.example/releases/red5pro-server-12.4.0-release.zip",
+                "  url: \"https://downloads.red5pro.example/releases/red5pro\\tserver.zip\"",
+            )
+            .says("artifact.url contains '\\t', which a URL may not hold unescaped")
             .at(3, 8)
-            .hinting("a space is %20"),
+            .hinting("percent-encode it as %09"),
         Case::release("an artifact url with no host")
             .replacing(
                 "  url: https://downloads.red5pro.example/releases/red5pro-server-12.4.0-release.zip",
@@ -611,6 +659,21 @@ fn release_files_are_checked_before_their_values_reach_a_shell() {
             .says("artifact.sha256 must be 64 hex digits, found 'g', which is not a hex digit")
             .at(4, 11),
     ]);
+}
+
+#[test]
+fn artifact_urls_a_shell_reads_literally_are_accepted() {
+    for url in [
+        "https://downloads.red5pro.example:8443/releases/red5pro%20server+12.4.0=final,~1@x.zip",
+        "s3://red5pro-releases-example/releases/12.4.0/red5pro-server-12.4.0-release.zip",
+    ] {
+        let text = RELEASE.replace(
+            "https://downloads.red5pro.example/releases/red5pro-server-12.4.0-release.zip",
+            url,
+        );
+        let release = Release::from_yaml(RELEASE_FILE, &text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(release.artifact.url, url);
+    }
 }
 
 #[test]
