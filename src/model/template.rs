@@ -77,6 +77,8 @@ fn environment() -> &'static Environment<'static> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_keep_trailing_newline(true);
+        // The quoting check evaluates templates in an environment of its own; a filter
+        // added here goes there too, or the check stops at the first use of it.
         env.add_filter("shell_quote", shell_quote);
         env
     })
@@ -95,7 +97,7 @@ impl Template {
         let compiled = env.template_from_str(source).map_err(|err| TemplateProblem {
             line_offset: err.line().unwrap_or(1).saturating_sub(1),
             message: format!("template does not parse: {}", err.detail().unwrap_or("syntax error")),
-            hint: "templates use minijinja (Jinja2) syntax: {{ version }}, {{ artifact_url | shell_quote }}".into(),
+            hint: "templates use minijinja (Jinja2) syntax: {{ date }}, {{ artifact_url | shell_quote }}".into(),
         })?;
         let mut unknown: Vec<String> = compiled
             .undeclared_variables(false)
