@@ -91,6 +91,11 @@ impl Locator {
         Location::START
     }
 
+    /// Whether the key at `path` is written in the document.
+    pub fn has(&self, path: &[&str]) -> bool {
+        self.find(path).is_some()
+    }
+
     /// The position of the key at `path`, or of its nearest located ancestor.
     pub fn key(&self, path: &[&str]) -> Location {
         for len in (1..=path.len()).rev() {
@@ -131,6 +136,28 @@ impl Locator {
             _ => self.value(path),
         }
     }
+}
+
+/// Where `ch` first appears in the inline value that starts at `value_at` in `text`, for a
+/// rule that names one character of a value. An opening quote is passed over; a character
+/// the file writes as an escape (`\t` in double quotes) is not found, and then the value's
+/// start is returned.
+pub fn char_in_value(text: &str, value_at: Location, ch: char) -> Location {
+    let value = text
+        .lines()
+        .nth(value_at.line.saturating_sub(1))
+        .and_then(|line| line.get(value_at.column.saturating_sub(1)..));
+    let Some(value) = value else {
+        return value_at;
+    };
+    let opening = usize::from(value.starts_with(['"', '\'']));
+    value
+        .chars()
+        .enumerate()
+        .skip(opening)
+        .find(|(_, c)| *c == ch)
+        .map(|(index, _)| Location::new(value_at.line, value_at.column + index))
+        .unwrap_or(value_at)
 }
 
 /// Whether `value` starts a single- or double-quoted scalar and does not end it.
@@ -219,8 +246,33 @@ list:
     }
 
     #[test]
+    fn a_character_of_a_value_is_found_on_its_line() {
+        let text = "a: 1\nurl: https://x.example/a b\nq: \"x y\"\ne: \"x\\ty\"\n";
+        let l = Locator::new(text);
+        assert_eq!(
+            char_in_value(text, l.value(&["url"]), ' '),
+            Location::new(2, 25)
+        );
+        assert_eq!(
+            char_in_value(text, l.value(&["q"]), ' '),
+            Location::new(3, 6)
+        );
+        assert_eq!(
+            char_in_value(text, l.value(&["q"]), '"'),
+            Location::new(3, 8)
+        );
+        assert_eq!(
+            char_in_value(text, l.value(&["e"]), '\t'),
+            Location::new(4, 4)
+        );
+    }
+
+    #[test]
     fn missing_keys_fall_back_to_the_nearest_ancestor() {
         let l = Locator::new(DOC);
+        assert!(
+            l.has(&["refresh", "min_healthy_percentage"]) && !l.has(&["refresh", "checkpoints"])
+        );
         assert_eq!(l.key(&["refresh", "checkpoints"]), Location::new(3, 1));
         assert_eq!(l.key(&["absent"]), Location::START);
     }

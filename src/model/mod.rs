@@ -5,6 +5,7 @@ mod catalog;
 mod diagnostic;
 mod locate;
 mod pipeline;
+mod quoting;
 mod release;
 mod select;
 mod template;
@@ -13,9 +14,10 @@ mod yaml;
 pub use catalog::{Catalog, SourceFile};
 pub use diagnostic::{Diagnostic, Diagnostics, Location};
 pub use pipeline::{
-    BaseImage, Builder, DEFAULT_WARMUP, Image, Launch, LaunchKind, MAX_AMI_NAME,
+    BaseImage, Builder, DEFAULT_CHECKPOINT_DELAY, DEFAULT_REFRESH_TIMEOUT, DEFAULT_WARMUP,
+    HeldInstances, Image, Launch, LaunchKind, MAX_AMI_NAME, MAX_CHECKPOINT_DELAY,
     MAX_LAUNCH_CONFIGURATION_NAME, MAX_TEMPLATE_NAME, MIN_VOLUME_GB, Origin, Pipeline, Refresh,
-    Target, Update, parse_duration,
+    Target, Update, format_duration, parse_duration,
 };
 pub use release::{Artifact, Release};
 pub use select::{NoRelease, Rendered, desired_release, render, template_values};

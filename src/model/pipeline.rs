@@ -8,9 +8,9 @@
 //! the builder stopped before imaging.
 
 use super::diagnostic::{Diagnostic, Diagnostics, Location};
-use super::locate::Locator;
+use super::locate::{Locator, char_in_value};
 use super::release::{Scalar, file_stem, parse_version};
-use super::template::Template;
+use super::template::{Template, TemplateProblem};
 use super::yaml;
 use semver::{Version, VersionReq};
 use serde::{Deserialize, Serialize};
@@ -102,7 +102,13 @@ struct RawRefresh {
     #[serde(default)]
     checkpoints: Vec<i64>,
     #[serde(default)]
+    checkpoint_delay: Option<Scalar>,
+    #[serde(default)]
     skip_matching: bool,
+    #[serde(default)]
+    scale_in_protected_instances: HeldInstances,
+    #[serde(default)]
+    standby_instances: HeldInstances,
     #[serde(default)]
     timeout: Option<Scalar>,
 }
@@ -114,7 +120,10 @@ impl Default for RawRefresh {
             max_healthy_percentage: default_max_healthy(),
             instance_warmup: None,
             checkpoints: Vec::new(),
+            checkpoint_delay: None,
             skip_matching: false,
+            scale_in_protected_instances: HeldInstances::default(),
+            standby_instances: HeldInstances::default(),
             timeout: None,
         }
     }
@@ -153,9 +162,14 @@ const FROM_GROUP: &str = "from-group";
 /// The guide asks for at least 16 GB: a Red5 Pro install with logs fills less very quickly.
 pub const MIN_VOLUME_GB: i64 = 16;
 pub const DEFAULT_WARMUP: Duration = Duration::from_secs(180);
+pub const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(2 * 3600);
 pub const MAX_AMI_NAME: usize = 128;
 pub const MAX_LAUNCH_CONFIGURATION_NAME: usize = 255;
 pub const MAX_TEMPLATE_NAME: usize = 128;
+/// AWS's default pause at each checkpoint of an instance refresh.
+pub const DEFAULT_CHECKPOINT_DELAY: Duration = Duration::from_secs(3600);
+/// The longest pause AWS accepts at a checkpoint (48 hours).
+pub const MAX_CHECKPOINT_DELAY: Duration = Duration::from_secs(172_800);
 
 /// How a new image reaches the group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -166,6 +180,32 @@ pub enum LaunchKind {
     Template,
     /// A new launch configuration, for accounts that still have them.
     Configuration,
+}
+
+/// What an instance refresh does with an instance it may not simply replace: one protected
+/// from scale-in, or one in standby. AWS's `ScaleInProtectedInstances` and
+/// `StandbyInstances` preferences take these three values, written in YAML as AWS spells
+/// them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+pub enum HeldInstances {
+    /// Replace them like every other instance.
+    Refresh,
+    /// Leave them on the old configuration and replace the others.
+    Ignore,
+    /// Wait for them to be released, and fail the refresh after an hour (AWS's default).
+    #[default]
+    Wait,
+}
+
+impl HeldInstances {
+    /// The value as AWS's RefreshPreferences spell it.
+    pub fn as_aws(self) -> &'static str {
+        match self {
+            HeldInstances::Refresh => "Refresh",
+            HeldInstances::Ignore => "Ignore",
+            HeldInstances::Wait => "Wait",
+        }
+    }
 }
 
 /// The image the builder starts from.
@@ -246,9 +286,28 @@ pub struct Refresh {
     pub min_healthy_percentage: u8,
     pub max_healthy_percentage: u8,
     pub instance_warmup: Duration,
+    /// Ascending percentages ending at 100, or empty for no checkpoints.
     pub checkpoints: Vec<u8>,
+    /// The pause at each checkpoint below 100 (AWS's `CheckpointDelay`). Meaningful only
+    /// with checkpoints: AWS refuses a delay without them, so it is sent only with them.
+    pub checkpoint_delay: Duration,
+    /// Never true with `launch.kind: configuration`, which AWS does not support.
     pub skip_matching: bool,
+    /// AWS's `ScaleInProtectedInstances`.
+    pub scale_in_protected_instances: HeldInstances,
+    /// AWS's `StandbyInstances`.
+    pub standby_instances: HeldInstances,
+    /// Longer than the checkpoint pauses together.
     pub timeout: Duration,
+}
+
+impl Refresh {
+    /// How long the refresh pauses at its checkpoints in all: one `checkpoint_delay` for
+    /// each checkpoint below 100 (the refresh ends at 100).
+    pub fn checkpoint_pauses(&self) -> Duration {
+        let pausing = self.checkpoints.iter().filter(|p| **p < 100).count();
+        self.checkpoint_delay * pausing as u32
+    }
 }
 
 /// Where the pipeline came from, so that later checks (against a release or the fleet) can
@@ -281,24 +340,42 @@ impl Checker<'_> {
     }
 
     fn duration(&mut self, path: &[&str], value: Option<Scalar>, default: Duration) -> Duration {
+        self.try_duration(path, value, default).unwrap_or(default)
+    }
+
+    /// The duration written at `path`, `default` when none is, and `None` (reported) when
+    /// it does not parse, so that rules comparing it with others can stay silent.
+    fn try_duration(
+        &mut self,
+        path: &[&str],
+        value: Option<Scalar>,
+        default: Duration,
+    ) -> Option<Duration> {
         let Some(Scalar(text)) = value else {
-            return default;
+            return Some(default);
         };
         match parse_duration(&text) {
-            Ok(d) => d,
+            Ok(d) => Some(d),
             Err(message) => {
                 self.fail(
                     path,
                     format!("{}: {message}", path.join(".")),
                     "write a duration such as 90s, 20m, 1h30m, or a number of seconds",
                 );
-                default
+                None
             }
         }
     }
 
-    fn template(&mut self, path: &[&str], source: &str) -> Option<Template> {
-        match Template::parse(source) {
+    /// Checks the template at `path` with `parse`: [`Template::parse`] for names,
+    /// [`Template::parse_shell`] for what a shell runs.
+    fn template(
+        &mut self,
+        path: &[&str],
+        source: &str,
+        parse: fn(&str) -> Result<Template, TemplateProblem>,
+    ) -> Option<Template> {
+        match parse(source) {
             Ok(t) => Some(t),
             Err(problem) => {
                 let location = self.at.line_in_value(path, problem.line_offset);
@@ -358,6 +435,136 @@ impl Checker<'_> {
             );
         }
     }
+
+    /// Checks the refresh preferences, some against the launch kind, and returns them.
+    fn refresh(&mut self, r: RawRefresh, launch_kind: LaunchKind) -> Refresh {
+        let (min, max) = (r.min_healthy_percentage, r.max_healthy_percentage);
+        if !(0..=100).contains(&min) {
+            self.fail(
+                &["refresh", "min_healthy_percentage"],
+                format!("refresh.min_healthy_percentage is {min}; it must be between 0 and 100"),
+                "100 keeps every instance serving during the refresh",
+            );
+        }
+        if !(100..=200).contains(&max) {
+            self.fail(
+                &["refresh", "max_healthy_percentage"],
+                format!("refresh.max_healthy_percentage is {max}; it must be between 100 and 200"),
+                "200 launches replacements before terminating (the safe choice for small groups)",
+            );
+        } else if (0..=100).contains(&min) && max - min > 100 {
+            self.fail(
+                &["refresh", "max_healthy_percentage"],
+                format!("refresh.max_healthy_percentage ({max}) is more than 100 above min_healthy_percentage ({min})"),
+                format!("AWS refuses a spread over 100: raise min_healthy_percentage to at least {}", max - 100),
+            );
+        }
+        let mut are_checkpoints_valid = true;
+        let mut previous = 0;
+        for &point in &r.checkpoints {
+            if !(1..=100).contains(&point) || point <= previous {
+                self.fail(
+                    &["refresh", "checkpoints"],
+                    "refresh.checkpoints must be ascending percentages between 1 and 100",
+                    "e.g. [50, 100] pauses once half of the group is replaced",
+                );
+                are_checkpoints_valid = false;
+                break;
+            }
+            previous = point;
+        }
+        if are_checkpoints_valid
+            && let Some(&last) = r.checkpoints.last()
+            && last != 100
+        {
+            self.fail(
+                &["refresh", "checkpoints"],
+                format!("refresh.checkpoints ends at {last}; the last checkpoint must be 100"),
+                "AWS stops replacing at the last checkpoint and calls the refresh successful, leaving old instances: end the list with 100, e.g. [50, 100]",
+            );
+            are_checkpoints_valid = false;
+        }
+        let is_delay_written = r.checkpoint_delay.is_some();
+        let checkpoint_delay = self.try_duration(
+            &["refresh", "checkpoint_delay"],
+            r.checkpoint_delay,
+            DEFAULT_CHECKPOINT_DELAY,
+        );
+        let checkpoint_delay = match checkpoint_delay {
+            Some(delay) if delay > MAX_CHECKPOINT_DELAY => {
+                self.fail(
+                    &["refresh", "checkpoint_delay"],
+                    format!(
+                        "refresh.checkpoint_delay is {}; it must be between 0s and 48h",
+                        format_duration(delay)
+                    ),
+                    "AWS accepts 0 to 172800 seconds",
+                );
+                None
+            }
+            Some(_) if is_delay_written && r.checkpoints.is_empty() => {
+                self.fail(
+                    &["refresh", "checkpoint_delay"],
+                    "refresh.checkpoint_delay is set but refresh.checkpoints is not",
+                    "AWS accepts a checkpoint delay only with checkpoints: add `checkpoints: [50, 100]`, or remove checkpoint_delay",
+                );
+                None
+            }
+            delay => delay,
+        };
+        if r.skip_matching && launch_kind == LaunchKind::Configuration {
+            self.fail(
+                &["refresh", "skip_matching"],
+                "refresh.skip_matching is true but launch.kind is `configuration`",
+                "AWS supports skip matching only when the refresh carries a launch template: remove skip_matching",
+            );
+        }
+        let instance_warmup = self.duration(
+            &["refresh", "instance_warmup"],
+            r.instance_warmup,
+            DEFAULT_WARMUP,
+        );
+        let refresh_timeout =
+            self.try_duration(&["refresh", "timeout"], r.timeout, DEFAULT_REFRESH_TIMEOUT);
+        let refresh = Refresh {
+            min_healthy_percentage: min as u8,
+            max_healthy_percentage: max as u8,
+            instance_warmup,
+            checkpoints: r.checkpoints.iter().map(|p| *p as u8).collect(),
+            checkpoint_delay: checkpoint_delay.unwrap_or(DEFAULT_CHECKPOINT_DELAY),
+            skip_matching: r.skip_matching,
+            scale_in_protected_instances: r.scale_in_protected_instances,
+            standby_instances: r.standby_instances,
+            timeout: refresh_timeout.unwrap_or(DEFAULT_REFRESH_TIMEOUT),
+        };
+        if are_checkpoints_valid
+            && checkpoint_delay.is_some()
+            && refresh_timeout.is_some()
+            && refresh.checkpoint_pauses() >= refresh.timeout
+        {
+            // Point at the value to change: the timeout if written, else the delay, else
+            // the checkpoints that pause for AWS's default delay.
+            let path = [["refresh", "timeout"], ["refresh", "checkpoint_delay"]]
+                .into_iter()
+                .find(|path| self.at.has(path))
+                .unwrap_or(["refresh", "checkpoints"]);
+            let pausing = refresh.checkpoints.iter().filter(|p| **p < 100).count();
+            self.fail(
+                &path,
+                format!(
+                    "refresh.timeout is {}, and the checkpoints alone pause {} ({pausing} × checkpoint_delay {})",
+                    format_duration(refresh.timeout),
+                    format_duration(refresh.checkpoint_pauses()),
+                    format_duration(refresh.checkpoint_delay),
+                ),
+                format!(
+                    "raise refresh.timeout above {} plus the time the replacements take, or lower refresh.checkpoint_delay",
+                    format_duration(refresh.checkpoint_pauses()),
+                ),
+            );
+        }
+        refresh
+    }
 }
 
 impl Pipeline {
@@ -411,6 +618,20 @@ impl Pipeline {
                 &["auto_scaling_group"],
                 "auto_scaling_group must be 1 to 255 characters",
                 "write the name of the Auto Scaling group this pipeline rolls",
+            );
+        } else if let Some(bad) = group.chars().find(|ch| !is_lock_name_char(*ch)) {
+            // The run lock is the SSM parameter /red5-rollout/locks/<group>; a group whose
+            // name SSM refuses could be planned but never applied.
+            let at = char_in_value(text, c.at.value(&["auto_scaling_group"]), bad);
+            c.problems.push(
+                Diagnostic::new(
+                    file,
+                    at,
+                    format!("auto_scaling_group `{group}` contains {bad:?}, which the run lock's SSM parameter name may not hold"),
+                )
+                .with_hint(format!(
+                    "the runner locks the group in the SSM parameter /red5-rollout/locks/{group}, whose name allows only a-z, A-Z, 0-9, '_', '.' and '-': roll a group named with those"
+                )),
             );
         }
 
@@ -507,9 +728,13 @@ impl Pipeline {
                 "SSM's AWS-RunShellScript accepts 1 to 172800 seconds",
             );
         }
-        let script = c.template(&["update", "script"], &raw.update.script);
+        let script = c.template(
+            &["update", "script"],
+            &raw.update.script,
+            Template::parse_shell,
+        );
 
-        let image_name = c.template(&["image", "name"], &raw.image.name);
+        let image_name = c.template(&["image", "name"], &raw.image.name, Template::parse);
         let image_timeout = c.duration(
             &["image", "timeout"],
             raw.image.timeout,
@@ -541,54 +766,15 @@ impl Pipeline {
         }
         c.instance_type(&["launch", "instance_type"], &l.instance_type);
         c.security_groups(&["launch", "security_groups"], &l.security_groups);
-        let launch_name = c.template(&["launch", "name"], &l.name);
-        let user_data = c.template(&["launch", "user_data"], &l.user_data);
+        let launch_name = c.template(&["launch", "name"], &l.name, Template::parse);
+        let user_data = c.template(
+            &["launch", "user_data"],
+            &l.user_data,
+            Template::parse_shell,
+        );
         let launch_volume = c.volume(&["launch", "volume_size_gb"], l.volume_size_gb);
 
-        let r = raw.refresh;
-        let (min, max) = (r.min_healthy_percentage, r.max_healthy_percentage);
-        if !(0..=100).contains(&min) {
-            c.fail(
-                &["refresh", "min_healthy_percentage"],
-                format!("refresh.min_healthy_percentage is {min}; it must be between 0 and 100"),
-                "100 keeps every instance serving during the refresh",
-            );
-        }
-        if !(100..=200).contains(&max) {
-            c.fail(
-                &["refresh", "max_healthy_percentage"],
-                format!("refresh.max_healthy_percentage is {max}; it must be between 100 and 200"),
-                "200 launches replacements before terminating (the safe choice for small groups)",
-            );
-        } else if (0..=100).contains(&min) && max - min > 100 {
-            c.fail(
-                &["refresh", "max_healthy_percentage"],
-                format!("refresh.max_healthy_percentage ({max}) is more than 100 above min_healthy_percentage ({min})"),
-                format!("AWS refuses a spread over 100: raise min_healthy_percentage to at least {}", max - 100),
-            );
-        }
-        let mut previous = 0;
-        for &point in &r.checkpoints {
-            if !(1..=100).contains(&point) || point <= previous {
-                c.fail(
-                    &["refresh", "checkpoints"],
-                    "refresh.checkpoints must be ascending percentages between 1 and 100",
-                    "e.g. [50, 100] pauses once half of the group is replaced",
-                );
-                break;
-            }
-            previous = point;
-        }
-        let instance_warmup = c.duration(
-            &["refresh", "instance_warmup"],
-            r.instance_warmup,
-            DEFAULT_WARMUP,
-        );
-        let refresh_timeout = c.duration(
-            &["refresh", "timeout"],
-            r.timeout,
-            Duration::from_secs(2 * 3600),
-        );
+        let refresh = c.refresh(raw.refresh, l.kind);
 
         let origin = Origin {
             file: file.to_string(),
@@ -634,14 +820,7 @@ impl Pipeline {
                         volume_size_gb: launch_volume,
                         user_data,
                     },
-                    refresh: Refresh {
-                        min_healthy_percentage: min as u8,
-                        max_healthy_percentage: max as u8,
-                        instance_warmup,
-                        checkpoints: r.checkpoints.iter().map(|p| *p as u8).collect(),
-                        skip_matching: r.skip_matching,
-                        timeout: refresh_timeout,
-                    },
+                    refresh,
                     github_report: raw.github.report,
                     origin,
                 })
@@ -690,6 +869,28 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(total))
 }
 
+/// A duration in the syntax [`parse_duration`] reads, shortest form: `45s`, `3m`, `1h30m`.
+pub fn format_duration(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    let mut out = String::new();
+    for (value, unit) in [(h, 'h'), (m, 'm'), (s, 's')] {
+        if value > 0 {
+            out.push_str(&format!("{value}{unit}"));
+        }
+    }
+    if out.is_empty() {
+        out.push_str("0s");
+    }
+    out
+}
+
+/// Whether `ch` may appear in the group's part of the lock's SSM parameter name. SSM allows
+/// `a-zA-Z0-9_.-` and `/`, which would split the name into levels.
+fn is_lock_name_char(ch: char) -> bool {
+    ch.is_ascii_alphanumeric() || matches!(ch, '_' | '.' | '-')
+}
+
 fn is_region(text: &str) -> bool {
     let parts: Vec<&str> = text.split('-').collect();
     parts.len() >= 3
@@ -721,6 +922,28 @@ mod tests {
         assert!(parse_duration("10 minutes").is_err());
         assert!(parse_duration("m").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn durations_are_written_as_they_are_read() {
+        for (secs, text) in [
+            (0, "0s"),
+            (45, "45s"),
+            (3600, "1h"),
+            (5400, "1h30m"),
+            (7261, "2h1m1s"),
+        ] {
+            assert_eq!(format_duration(Duration::from_secs(secs)), text);
+            assert_eq!(parse_duration(text), Ok(Duration::from_secs(secs)));
+        }
+    }
+
+    #[test]
+    fn lock_names_take_what_ssm_takes_but_slashes() {
+        assert!("Red5Pro_SM.asg-2".chars().all(is_lock_name_char));
+        for bad in [' ', '/', '@', ':', 'é'] {
+            assert!(!is_lock_name_char(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! root on the builder.
 
 use super::diagnostic::{Diagnostic, Diagnostics};
-use super::locate::Locator;
+use super::locate::{Locator, char_in_value};
 use super::yaml;
 use semver::Version;
 use serde::{Deserialize, Serialize};
@@ -73,7 +73,8 @@ pub struct Release {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Artifact {
-    /// An `https://` or `s3://` URL without whitespace or quotes.
+    /// An `https://` or `s3://` URL without whitespace, control characters or shell
+    /// metacharacters.
     pub url: String,
     /// 64 lowercase hex digits.
     pub sha256: String,
@@ -131,10 +132,13 @@ impl Release {
         }
 
         let url = raw.artifact.url.trim();
-        if let Err((message, hint)) = check_artifact_url(url) {
-            problems.push(
-                Diagnostic::new(file, at.value(&["artifact", "url"]), message).with_hint(hint),
-            );
+        if let Err(refusal) = check_artifact_url(url) {
+            let value_at = at.value(&["artifact", "url"]);
+            let location = match refusal.character {
+                Some(bad) => char_in_value(text, value_at, bad),
+                None => value_at,
+            };
+            problems.push(Diagnostic::new(file, location, refusal.message).with_hint(refusal.hint));
         }
 
         let sha256 = match raw.artifact.sha256 {
@@ -207,7 +211,26 @@ impl Release {
     }
 }
 
-fn check_artifact_url(url: &str) -> Result<(), (String, String)> {
+/// Why an artifact URL is refused, and the character to point at when one is to blame.
+struct UrlRefusal {
+    message: String,
+    hint: String,
+    character: Option<char>,
+}
+
+/// Characters a shell gives a meaning to. Templates must pass the URL through
+/// `shell_quote`; refusing these too keeps the URL harmless where it is pasted unquoted,
+/// into a command line or a terminal.
+const SHELL_CHARACTERS: &[char] = &[
+    '`', '$', ';', '&', '|', '<', '>', '(', ')', '\\', '"', '\'', '*', '?', '{', '}', '!',
+];
+
+fn check_artifact_url(url: &str) -> Result<(), UrlRefusal> {
+    let refuse = |message: String, hint: &str| UrlRefusal {
+        message,
+        hint: hint.into(),
+        character: None,
+    };
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("s3://"));
@@ -217,27 +240,49 @@ fn check_artifact_url(url: &str) -> Result<(), (String, String)> {
             Some(scheme) => format!("artifact.url must use https:// or s3://, not {scheme}://"),
             None => format!("artifact.url `{url}` is not an https:// or s3:// URL"),
         };
-        return Err((
+        return Err(refuse(
             message,
-            "host the artifact on HTTPS or S3: a plain download can be altered in transit".into(),
+            "host the artifact on HTTPS or S3: a plain download can be altered in transit",
         ));
     };
     if rest.is_empty() || rest.starts_with('/') {
-        return Err((
+        return Err(refuse(
             format!("artifact.url `{url}` has no host or bucket"),
-            "write it as https://host/path or s3://bucket/key".into(),
+            "write it as https://host/path or s3://bucket/key",
         ));
     }
-    if let Some(bad) = url
+    let Some(bad) = url
         .chars()
-        .find(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '`' | '\\'))
-    {
-        return Err((
+        .find(|c| c.is_whitespace() || c.is_control() || SHELL_CHARACTERS.contains(c))
+    else {
+        return Ok(());
+    };
+    let encoded: String = bad
+        .to_string()
+        .bytes()
+        .map(|byte| format!("%{byte:02X}"))
+        .collect();
+    let (message, hint) = if bad.is_whitespace() || bad.is_control() {
+        (
             format!("artifact.url contains {bad:?}, which a URL may not hold unescaped"),
-            "percent-encode it (a space is %20)".into(),
-        ));
-    }
-    Ok(())
+            format!("percent-encode it as {encoded}"),
+        )
+    } else if matches!(bad, '?' | '&') {
+        (
+            format!("artifact.url contains {bad:?}, which a shell would read as syntax"),
+            "a URL with a query string (a presigned URL) cannot be used: give the builder's instance profile read access and write the artifact as s3://bucket/key".to_string(),
+        )
+    } else {
+        (
+            format!("artifact.url contains {bad:?}, which a shell would read as syntax"),
+            format!("percent-encode it as {encoded}; the URL reaches a shell on the builder"),
+        )
+    };
+    Err(UrlRefusal {
+        message,
+        hint,
+        character: Some(bad),
+    })
 }
 
 /// The file name without its directory and `.yaml` / `.yml` extension.

@@ -1,10 +1,12 @@
 //! The one template engine of the runner: image and launch names, the SSM update script and
 //! the user data are all rendered here, from values that were validated first.
 //!
-//! A template is checked when its pipeline is loaded: it must parse, and every variable it
-//! names must be one of [`VARIABLES`]. Rendering is strict, so a value that is missing at
+//! A template is checked when its pipeline is loaded: it must parse, every variable it
+//! names must be one of [`VARIABLES`], and a template a shell runs must print the
+//! release's values only through `shell_quote`. Rendering is strict, so a value that is missing at
 //! render time is an error rather than an empty string in a shell script.
 
+use super::quoting::{Unquoted, find_unquoted};
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
 use std::sync::OnceLock;
@@ -75,6 +77,8 @@ fn environment() -> &'static Environment<'static> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_keep_trailing_newline(true);
+        // The quoting check evaluates templates in an environment of its own; a filter
+        // added here goes there too, or the check stops at the first use of it.
         env.add_filter("shell_quote", shell_quote);
         env
     })
@@ -93,7 +97,7 @@ impl Template {
         let compiled = env.template_from_str(source).map_err(|err| TemplateProblem {
             line_offset: err.line().unwrap_or(1).saturating_sub(1),
             message: format!("template does not parse: {}", err.detail().unwrap_or("syntax error")),
-            hint: "templates use minijinja (Jinja2) syntax: {{ version }}, {{ artifact_url | shell_quote }}".into(),
+            hint: "templates use minijinja (Jinja2) syntax: {{ date }}, {{ artifact_url | shell_quote }}".into(),
         })?;
         let mut unknown: Vec<String> = compiled
             .undeclared_variables(false)
@@ -113,6 +117,27 @@ impl Template {
         Ok(Template {
             source: source.to_string(),
         })
+    }
+
+    /// Like [`Template::parse`], for a template whose output a shell runs (the update
+    /// script, the user data): every release value it prints must go through
+    /// `shell_quote` (see the `quoting` module).
+    pub fn parse_shell(source: &str) -> Result<Template, TemplateProblem> {
+        let template = Template::parse(source)?;
+        if let Some(Unquoted {
+            line_offset,
+            variable,
+        }) = find_unquoted(source)
+        {
+            return Err(TemplateProblem {
+                line_offset,
+                message: format!("template prints `{variable}` without shell_quote"),
+                hint: format!(
+                    "a release value reaches the shell only quoted: write {{{{ {variable} | shell_quote }}}}, or set it once ({variable}={{{{ {variable} | shell_quote }}}}) and use \"${variable}\""
+                ),
+            });
+        }
+        Ok(template)
     }
 
     pub fn source(&self) -> &str {

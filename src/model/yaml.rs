@@ -143,7 +143,19 @@ fn strip_positions(text: &str) -> (String, Vec<Location>) {
 }
 
 fn hint_for(message: &str) -> Option<String> {
-    if let Some(rest) = message.split("unknown field `").nth(1) {
+    for (prefix, otherwise) in [
+        (
+            "unknown field `",
+            "remove `{}`; the known fields are listed above",
+        ),
+        (
+            "unknown variant `",
+            "write one of the values listed above instead of `{}`",
+        ),
+    ] {
+        let Some(rest) = message.split(prefix).nth(1) else {
+            continue;
+        };
         let unknown = rest.split('`').next().unwrap_or_default();
         let expected: Vec<&str> = rest
             .split("expected ")
@@ -152,7 +164,7 @@ fn hint_for(message: &str) -> Option<String> {
             .unwrap_or_default();
         return Some(match closest(unknown, &expected) {
             Some(name) => format!("did you mean `{name}`?"),
-            None => format!("remove `{unknown}`; the known fields are listed above"),
+            None => otherwise.replace("{}", unknown),
         });
     }
     if message.contains("duplicate field") || message.contains("duplicate entry") {
@@ -179,11 +191,13 @@ fn hint_for(message: &str) -> Option<String> {
     None
 }
 
-/// The expected name nearest to `unknown` by edit distance, when it is close enough to be a typo.
+/// The expected name nearest to `unknown` by edit distance, ignoring case (`wait` is
+/// AWS's `Wait`), when it is close enough to be a typo.
 fn closest<'a>(unknown: &str, expected: &[&'a str]) -> Option<&'a str> {
+    let unknown = unknown.to_lowercase();
     expected
         .iter()
-        .map(|name| (edit_distance(unknown, name), *name))
+        .map(|name| (edit_distance(&unknown, &name.to_lowercase()), *name))
         .filter(|(d, name)| *d <= 2.max(name.len() / 3))
         .min_by_key(|(d, _)| *d)
         .map(|(_, name)| name)
@@ -222,6 +236,11 @@ mod tests {
             closest("timout", &["min_healthy_percentage", "timeout"]),
             Some("timeout")
         );
+        assert_eq!(
+            closest("WAIT", &["Refresh", "Ignore", "Wait"]),
+            Some("Wait")
+        );
+        assert_eq!(closest("lc", &["template", "configuration"]), None);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 }

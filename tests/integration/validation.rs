@@ -2,19 +2,21 @@
 //! file, and the one diagnostic that says what is wrong, on the line to fix.
 //!
 //! Every case starts from a known-good document written out below, applies one edit (a
-//! replaced, inserted or removed line) and asserts the exact message, its position and a
+//! replaced, inserted or removed line; two for a rule that ties two sections together) and
+//! asserts the exact message, its position and a
 //! fragment of its hint. Checks that need the releases (selection, rendered name lengths)
 //! run through `Catalog::check`; the one check that needs the fleet runs through the
 //! planner. The shipped `pipelines/` and `releases/` are checked as they are on disk.
 
 use red5_rollout::fleet::FleetState;
 use red5_rollout::model::{
-    Catalog, Diagnostic, Diagnostics, Pipeline, Release, SourceFile, Target, desired_release,
-    render,
+    Catalog, Diagnostic, Diagnostics, HeldInstances, Pipeline, Release, SourceFile, Target,
+    desired_release, render,
 };
 use red5_rollout::plan::{PlanError, plan_rollout};
 use std::fmt::Write as _;
 use std::path::Path;
+use std::time::Duration;
 use time::Date;
 use time::macros::date;
 
@@ -128,12 +130,16 @@ enum Edit {
     },
     /// Delete the one line that reads exactly `old`.
     Remove { old: &'static str },
+    /// Two edits, for a rule that ties fields of two sections together: the first, then
+    /// the second on its result.
+    Both(Box<Edit>, Box<Edit>),
 }
 
 impl Edit {
     fn apply(&self, good: &str) -> String {
         let (anchor, replacement) = match self {
             Edit::Whole(text) => return text.to_string(),
+            Edit::Both(first, second) => return second.apply(&first.apply(good)),
             Edit::Replace { old, new } => (*old, Some(new.to_string())),
             Edit::InsertAfter { after, new } => (*after, Some(format!("{after}\n{new}"))),
             Edit::Remove { old } => (*old, None),
@@ -234,6 +240,13 @@ impl Case {
 
     fn removing(mut self, old: &'static str) -> Case {
         self.edit = Edit::Remove { old };
+        self
+    }
+
+    /// A second edit, after the first: `new` inserted after the line `after`.
+    fn and_inserting_after(mut self, after: &'static str, new: &'static str) -> Case {
+        let first = std::mem::replace(&mut self.edit, Edit::Whole(""));
+        self.edit = Edit::Both(Box::new(first), Box::new(Edit::InsertAfter { after, new }));
         self
     }
 
@@ -367,6 +380,17 @@ fn assert_cases(cases: &[Case]) {
     assert!(report.is_empty(), "{report}");
 }
 
+/// Asserts that the pipeline each edit makes is valid: the other side of a table.
+fn assert_valid(edits: &[Edit]) {
+    let mut report = String::new();
+    for edit in edits {
+        if let Err(problems) = Pipeline::from_yaml(PIPELINE_FILE, &edit.apply(PIPELINE)) {
+            writeln!(report, "\n== {edit:?}\n{problems}").unwrap();
+        }
+    }
+    assert!(report.is_empty(), "{report}");
+}
+
 #[test]
 fn the_good_documents_the_tables_start_from_are_valid() {
     let line = |n: usize| PIPELINE.lines().nth(n - 1).unwrap();
@@ -446,7 +470,7 @@ fn yaml_that_does_not_parse_or_fit_the_format_is_reported_where_it_goes_wrong() 
             .hinting("did you mean `track`?"),
         Case::pipeline("an unknown nested field")
             .replacing("  instance_warmup: 180s", "  instance_warmpu: 180s")
-            .says("refresh: unknown field `instance_warmpu`, expected one of `min_healthy_percentage`, `max_healthy_percentage`, `instance_warmup`, `checkpoints`, `skip_matching`, `timeout`")
+            .says("refresh: unknown field `instance_warmpu`, expected one of `min_healthy_percentage`, `max_healthy_percentage`, `instance_warmup`, `checkpoints`, `checkpoint_delay`, `skip_matching`, `scale_in_protected_instances`, `standby_instances`, `timeout`")
             .at(39, 3)
             .hinting("did you mean `instance_warmup`?"),
         Case::pipeline("an unknown field nothing like a known one")
@@ -494,7 +518,8 @@ fn yaml_that_does_not_parse_or_fit_the_format_is_reported_where_it_goes_wrong() 
         Case::pipeline("an unknown launch kind")
             .replacing("  kind: template", "  kind: lc")
             .says("launch.kind: unknown variant `lc`, expected `template` or `configuration`")
-            .at(26, 9),
+            .at(26, 9)
+            .hinting("write one of the values listed above instead of `lc`"),
     ]);
 }
 
@@ -556,8 +581,56 @@ fn release_files_are_checked_before_their_values_reach_a_shell() {
                 "  url: https://downloads.red5pro.example/releases/red5pro server 12.4.0.zip",
             )
             .says("artifact.url contains ' ', which a URL may not hold unescaped")
+            .at(3, 58)
+            .hinting("percent-encode it as %20"),
+        Case::release("an artifact url that substitutes a command")
+            .replacing(
+                "  url: https://downloads.red5pro.example/releases/red5pro-server-12.4.0-release.zip",
+                "  url: https://downloads.red5pro.example/releases/red5pro-$(id).zip",
+            )
+            .says("artifact.url contains '$', which a shell would read as syntax")
+            .at(3, 59)
+            .hinting("percent-encode it as %24; the URL reaches a shell on the builder"),
+        Case::release("an artifact url that chains a command")
+            .replacing(
+                "  url: https://downloads.red5pro.example/releases/red5pro-server-12.4.0-release.zip",
+                "  url: https://downloads.red5pro.example/releases/red5pro-server-12.4.0-release.zip;reboot",
+            )
+            .says("artifact.url contains ';', which a shell would read as syntax")
+            .at(3, 84)
+            .hinting("%3B"),
+        Case::release("an artifact url with backticks, quoted in the file")
+            .replacing(
+                "  url: https://downloads.red5pro.example/releases/red5pro-server-12.4.0-release.zip",
+                "  url: \"https://downloads.red5pro.example/releases/red5pro-server-12.4.0-release`id`.zip\"",
+            )
+            .says("artifact.url contains '`', which a shell would read as syntax")
+            .at(3, 81)
+            .hinting("%60"),
+        Case::release("an artifact url with braces")
+            .replacing(
+                "  url: https://downloads.red5pro.example/releases/red5pro-server-12.4.0-release.zip",
+                "  url: https://downloads.red5pro.example/releases/red5pro-server-{12.4.0}-release.zip",
+            )
+            .says("artifact.url contains '{', which a shell would read as syntax")
+            .at(3, 66)
+            .hinting("%7B"),
+        Case::release("a presigned artifact url")
+            .replacing(
+                "  url: https://downloads.red5pro.example/releases/red5pro-server-12.4.0-release.zip",
+                "  url: https://red5pro-releases.s3.amazonaws.com/red5pro-server-12.4.0-release.zip?X-Amz-Signature=0f3c",
+            )
+            .says("artifact.url contains '?', which a shell would read as syntax")
+            .at(3, 83)
+            .hinting("a URL with a query string (a presigned URL) cannot be used: give the builder's instance profile read access and write the artifact as s3://bucket/key"),
+        Case::release("an artifact url with a tab written as an escape")
+            .replacing(
+                "  url: https://downloads.red5pro.example/releases/red5pro-server-12.4.0-release.zip",
+                "  url: \"https://downloads.red5pro.example/releases/red5pro\\tserver.zip\"",
+            )
+            .says("artifact.url contains '\\t', which a URL may not hold unescaped")
             .at(3, 8)
-            .hinting("a space is %20"),
+            .hinting("percent-encode it as %09"),
         Case::release("an artifact url with no host")
             .replacing(
                 "  url: https://downloads.red5pro.example/releases/red5pro-server-12.4.0-release.zip",
@@ -586,6 +659,21 @@ fn release_files_are_checked_before_their_values_reach_a_shell() {
             .says("artifact.sha256 must be 64 hex digits, found 'g', which is not a hex digit")
             .at(4, 11),
     ]);
+}
+
+#[test]
+fn artifact_urls_a_shell_reads_literally_are_accepted() {
+    for url in [
+        "https://downloads.red5pro.example:8443/releases/red5pro%20server+12.4.0=final,~1@x.zip",
+        "s3://red5pro-releases-example/releases/12.4.0/red5pro-server-12.4.0-release.zip",
+    ] {
+        let text = RELEASE.replace(
+            "https://downloads.red5pro.example/releases/red5pro-server-12.4.0-release.zip",
+            url,
+        );
+        let release = Release::from_yaml(RELEASE_FILE, &text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(release.artifact.url, url);
+    }
 }
 
 #[test]
@@ -692,6 +780,290 @@ fn refresh_percentages_must_be_ones_aws_accepts() {
             .inserting_after("  instance_warmup: 180s", "  checkpoints: [50, 150]")
             .says("refresh.checkpoints must be ascending percentages between 1 and 100")
             .at(40, 16),
+    ]);
+}
+
+#[test]
+fn refresh_preferences_are_spelled_as_aws_spells_them() {
+    assert_cases(&[
+        Case::pipeline("a scale-in protection preference in lowercase")
+            .inserting_after("  instance_warmup: 180s", "  scale_in_protected_instances: wait")
+            .says("refresh.scale_in_protected_instances: unknown variant `wait`, expected one of `Refresh`, `Ignore`, `Wait`")
+            .at(40, 33)
+            .hinting("did you mean `Wait`?"),
+        Case::pipeline("a standby preference AWS does not have")
+            .inserting_after("  instance_warmup: 180s", "  standby_instances: Replace")
+            .says("refresh.standby_instances: unknown variant `Replace`, expected one of `Refresh`, `Ignore`, `Wait`")
+            .at(40, 22)
+            .hinting("write one of the values listed above instead of `Replace`"),
+    ]);
+}
+
+#[test]
+fn refresh_preferences_default_as_aws_does_and_are_read_as_written() {
+    let good = Pipeline::from_yaml(PIPELINE_FILE, PIPELINE)
+        .unwrap()
+        .refresh;
+    assert_eq!(good.scale_in_protected_instances, HeldInstances::Wait);
+    assert_eq!(good.standby_instances, HeldInstances::Wait);
+    assert_eq!(good.checkpoint_delay, Duration::from_secs(3600));
+    assert_eq!(good.checkpoint_pauses(), Duration::ZERO);
+
+    let text = Edit::InsertAfter {
+        after: "  instance_warmup: 180s",
+        new: "  checkpoints: [50, 100]\n  checkpoint_delay: 20m\n  scale_in_protected_instances: Refresh\n  standby_instances: Ignore",
+    }
+    .apply(PIPELINE);
+    let written = Pipeline::from_yaml(PIPELINE_FILE, &text).unwrap().refresh;
+    assert_eq!(written.checkpoints, [50, 100]);
+    assert_eq!(written.checkpoint_delay, Duration::from_secs(20 * 60));
+    assert_eq!(written.checkpoint_pauses(), Duration::from_secs(20 * 60));
+    assert_eq!(written.scale_in_protected_instances, HeldInstances::Refresh);
+    assert_eq!(written.scale_in_protected_instances.as_aws(), "Refresh");
+    assert_eq!(written.standby_instances.as_aws(), "Ignore");
+    assert_eq!(HeldInstances::Wait.as_aws(), "Wait");
+}
+
+/// AWS pauses at every checkpoint below 100 for `checkpoint_delay`, replaces only up to
+/// the last checkpoint, and refuses a delay without checkpoints.
+#[test]
+fn checkpoints_end_at_100_and_their_pauses_fit_the_timeout() {
+    assert_cases(&[
+        Case::pipeline("checkpoints that stop short of 100")
+            .inserting_after("  instance_warmup: 180s", "  checkpoints: [25, 50]")
+            .says("refresh.checkpoints ends at 50; the last checkpoint must be 100")
+            .at(40, 16)
+            .hinting("end the list with 100, e.g. [50, 100]"),
+        Case::pipeline("a checkpoint delay that is not a duration")
+            .inserting_after("  instance_warmup: 180s", "  checkpoint_delay: an hour")
+            .says("refresh.checkpoint_delay: `an hour` is not a duration")
+            .at(40, 21)
+            .hinting("90s, 20m, 1h30m"),
+        Case::pipeline("a checkpoint delay over 48 hours")
+            .inserting_after(
+                "  instance_warmup: 180s",
+                "  checkpoints: [50, 100]\n  checkpoint_delay: 49h",
+            )
+            .says("refresh.checkpoint_delay is 49h; it must be between 0s and 48h")
+            .at(41, 21)
+            .hinting("AWS accepts 0 to 172800 seconds"),
+        Case::pipeline("a checkpoint delay without checkpoints")
+            .inserting_after("  instance_warmup: 180s", "  checkpoint_delay: 10m")
+            .says("refresh.checkpoint_delay is set but refresh.checkpoints is not")
+            .at(40, 21)
+            .hinting("add `checkpoints: [50, 100]`, or remove checkpoint_delay"),
+        Case::pipeline("checkpoints whose default one-hour pauses fill the timeout")
+            .inserting_after("  instance_warmup: 180s", "  checkpoints: [25, 50, 100]")
+            .says("refresh.timeout is 2h, and the checkpoints alone pause 2h (2 × checkpoint_delay 1h)")
+            .at(41, 12)
+            .hinting("raise refresh.timeout above 2h plus the time the replacements take, or lower refresh.checkpoint_delay"),
+        Case::pipeline("a checkpoint delay whose pauses outlast the default timeout")
+            .replacing(
+                "  timeout: 2h",
+                "  checkpoints: [20, 40, 60, 80, 100]\n  checkpoint_delay: 40m",
+            )
+            .says("refresh.timeout is 2h, and the checkpoints alone pause 2h40m (4 × checkpoint_delay 40m)")
+            .at(41, 21)
+            .hinting("raise refresh.timeout above 2h40m"),
+        Case::pipeline("checkpoints alone, with AWS's delay and the default timeout")
+            .replacing("  timeout: 2h", "  checkpoints: [10, 20, 100]")
+            .says("refresh.timeout is 2h, and the checkpoints alone pause 2h (2 × checkpoint_delay 1h)")
+            .at(40, 16),
+    ]);
+}
+
+#[test]
+fn checkpoints_whose_pauses_leave_time_to_replace_are_accepted() {
+    assert_valid(&[
+        Edit::InsertAfter {
+            after: "  instance_warmup: 180s",
+            new: "  checkpoints: [50, 100]",
+        },
+        Edit::Replace {
+            old: "  timeout: 2h",
+            new: "  checkpoints: [25, 50, 100]\n  timeout: 2h1m",
+        },
+        Edit::Replace {
+            old: "  timeout: 2h",
+            new: "  checkpoints: [100]\n  checkpoint_delay: 0",
+        },
+        Edit::Replace {
+            old: "  timeout: 2h",
+            new: "  checkpoints: [50, 100]\n  checkpoint_delay: 48h\n  timeout: 49h",
+        },
+    ]);
+}
+
+/// AWS's SkipMatching is for a refresh that carries a launch template.
+#[test]
+fn skip_matching_needs_a_launch_template() {
+    assert_cases(
+        &[Case::pipeline("skip matching with a launch configuration")
+            .replacing(
+                "  kind: template\n  template: red5pro-sm",
+                "  kind: configuration",
+            )
+            .and_inserting_after("  instance_warmup: 180s", "  skip_matching: true")
+            .says("refresh.skip_matching is true but launch.kind is `configuration`")
+            .at(39, 18)
+            .hinting("remove skip_matching")],
+    );
+}
+
+#[test]
+fn skip_matching_is_accepted_with_a_launch_template_and_off_with_a_configuration() {
+    assert_valid(&[
+        Edit::InsertAfter {
+            after: "  instance_warmup: 180s",
+            new: "  scale_in_protected_instances: Ignore\n  standby_instances: Refresh\n  skip_matching: true",
+        },
+        Edit::Both(
+            Box::new(Edit::Replace {
+                old: "  kind: template\n  template: red5pro-sm",
+                new: "  kind: configuration",
+            }),
+            Box::new(Edit::InsertAfter {
+                after: "  instance_warmup: 180s",
+                new: "  skip_matching: false",
+            }),
+        ),
+    ]);
+}
+
+/// The run lock is the SSM parameter `/red5-rollout/locks/<group>`.
+#[test]
+fn the_group_name_fits_the_run_lock_parameter() {
+    assert_cases(&[
+        Case::pipeline("a group name with a space")
+            .replacing("auto_scaling_group: red5pro-sm-asg", "auto_scaling_group: red5pro sm asg")
+            .says("auto_scaling_group `red5pro sm asg` contains ' ', which the run lock's SSM parameter name may not hold")
+            .at(3, 28)
+            .hinting("/red5-rollout/locks/red5pro sm asg, whose name allows only a-z, A-Z, 0-9, '_', '.' and '-'"),
+        Case::pipeline("a quoted group name with a space")
+            .replacing("auto_scaling_group: red5pro-sm-asg", "auto_scaling_group: \"red5pro sm\"")
+            .says("auto_scaling_group `red5pro sm` contains ' ', which the run lock's SSM parameter name may not hold")
+            .at(3, 29),
+        Case::pipeline("a group name with a slash, which would nest the lock")
+            .replacing("auto_scaling_group: red5pro-sm-asg", "auto_scaling_group: red5pro/sm-asg")
+            .says("auto_scaling_group `red5pro/sm-asg` contains '/', which the run lock's SSM parameter name may not hold")
+            .at(3, 28),
+        Case::pipeline("a group name with a character SSM refuses")
+            .replacing("auto_scaling_group: red5pro-sm-asg", "auto_scaling_group: red5pro-sm@prod")
+            .says("auto_scaling_group `red5pro-sm@prod` contains '@', which the run lock's SSM parameter name may not hold")
+            .at(3, 31),
+        Case::pipeline("an empty group name")
+            .replacing("auto_scaling_group: red5pro-sm-asg", "auto_scaling_group: \"\"")
+            .says("auto_scaling_group must be 1 to 255 characters")
+            .at(3, 21)
+            .hinting("write the name of the Auto Scaling group"),
+        Case::pipeline("a group name over 255 characters")
+            .replacing(
+                "auto_scaling_group: red5pro-sm-asg",
+                "auto_scaling_group: red5pro-sm-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            )
+            .says("auto_scaling_group must be 1 to 255 characters")
+            .at(3, 21),
+    ]);
+}
+
+#[test]
+fn a_group_name_of_letters_digits_underscores_dots_and_dashes_is_accepted() {
+    assert_valid(&[Edit::Replace {
+        old: "auto_scaling_group: red5pro-sm-asg",
+        new: "auto_scaling_group: Red5Pro_SM.asg-2",
+    }]);
+}
+
+/// In the shell templates (the update script, the user data) release values are printed
+/// only through `shell_quote`; name templates may print them as they are.
+#[test]
+fn shell_templates_print_release_values_only_quoted() {
+    assert_cases(&[
+        Case::pipeline("a version printed as it is")
+            .replacing(
+                "    echo {{ version | shell_quote }} > /usr/local/red5pro/.red5-rollout-version",
+                "    echo {{ version }} > /usr/local/red5pro/.red5-rollout-version",
+            )
+            .says("update.script: template prints `version` without shell_quote")
+            .on_line(20)
+            .hinting("write {{ version | shell_quote }}, or set it once (version={{ version | shell_quote }}) and use \"$version\""),
+        Case::pipeline("a version joined to text before it is quoted")
+            .replacing(
+                "    echo {{ version | shell_quote }} > /usr/local/red5pro/.red5-rollout-version",
+                "    echo {{ \"v\" ~ version }} > /usr/local/red5pro/.red5-rollout-version",
+            )
+            .says("update.script: template prints `version` without shell_quote")
+            .on_line(20),
+        Case::pipeline("a version that another filter changes but does not quote")
+            .replacing(
+                "    echo {{ version | shell_quote }} > /usr/local/red5pro/.red5-rollout-version",
+                "    echo {{ version | upper }} > /usr/local/red5pro/.red5-rollout-version",
+            )
+            .says("update.script: template prints `version` without shell_quote")
+            .on_line(20),
+        Case::pipeline("an artifact url printed inside a block")
+            .replacing(
+                "    curl --fail -o /tmp/red5pro.zip {{ artifact_url | shell_quote }}",
+                "    curl --fail -o /tmp/red5pro.zip {% if true %}{{ artifact_url }}{% endif %}",
+            )
+            .says("update.script: template prints `artifact_url` without shell_quote")
+            .on_line(18)
+            .hinting("write {{ artifact_url | shell_quote }}"),
+        Case::pipeline("an artifact url printed in a branch the check's stand-in does not take")
+            .replacing(
+                "    curl --fail -o /tmp/red5pro.zip {{ artifact_url | shell_quote }}",
+                "    {% if artifact_url.startswith(\"s3://\") %}aws s3 cp {{ artifact_url }} /tmp/red5pro.zip{% endif %}",
+            )
+            .says("update.script: template prints `artifact_url` without shell_quote")
+            .on_line(18),
+        Case::pipeline("a checksum printed as it is")
+            .replacing(
+                "    echo {{ artifact_sha256 | shell_quote }}'  /tmp/red5pro.zip' | sha256sum --check",
+                "    echo \"{{ artifact_sha256 }}  /tmp/red5pro.zip\" | sha256sum --check",
+            )
+            .says("update.script: template prints `artifact_sha256` without shell_quote")
+            .on_line(19)
+            .hinting("write {{ artifact_sha256 | shell_quote }}"),
+        Case::pipeline("a version passed through a variable set unquoted")
+            .replacing(
+                "    echo {{ version | shell_quote }} > /usr/local/red5pro/.red5-rollout-version",
+                "    {% set v = version %}echo {{ v }} > /usr/local/red5pro/.red5-rollout-version",
+            )
+            .says("update.script: template prints `version` without shell_quote")
+            .on_line(20),
+        Case::pipeline("a version marked safe instead of quoted")
+            .replacing(
+                "    echo {{ version | shell_quote }} > /usr/local/red5pro/.red5-rollout-version",
+                "    echo {{ version | safe }} > /usr/local/red5pro/.red5-rollout-version",
+            )
+            .says("update.script: template prints `version` without shell_quote")
+            .on_line(20),
+        Case::pipeline("a version printed unquoted in the user data")
+            .replacing(
+                "    echo \"streammanager.ip=$(hostname).example\" >> /tmp/red5-web.properties",
+                "    echo {{ version }} > /tmp/red5-version",
+            )
+            .says("launch.user_data: template prints `version` without shell_quote")
+            .on_line(35)
+            .hinting("write {{ version | shell_quote }}"),
+    ]);
+}
+
+#[test]
+fn shell_templates_that_quote_release_values_are_accepted() {
+    assert_valid(&[
+        Edit::Replace {
+            old: "    echo {{ version | shell_quote }} > /usr/local/red5pro/.red5-rollout-version",
+            new: "    echo {{ version | upper | shell_quote }} {{ \"v\" ~ version | shell_quote }} {{ date }} > /tmp/v",
+        },
+        Edit::Replace {
+            old: "    curl --fail -o /tmp/red5pro.zip {{ artifact_url | shell_quote }}",
+            new: "    {% if artifact_url.startswith(\"s3://\") %}aws s3 cp {{ artifact_url | shell_quote }} /tmp/red5pro.zip{% endif %}",
+        },
+        Edit::Replace {
+            old: "    echo \"streammanager.ip=$(hostname).example\" >> /tmp/red5-web.properties",
+            new: "    {% set v = version | shell_quote %}echo {{ v }} > /tmp/red5-version",
+        },
     ]);
 }
 
@@ -908,6 +1280,13 @@ fn the_shipped_pipelines_and_releases_are_valid() {
     for pipeline in &catalog.pipelines {
         let release = desired_release(pipeline, &catalog.releases).unwrap();
         assert_eq!(release.version.to_string(), "12.4.0", "{}", pipeline.name);
+        // WebRTC fleets protect instances from scale-in; AWS's Wait would fail the refresh.
+        assert_eq!(
+            pipeline.refresh.scale_in_protected_instances,
+            HeldInstances::Refresh,
+            "{}",
+            pipeline.name
+        );
     }
 }
 
