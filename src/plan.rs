@@ -7,7 +7,7 @@
 //! and only the fleet moves back.
 
 use crate::fleet::{FleetState, ImageState, LaunchConfigRecord};
-use crate::model::{BaseImage, Diagnostic, LaunchKind, Pipeline, Release, Rendered};
+use crate::model::{BaseImage, Diagnostic, HeldInstances, LaunchKind, Pipeline, Release, Rendered};
 use semver::Version;
 use serde::Serialize;
 use std::fmt;
@@ -300,6 +300,15 @@ pub fn plan_rollout(
         LaunchKind::Configuration => "launch configuration",
     };
 
+    if fleet.protects_instances
+        && pipeline.refresh.scale_in_protected_instances == HeldInstances::Wait
+        && !is_converged
+    {
+        notes.push(format!(
+            "group {} protects instances from scale-in and refresh.scale_in_protected_instances is Wait: the refresh would wait an hour for each protected instance and then fail; set it to Refresh to replace them",
+            fleet.group
+        ));
+    }
     let mut stages = Vec::with_capacity(Stage::ALL.len());
     let mut add = |stage, action, reason: String| {
         stages.push(StagePlan {

@@ -1,6 +1,7 @@
 //! The values the [`Cloud`](super::Cloud) verbs take and return: AWS resources in the
 //! runner's words, with only what the stages and `status` need.
 
+pub use crate::model::HeldInstances;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -302,30 +303,8 @@ pub struct RefreshSpec {
     pub checkpoints: Vec<u8>,
     /// The pause after each checkpoint; AWS's default (one hour) when `None`.
     pub checkpoint_delay: Option<Duration>,
-    pub scale_in_protected_instances: InstancePreference,
-    pub standby_instances: InstancePreference,
-}
-
-/// What a refresh does with protected or standby instances (AWS's RefreshPreferences).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
-pub enum InstancePreference {
-    /// Replace them too.
-    Refresh,
-    /// Leave them alone.
-    Ignore,
-    /// Wait for them (one hour, then the refresh fails): AWS's default.
-    #[default]
-    Wait,
-}
-
-impl InstancePreference {
-    pub fn as_aws(self) -> &'static str {
-        match self {
-            InstancePreference::Refresh => "Refresh",
-            InstancePreference::Ignore => "Ignore",
-            InstancePreference::Wait => "Wait",
-        }
-    }
+    pub scale_in_protected_instances: HeldInstances,
+    pub standby_instances: HeldInstances,
 }
 
 /// An instance refresh's status, as AWS names it.

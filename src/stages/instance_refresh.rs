@@ -191,9 +191,9 @@ async fn start(ctx: &Context, group: &str, config: &str) -> Result<String, Stage
         instance_warmup: r.instance_warmup,
         skip_matching: r.skip_matching,
         checkpoints: r.checkpoints.clone(),
-        checkpoint_delay: None,
-        scale_in_protected_instances: Default::default(),
-        standby_instances: Default::default(),
+        checkpoint_delay: Some(r.checkpoint_delay),
+        scale_in_protected_instances: r.scale_in_protected_instances,
+        standby_instances: r.standby_instances,
     };
     match ctx.cloud.start_refresh(group, &spec).await {
         Ok(id) => Ok(id),

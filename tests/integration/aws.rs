@@ -6,9 +6,9 @@
 use crate::emulator::{Emulator, Fleet, eventually, seeded, unique_name};
 use red5_rollout::cloud::aws::AwsCloud;
 use red5_rollout::cloud::{
-    BuilderSpec, Cloud, CloudResult, CommandResult, ErrorClass, GroupConfig, ImageStatus,
-    InstancePreference, InstanceState, LaunchSpec, Lock, Refresh, RefreshSpec, RefreshStatus,
-    TAG_COMMIT, TAG_PIPELINE, TAG_ROLE, TAG_RUN, TAG_SOURCE_IMAGE, TAG_UPDATED, TAG_VERSION, Tags,
+    BuilderSpec, Cloud, CloudResult, CommandResult, ErrorClass, GroupConfig, HeldInstances,
+    ImageStatus, InstanceState, LaunchSpec, Lock, Refresh, RefreshSpec, RefreshStatus, TAG_COMMIT,
+    TAG_PIPELINE, TAG_ROLE, TAG_RUN, TAG_SOURCE_IMAGE, TAG_UPDATED, TAG_VERSION, Tags,
 };
 use serde_json::json;
 use std::time::Duration;
@@ -139,8 +139,8 @@ fn refresh_to(fleet: &Fleet, version: &str, warmup_secs: u64) -> RefreshSpec {
         skip_matching: false,
         checkpoints: Vec::new(),
         checkpoint_delay: None,
-        scale_in_protected_instances: InstancePreference::Refresh,
-        standby_instances: InstancePreference::Wait,
+        scale_in_protected_instances: HeldInstances::Refresh,
+        standby_instances: HeldInstances::Wait,
     }
 }
 

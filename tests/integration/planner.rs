@@ -483,3 +483,26 @@ fn the_refused_single_instance_plan_names_the_line_to_fix() {
         other => panic!("expected the single-instance refusal, got {other:?}"),
     }
 }
+
+#[test]
+fn a_group_that_protects_instances_is_warned_about_when_the_pipeline_leaves_wait() {
+    let plan = Scenario::new("stream-manager")
+        .replacing(
+            "scale_in_protected_instances: Refresh",
+            "scale_in_protected_instances: Wait",
+        )
+        .release("12.4.0")
+        .fleet_on("12.3.0")
+        .protecting_instances()
+        .plan();
+    assert_eq!(
+        plan.notes,
+        vec!["group red5pro-sm-asg protects instances from scale-in and refresh.scale_in_protected_instances is Wait: the refresh would wait an hour for each protected instance and then fail; set it to Refresh to replace them".to_string()]
+    );
+    let shipped = Scenario::new("stream-manager")
+        .release("12.4.0")
+        .fleet_on("12.3.0")
+        .protecting_instances()
+        .plan();
+    assert!(shipped.notes.is_empty(), "{:?}", shipped.notes);
+}

@@ -75,6 +75,22 @@ impl Scenario {
         self
     }
 
+    /// Replaces `old` with `new` in the pipeline's file.
+    pub fn replacing(mut self, old: &str, new: &str) -> Self {
+        let path = self.pipeline.origin.file.clone();
+        let text = std::fs::read_to_string(crate_root().join(&path)).unwrap();
+        assert!(text.contains(old), "{path} has no {old:?}");
+        self.pipeline =
+            Pipeline::from_yaml(&path, &text.replace(old, new)).unwrap_or_else(|e| panic!("{e}"));
+        self
+    }
+
+    /// The group protects its instances from scale-in.
+    pub fn protecting_instances(mut self) -> Self {
+        self.fleet.protects_instances = true;
+        self
+    }
+
     /// Replaces the pipeline's `builder.base_image`.
     pub fn base_image(mut self, ami: &str) -> Self {
         let path = self.pipeline.origin.file.clone();

@@ -1211,6 +1211,7 @@ fn a_single_instance_group_at_max_healthy_100_is_refused_on_the_max_healthy_line
     let fleet = FleetState {
         group: "red5pro-sm-asg".into(),
         desired_capacity: 1,
+        running_version: Some("12.3.0".parse().unwrap()),
         ..Default::default()
     };
 
