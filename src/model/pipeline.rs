@@ -83,8 +83,8 @@ struct RawLaunch {
     security_groups: Vec<String>,
     #[serde(default)]
     key_pair: Option<String>,
-    #[serde(default = "yes")]
-    public_ip: bool,
+    #[serde(default)]
+    public_ip: Option<bool>,
     #[serde(default = "min_volume")]
     volume_size_gb: i64,
     user_data: String,
@@ -276,7 +276,9 @@ pub struct Launch {
     pub instance_type: String,
     pub security_groups: Vec<String>,
     pub key_pair: Option<String>,
-    pub public_ip: bool,
+    /// Ask for a public IP on the primary network interface; unset keeps what the launch
+    /// template's network interface (or the subnet's auto-assign setting) says.
+    pub public_ip: Option<bool>,
     pub volume_size_gb: u32,
     pub user_data: Template,
 }

@@ -74,7 +74,7 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
             .await
             .map_err(StageError::cloud(STAGE))?,
         key_pair: launch.key_pair.clone(),
-        public_ip: Some(launch.public_ip),
+        public_ip: launch.public_ip,
         volume_size_gb: launch.volume_size_gb,
         root_device_name: found.root_device_name().to_owned(),
         user_data: ctx.names.user_data.clone(),
