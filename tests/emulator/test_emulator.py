@@ -363,6 +363,39 @@ def test_ssm_fail_fault_fails_the_next_command_with_its_output(aws: Aws, control
     assert len(succeeded["StandardOutputContent"]) == 24_000
 
 
+def test_list_commands_and_invocations_find_a_command_sent_earlier(aws: Aws, control: Control) -> None:
+    builder = online_builder(aws)
+    first = aws.ssm.send_command(InstanceIds=[builder], DocumentName="AWS-RunShellScript",
+                                 Comment="red5-rollout run-1 update", Parameters={"commands": ["echo one"]},
+                                 )["Command"]["CommandId"]
+    listed = aws.ssm.list_commands(InstanceId=builder)["Commands"]
+    assert [(c["CommandId"], c["Status"], c["Comment"]) for c in listed] == [
+        (first, "InProgress", "red5-rollout run-1 update")]
+    assert listed[0]["DocumentName"] == "AWS-RunShellScript" and "RequestedDateTime" in listed[0]
+    wait_until("the command", lambda: aws.ssm.list_commands(CommandId=first)["Commands"][0]["Status"] == "Success")
+    second = aws.ssm.send_command(InstanceIds=[builder], DocumentName="AWS-RunShellScript",
+                                  Comment="red5-rollout run-2 update", Parameters={"commands": ["echo two"]},
+                                  )["Command"]["CommandId"]
+    assert [c["CommandId"] for c in aws.ssm.list_commands(InstanceId=builder)["Commands"]] == [second, first]
+    in_progress = aws.ssm.list_commands(InstanceId=builder, Filters=[{"key": "Status", "value": "InProgress"}])
+    assert [c["CommandId"] for c in in_progress["Commands"]] == [second]
+    assert aws.ssm.list_commands(InstanceId="i-0123456789abcdef0")["Commands"] == []
+    assert error_of(lambda: aws.ssm.list_commands(CommandId="00000000-0000-0000-0000-000000000000"))[0] == (
+        "InvalidCommandId")
+
+    invocations = aws.ssm.list_command_invocations(CommandId=first, Details=True)["CommandInvocations"]
+    [invocation] = invocations
+    assert (invocation["InstanceId"], invocation["Status"], invocation["Comment"]) == (
+        builder, "Success", "red5-rollout run-1 update")
+    assert "running 1 script lines" in invocation["CommandPlugins"][0]["Output"]
+    assert invocation["CommandPlugins"][0]["ResponseCode"] == 0
+    # Like GetCommandInvocation, a fresh command's invocations show up after a moment.
+    brief = wait_until("both invocations", lambda: len(
+        b := aws.ssm.list_command_invocations(InstanceId=builder)["CommandInvocations"]) == 2 and b)
+    assert [i["CommandId"] for i in brief] == [second, first]
+    assert all(i["CommandPlugins"] == [] for i in brief)
+
+
 # -- Auto Scaling ---------------------------------------------------------------------
 
 def test_refresh_replaces_instances_and_moves_the_group_to_the_new_version(aws: Aws, control: Control) -> None:
