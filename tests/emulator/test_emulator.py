@@ -607,6 +607,30 @@ def test_throttling_refuses_every_nth_call_with_each_protocols_error(aws: Aws, c
     assert len(throttled) == 4
 
 
+def test_throttle_window_refuses_every_call_until_it_disarms(aws: Aws, control: Control) -> None:
+    # 200 emulated seconds: one second at the tests' time scale.
+    control.post("/_emulator/faults", {"throttle_for_seconds": 200, "throttle_only": ["ec2", "ssm"]})
+    started = time.monotonic()
+    assert error_of(lambda: aws.ec2.describe_vpcs())[:2] == ("RequestLimitExceeded", 503)
+    assert error_of(lambda: aws.ssm.describe_instance_information())[:2] == ("ThrottlingException", 400)
+    aws.autoscaling.describe_auto_scaling_groups()
+    assert control.get("/_emulator/faults")["faults"]["throttle_for_seconds"] == 200
+
+    def passes() -> bool:
+        try:
+            aws.ec2.describe_vpcs()
+            return True
+        except ClientError as error:
+            assert error.response["Error"]["Code"] == "RequestLimitExceeded"
+            return False
+
+    wait_until("the window to end", passes, timeout=5)
+    assert time.monotonic() - started >= 0.95
+    assert control.get("/_emulator/faults")["faults"] == {"throttle_only": ["ec2", "ssm"]}
+    status, body = control.request("POST", "/_emulator/faults", {"throttle_for_seconds": -1})
+    assert status == 400 and "throttle_for_seconds" in body["error"]
+
+
 def test_server_error_burst_fails_the_next_calls(aws: Aws, control: Control) -> None:
     control.post("/_emulator/faults", {"server_error_burst": 2})
     assert error_of(lambda: aws.ec2.describe_vpcs())[:2] == ("InternalError", 500)
