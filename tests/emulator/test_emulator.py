@@ -8,6 +8,7 @@ time scale small enough that an instance refresh takes well under a second.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import pathlib
@@ -269,6 +270,138 @@ def test_image_fail_fault_fails_the_next_image_with_its_reason(aws: Aws, control
     wait_until("available", lambda: aws.ec2.describe_images(ImageIds=[healthy])["Images"][0]["State"] == "available")
 
 
+def test_images_mirror_the_instance_volumes_and_launches_refuse_a_volume_below_its_snapshot(aws: Aws) -> None:
+    # OTHER_AMI is an Amazon Linux image: its root device is /dev/xvda.
+    instance_id = aws.ec2.run_instances(ImageId=OTHER_AMI, MinCount=1, MaxCount=1, InstanceType="m5.large",
+                                        BlockDeviceMappings=[{"DeviceName": "/dev/sdf", "Ebs": {"VolumeSize": 50}}],
+                                        )["Instances"][0]["InstanceId"]
+    described = aws.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+    assert described["RootDeviceName"] == "/dev/xvda"
+    assert sorted(m["DeviceName"] for m in described["BlockDeviceMappings"]) == ["/dev/sdf", "/dev/xvda"]
+    wait_until("running", lambda: instance_state(aws, instance_id) == "running")
+    image_id = aws.ec2.create_image(InstanceId=instance_id, Name="red5pro-sm-12.4.0")["ImageId"]
+    image = aws.ec2.describe_images(ImageIds=[image_id])["Images"][0]
+    assert image["RootDeviceName"] == "/dev/xvda"
+    mappings = {m["DeviceName"]: m["Ebs"] for m in image["BlockDeviceMappings"]}
+    assert (mappings["/dev/xvda"]["VolumeSize"], mappings["/dev/sdf"]["VolumeSize"]) == (8, 50)
+    root_snapshot = mappings["/dev/xvda"]["SnapshotId"]
+    assert aws.ec2.describe_snapshots(SnapshotIds=[root_snapshot])["Snapshots"][0]["VolumeSize"] == 8
+
+    def run(device: str, size: int) -> Any:
+        return aws.ec2.run_instances(ImageId=image_id, MinCount=1, MaxCount=1, InstanceType="m5.large",
+                                     BlockDeviceMappings=[{"DeviceName": device, "Ebs": {"VolumeSize": size}}])
+
+    code, status, message = error_of(lambda: run("/dev/xvda", 4))
+    assert (code, status) == ("InvalidBlockDeviceMapping", 400)
+    assert message == f"Volume of size 4GB is smaller than snapshot '{root_snapshot}', expect size >= 8GB"
+    assert error_of(lambda: run("/dev/sdf", 20))[0] == "InvalidBlockDeviceMapping"
+    bigger = run("/dev/xvda", 16)["Instances"][0]
+    volumes = {m["DeviceName"]: m["Ebs"]["VolumeId"] for m in bigger["BlockDeviceMappings"]}
+    sizes = {v["VolumeId"]: v["Size"] for v in aws.ec2.describe_volumes(VolumeIds=list(volumes.values()))["Volumes"]}
+    assert {d: sizes[v] for d, v in volumes.items()} == {"/dev/xvda": 16, "/dev/sdf": 50}
+
+    # RegisterImage takes the root device and its snapshot as given.
+    volume = aws.ec2.create_volume(AvailabilityZone="us-east-1a", Size=8)["VolumeId"]
+    snapshot = aws.ec2.create_snapshot(VolumeId=volume)["SnapshotId"]
+    registered = aws.ec2.register_image(
+        Name="registered", RootDeviceName="/dev/xvda", Architecture="x86_64", VirtualizationType="hvm",
+        BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": snapshot, "VolumeSize": 8}}],
+    )["ImageId"]
+    image = aws.ec2.describe_images(ImageIds=[registered])["Images"][0]
+    assert image["RootDeviceName"] == "/dev/xvda"
+    assert image["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"] == snapshot
+    code, _, _ = error_of(lambda: aws.ec2.register_image(
+        Name="too-small", RootDeviceName="/dev/xvda",
+        BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": snapshot, "VolumeSize": 4}}]))
+    assert code == "InvalidBlockDeviceMapping"
+
+
+def test_run_instances_client_token_is_idempotent(aws: Aws) -> None:
+    def run(token: str, instance_type: str = "m5.large") -> Any:
+        return aws.ec2.run_instances(ImageId=UBUNTU_AMI, MinCount=1, MaxCount=1, InstanceType=instance_type,
+                                     ClientToken=token,
+                                     TagSpecifications=[{"ResourceType": "instance",
+                                                         "Tags": [{"Key": "Name", "Value": "builder"}]}])
+
+    first = run("builder-run-1")
+    again = run("builder-run-1")
+    assert again["ReservationId"] == first["ReservationId"]
+    assert again["Instances"][0]["InstanceId"] == first["Instances"][0]["InstanceId"]
+    instances = [i for r in aws.ec2.describe_instances()["Reservations"] for i in r["Instances"]]
+    assert len(instances) == 1
+    code, status, _ = error_of(lambda: run("builder-run-1", "m5.xlarge"))
+    assert (code, status) == ("IdempotentParameterMismatch", 400)
+    code, status, _ = error_of(lambda: run("x" * 65))
+    assert (code, status) == ("InvalidParameterValue", 400)
+    assert run("x" * 64)["Instances"][0]["InstanceId"] != first["Instances"][0]["InstanceId"]
+
+
+def test_launch_template_version_keeps_only_the_fields_given_unless_a_source_version(aws: Aws) -> None:
+    profile = builder_profile(aws)
+    user_data = base64.b64encode(b"#!/bin/bash\necho red5pro\n").decode()
+    data = {
+        "ImageId": UBUNTU_AMI, "InstanceType": "m5.large", "UserData": user_data,
+        "IamInstanceProfile": {"Name": profile},
+        "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled"},
+        "Monitoring": {"Enabled": True},
+        "BlockDeviceMappings": [
+            {"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 16, "VolumeType": "gp3", "Encrypted": True}},
+            {"DeviceName": "/dev/sdf", "Ebs": {"VolumeSize": 50, "VolumeType": "gp3"}},
+        ],
+        "TagSpecifications": [{"ResourceType": "instance", "Tags": [{"Key": "team", "Value": "streaming"}]}],
+    }
+    template_id = aws.ec2.create_launch_template(
+        LaunchTemplateName="sm", LaunchTemplateData=data,
+        TagSpecifications=[{"ResourceType": "launch-template", "Tags": [{"Key": "owner", "Value": "ops"}]}],
+    )["LaunchTemplate"]["LaunchTemplateId"]
+
+    def version(number: str) -> dict[str, Any]:
+        return aws.ec2.describe_launch_template_versions(
+            LaunchTemplateId=template_id, Versions=[number])["LaunchTemplateVersions"][0]["LaunchTemplateData"]
+
+    assert version("1")["TagSpecifications"] == data["TagSpecifications"]
+    bare = aws.ec2.create_launch_template_version(
+        LaunchTemplateId=template_id, LaunchTemplateData={"ImageId": OTHER_AMI})["LaunchTemplateVersion"]
+    assert bare["VersionNumber"] == 2 and bare["LaunchTemplateData"] == {"ImageId": OTHER_AMI}
+    assert version("2") == {"ImageId": OTHER_AMI}
+
+    for source in ("1", "$Default"):
+        aws.ec2.create_launch_template_version(
+            LaunchTemplateId=template_id, SourceVersion=source,
+            LaunchTemplateData={"ImageId": OTHER_AMI, "BlockDeviceMappings": [
+                {"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 20, "VolumeType": "gp3"}}]})
+    for number in ("3", "4"):
+        merged = version(number)
+        assert merged["ImageId"] == OTHER_AMI
+        assert merged["IamInstanceProfile"] == {"Name": profile}
+        assert merged["MetadataOptions"]["HttpTokens"] == "required"
+        assert merged["Monitoring"] == {"Enabled": True}
+        assert merged["UserData"] == user_data
+        assert merged["TagSpecifications"] == data["TagSpecifications"]
+        assert [m["DeviceName"] for m in merged["BlockDeviceMappings"]] == ["/dev/xvda"]
+    aws.ec2.create_launch_template_version(LaunchTemplateId=template_id, SourceVersion="$Latest",
+                                           LaunchTemplateData={"InstanceType": "m5.xlarge"})
+    assert version("5")["ImageId"] == OTHER_AMI and version("5")["InstanceType"] == "m5.xlarge"
+    code, _, _ = error_of(lambda: aws.ec2.create_launch_template_version(
+        LaunchTemplateId=template_id, SourceVersion="9", LaunchTemplateData={}))
+    assert code == "InvalidLaunchTemplateId.VersionNotFound"
+
+    # Groups launch from a merged version, with what it inherited.
+    aws.autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName="sm-group", LaunchTemplate={"LaunchTemplateId": template_id, "Version": "4"},
+        MinSize=1, MaxSize=2, DesiredCapacity=1, VPCZoneIdentifier=",".join(subnets(aws)))
+    [state] = group(aws)["Instances"]
+    assert state["LaunchTemplate"]["Version"] == "4"
+    instance = aws.ec2.describe_instances(InstanceIds=[state["InstanceId"]])["Reservations"][0]["Instances"][0]
+    assert instance["ImageId"] == OTHER_AMI
+    assert instance["MetadataOptions"]["HttpTokens"] == "required"
+    assert instance["Monitoring"]["State"] == "enabled"
+    assert instance["IamInstanceProfile"]["Arn"].endswith(f"instance-profile/{profile}")
+    assert {"Key": "team", "Value": "streaming"} in instance["Tags"]
+    attribute = aws.ec2.describe_instance_attribute(InstanceId=state["InstanceId"], Attribute="userData")
+    assert base64.b64decode(attribute["UserData"]["Value"]) == b"#!/bin/bash\necho red5pro\n"
+
+
 # -- SSM ------------------------------------------------------------------------------
 
 def test_describe_instance_information_lists_agents_once_online(aws: Aws, control: Control) -> None:
@@ -295,6 +428,9 @@ def test_describe_instance_information_lists_agents_once_online(aws: Aws, contro
 
 
 def test_send_command_runs_on_the_named_instance_only_and_takes_time(aws: Aws, control: Control) -> None:
+    # One real second: room for a client's first error (botocore builds its
+    # exception classes then) before the command ends.
+    control.post("/_emulator/delays", {"ssm_command": 200})
     builder = online_builder(aws)
     bystander = launch(aws, "builder")
     wait_until("bystander online", lambda: len(
