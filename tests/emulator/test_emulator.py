@@ -336,6 +336,43 @@ def test_run_instances_client_token_is_idempotent(aws: Aws) -> None:
     assert run("x" * 64)["Instances"][0]["InstanceId"] != first["Instances"][0]["InstanceId"]
 
 
+def test_invisible_switch_hides_new_instances_images_and_versions_from_describe_calls(
+        aws: Aws, control: Control) -> None:
+    builder = launch(aws)
+    template_id = aws.ec2.create_launch_template(
+        LaunchTemplateName="sm", LaunchTemplateData={"ImageId": UBUNTU_AMI})["LaunchTemplate"]["LaunchTemplateId"]
+    wait_until("running", lambda: instance_state(aws, builder) == "running")
+    # 200 emulated seconds: one second at the tests' time scale.
+    control.post("/_emulator/faults", {"invisible_for_seconds": 200})
+    started = time.monotonic()
+    instance_id = launch(aws)
+    image_id = aws.ec2.create_image(InstanceId=builder, Name="unseen")["ImageId"]
+    aws.ec2.create_launch_template_version(LaunchTemplateId=template_id, LaunchTemplateData={"ImageId": OTHER_AMI})
+
+    assert error_of(lambda: aws.ec2.describe_instances(InstanceIds=[instance_id]))[:2] == (
+        "InvalidInstanceID.NotFound", 400)
+    listed = [i["InstanceId"] for r in aws.ec2.describe_instances()["Reservations"] for i in r["Instances"]]
+    assert listed == [builder]
+    assert error_of(lambda: aws.ec2.describe_images(ImageIds=[image_id]))[0] == "InvalidAMIID.NotFound"
+    assert aws.ec2.describe_images(Owners=["self"])["Images"] == []
+    assert error_of(lambda: aws.ec2.describe_launch_template_versions(
+        LaunchTemplateId=template_id, Versions=["2"]))[0] == "InvalidLaunchTemplateId.VersionNotFound"
+    latest = aws.ec2.describe_launch_template_versions(LaunchTemplateId=template_id, Versions=["$Latest"])
+    assert [v["VersionNumber"] for v in latest["LaunchTemplateVersions"]] == [1]
+    # Mutations see them at once.
+    aws.ec2.create_tags(Resources=[instance_id, image_id], Tags=[{"Key": "team", "Value": "streaming"}])
+    # The switch stays armed: later creations are hidden too.
+    assert control.get("/_emulator/faults")["faults"] == {"invisible_for_seconds": 200}
+
+    wait_until("visible", lambda: aws.ec2.describe_instances(
+        Filters=[{"Name": "instance-id", "Values": [instance_id]}])["Reservations"], timeout=5)
+    assert time.monotonic() - started >= 0.9
+    aws.ec2.describe_images(ImageIds=[image_id])
+    versions = aws.ec2.describe_launch_template_versions(LaunchTemplateId=template_id)["LaunchTemplateVersions"]
+    assert sorted(v["VersionNumber"] for v in versions) == [1, 2]
+    aws.ec2.terminate_instances(InstanceIds=[instance_id])
+
+
 def test_launch_template_version_keeps_only_the_fields_given_unless_a_source_version(aws: Aws) -> None:
     profile = builder_profile(aws)
     user_data = base64.b64encode(b"#!/bin/bash\necho red5pro\n").decode()
@@ -428,8 +465,8 @@ def test_describe_instance_information_lists_agents_once_online(aws: Aws, contro
 
 
 def test_send_command_runs_on_the_named_instance_only_and_takes_time(aws: Aws, control: Control) -> None:
-    # One real second: room for a client's first error (botocore builds its
-    # exception classes then) before the command ends.
+    # One real second, so InProgress is seen even when a call is slow (the
+    # first error a fresh client parses can take a fifth of a second).
     control.post("/_emulator/delays", {"ssm_command": 200})
     builder = online_builder(aws)
     bystander = launch(aws, "builder")

@@ -14,7 +14,10 @@ crashes on TagSpecifications of type ``snapshot``. Here:
 - the image mirrors the instance's volumes, as AWS images do: its
   ``RootDeviceName`` is the instance's, and each EBS volume becomes a
   snapshot of its size in the image's ``BlockDeviceMappings`` (moto made a
-  15 GiB ``/dev/sda1`` snapshot for every image).
+  15 GiB ``/dev/sda1`` snapshot for every image);
+- with the ``invisible_for_seconds`` fault switch set, the new image is
+  missing from DescribeImages for that long (``InvalidAMIID.NotFound`` by
+  id); other actions see it.
 
 RegisterImage honours ``RootDeviceName``, ``BlockDeviceMappings`` (EBS
 snapshots), ``Architecture``, ``VirtualizationType`` and image tag
@@ -30,11 +33,12 @@ from typing import Any
 
 from moto.core.exceptions import ServiceException
 from moto.core.responses import ActionResult
+from moto.ec2.exceptions import InvalidAMIIdError
 from moto.ec2.models.amis import Ami, AmiBackend
 from moto.ec2.responses.amis import AmisResponse
 
 from .instances import InvalidBlockDeviceMapping, _snapshot_size, _truthy
-from .state import EMULATOR
+from .state import EMULATOR, is_hidden
 
 CATALOGUE_ROOT_GIB = 8
 
@@ -72,6 +76,9 @@ def create_image(self: Any, instance_id: str, name: str, description: str,
         for snapshot in _snapshots_of(self, ami):
             snapshot.add_tags(snapshot_tags)
     ami.state = "pending"
+    visible_at = EMULATOR.invisible_until()
+    if visible_at is not None:
+        ami.red5_visible_at = visible_at
     failure = EMULATOR.take_fault("image_fail_next")
     EMULATOR.after("image_available", _finish_image, ami, failure)
     return ami
@@ -151,7 +158,10 @@ def ami_init(self: Ami, *args: Any, **kwargs: Any) -> None:
     self.ebs_snapshot.volume.size = CATALOGUE_ROOT_GIB
 
 
-# -- RegisterImage -----------------------------------------------------------------
+# -- RegisterImage and DescribeImages ---------------------------------------------
+
+_original_describe_images = AmisResponse.describe_images
+
 
 def register_image(self: AmisResponse) -> ActionResult:
     name = self._get_param("Name")
@@ -212,6 +222,18 @@ def register_image(self: AmisResponse) -> ActionResult:
     return ActionResult({"ImageId": ami.id})
 
 
+def describe_images(self: AmisResponse) -> ActionResult:
+    hidden = {ami.id for ami in self.ec2_backend.amis.values() if is_hidden(ami)}
+    if not hidden:
+        return _original_describe_images(self)
+    asked = [i for i in self._get_param("ImageIds", []) if i in hidden]
+    if asked:
+        raise InvalidAMIIdError(asked)
+    result = _original_describe_images(self)
+    result.result["Images"] = [i for i in result.result["Images"] if i.id not in hidden]
+    return result
+
+
 def _finish_image(ami: Any, failure: dict[str, str] | None) -> None:
     # A pending image that was deregistered meanwhile is gone for good.
     if ami.state != "pending" or ami.ec2_backend.amis.get(ami.id) is not ami:
@@ -230,3 +252,4 @@ def install() -> None:
     Ami.__init__ = ami_init
     Ami.block_device_mappings = property(block_device_mappings)
     AmisResponse.register_image = register_image
+    AmisResponse.describe_images = describe_images

@@ -24,7 +24,10 @@ Launches also follow AWS where moto does not:
   the instance;
 - ``ClientToken`` makes RunInstances idempotent: the same token with the
   same parameters returns the first reservation, with other parameters it is
-  ``IdempotentParameterMismatch``, and a token is at most 64 characters.
+  ``IdempotentParameterMismatch``, and a token is at most 64 characters;
+- with the ``invisible_for_seconds`` fault switch set, a new instance is
+  missing from DescribeInstances for that long (``InvalidInstanceID.NotFound``
+  by id), as EC2's eventual consistency has it; other actions see it.
 """
 
 from __future__ import annotations
@@ -34,10 +37,11 @@ from typing import Any
 
 from moto.core.exceptions import ServiceException
 from moto.core.responses import ActionResult
+from moto.ec2.exceptions import InvalidInstanceIdError
 from moto.ec2.models.instances import Instance, InstanceBackend
 from moto.ec2.responses.instances import InstanceResponse
 
-from .state import EMULATOR
+from .state import EMULATOR, is_hidden
 
 
 class IncorrectInstanceState(ServiceException):
@@ -277,10 +281,13 @@ def run_instances(self: Any, image_id: str, count: int, user_data: Any,
         elif config is not None and getattr(config, "instance_profile_name", None):
             name = config.instance_profile_name
             inherited = {"Arn": name} if name.startswith("arn:") else {"Name": name}
+    visible_at = EMULATOR.invisible_until()
     for instance in reservation.instances:
         instance.red5_instance_profile = profile
         if inherited:
             _associate_profile(self, instance, inherited)
+        if visible_at is not None:
+            instance.red5_visible_at = visible_at
         begin_pending(instance)
     return reservation
 
@@ -339,7 +346,7 @@ def terminate_instances(self: Any, instance_ids: list[str]) -> Any:
     return terminated
 
 
-# -- RunInstances idempotency ----------------------------------------------------------
+# -- RunInstances idempotency and DescribeInstances visibility ---------------------
 
 # (account, region, client token) -> (the request's parameters, reservation id)
 CLIENT_TOKENS: dict[tuple[str, str, str], tuple[tuple[tuple[str, str], ...], str]] = {}
@@ -349,6 +356,7 @@ CLIENT_TOKENS: dict[tuple[str, str, str], tuple[tuple[tuple[str, str], ...], str
 _NOT_COMPARED = ("Action", "Version", "ClientToken", "DryRun", "Placement.AvailabilityZone")
 
 _original_run_instances_response = InstanceResponse.run_instances
+_original_describe_instances_response = InstanceResponse.describe_instances
 
 
 def _request_parameters(response: InstanceResponse) -> tuple[tuple[str, str], ...]:
@@ -390,8 +398,28 @@ def run_instances_response(self: InstanceResponse) -> ActionResult:
     return result
 
 
+def describe_instances_response(self: InstanceResponse) -> ActionResult:
+    hidden = {i.id for i in self.ec2_backend.all_instances() if is_hidden(i)}
+    if not hidden:
+        return _original_describe_instances_response(self)
+    asked = [i for i in self._get_param("InstanceIds", []) if i in hidden]
+    if asked:
+        raise InvalidInstanceIdError(asked)
+    result = _original_describe_instances_response(self)
+    reservations = []
+    for reservation in result.result["Reservations"]:
+        visible = [i for i in reservation.instances if i.id not in hidden]
+        if visible:
+            shown = copy.copy(reservation)
+            shown.instances = visible
+            reservations.append(shown)
+    result.result["Reservations"] = reservations
+    return result
+
+
 def install() -> None:
     InstanceResponse.run_instances = run_instances_response
+    InstanceResponse.describe_instances = describe_instances_response
     EMULATOR.reset_hooks.append(CLIENT_TOKENS.clear)
     InstanceBackend.run_instances = run_instances
     InstanceBackend.start_instances = start_instances

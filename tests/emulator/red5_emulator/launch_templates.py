@@ -10,6 +10,13 @@ not given are kept. Here that is so.
 Moto also copies CreateLaunchTemplate's own ``launch-template`` tags into
 version 1's ``TagSpecifications``, where AWS keeps only what the launch
 template data holds; they are taken out again.
+
+With the ``invisible_for_seconds`` fault switch set, a version made by
+CreateLaunchTemplateVersion is missing from DescribeLaunchTemplateVersions
+for that long: asked for by number it is
+``InvalidLaunchTemplateId.VersionNotFound``, ``$Latest`` answers the newest
+version already visible, and listings omit it. Auto Scaling and
+RunInstances use it at once.
 """
 
 from __future__ import annotations
@@ -19,10 +26,13 @@ from typing import Any
 
 from moto.core.responses import ActionResult
 from moto.ec2.exceptions import InvalidLaunchTemplateVersionNotFound
+from moto.ec2.models.launch_templates import LaunchTemplateBackend
 from moto.ec2.responses.launch_templates import LaunchTemplates
 
+from .state import EMULATOR, is_hidden
 
 _original_create_launch_template = LaunchTemplates.create_launch_template
+_original_describe_versions = LaunchTemplateBackend.describe_launch_template_versions
 
 
 def create_launch_template(self: LaunchTemplates) -> ActionResult:
@@ -64,6 +74,9 @@ def create_launch_template_version(self: LaunchTemplates) -> ActionResult:
     else:
         data = dict(given)
     version = template.create_version(data, description)
+    visible_at = EMULATOR.invisible_until()
+    if visible_at is not None:
+        version.red5_visible_at = visible_at
 
     return ActionResult({
         "LaunchTemplateVersion": {
@@ -88,6 +101,35 @@ def _source(template: Any, text: str) -> Any:
     return template.versions[int(text) - 1]
 
 
+def describe_launch_template_versions(self: Any, template_name: str, template_id: str,
+                                      versions: list[str], min_version: int, max_version: int,
+                                      max_results: int) -> list[Any]:
+    template = None
+    if template_name:
+        template = self.get_launch_template_by_name(template_name)
+    elif template_id:
+        template = self.get_launch_template(template_id)
+    if template is not None and versions:
+        wanted = []
+        for version in versions:
+            text = str(version)
+            if text.lower() == "$latest":
+                visible = [v for v in template.versions if not is_hidden(v)]
+                wanted.append(str(visible[-1].number) if visible else text)
+            elif text.isdigit() and 1 <= int(text) <= len(template.versions) and is_hidden(
+                template.versions[int(text) - 1]
+            ):
+                raise InvalidLaunchTemplateVersionNotFound(version=text, template_id=template.id)
+            else:
+                wanted.append(text)
+        versions = wanted
+    found = _original_describe_versions(
+        self, template_name, template_id, versions, min_version, max_version, max_results
+    )
+    return [(t, v) for t, v in found if not is_hidden(v)]
+
+
 def install() -> None:
     LaunchTemplates.create_launch_template = create_launch_template
     LaunchTemplates.create_launch_template_version = create_launch_template_version
+    LaunchTemplateBackend.describe_launch_template_versions = describe_launch_template_versions

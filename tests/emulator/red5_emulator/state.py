@@ -65,6 +65,7 @@ FAULT_KEYS = (
     "throttle_only",
     "throttle_for_seconds",
     "server_error_burst",
+    "invisible_for_seconds",
 )
 
 
@@ -215,6 +216,18 @@ class Emulator:
             self._throttle_until = None
             self.faults.pop("throttle_for_seconds", None)
 
+    def invisible_until(self) -> float | None:
+        """When a resource created now becomes visible to Describe calls.
+
+        None while the ``invisible_for_seconds`` switch is not set. The
+        switch stays armed until cleared, so every creation meanwhile gets
+        its own window.
+        """
+        seconds = self.faults.get("invisible_for_seconds")
+        if not seconds:
+            return None
+        return self.now() + self.real_seconds(seconds)
+
     def take_fault(self, key: str) -> Any:
         """Consume a one-shot switch; returns its value or None."""
         return self.faults.pop(key, None)
@@ -346,7 +359,7 @@ def _validate_fault(key: str, value: Any) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ControlError("throttle_only must be a list such as [\"ec2\", \"ssm:GetCommandInvocation\"]")
         return value or None
-    if key == "throttle_for_seconds":
+    if key in ("throttle_for_seconds", "invisible_for_seconds"):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise ControlError(f"{key} must be a number of emulated seconds (0 or more)")
         return value or None
@@ -358,3 +371,9 @@ def _validate_fault(key: str, value: Any) -> Any:
 
 
 EMULATOR = Emulator()
+
+
+def is_hidden(resource: Any) -> bool:
+    """Whether a resource created under ``invisible_for_seconds`` is still unseen."""
+    visible_at = getattr(resource, "red5_visible_at", None)
+    return visible_at is not None and EMULATOR.now() < visible_at
