@@ -739,8 +739,12 @@ def test_launch_configuration_groups_refresh_to_the_group_configuration(aws: Aws
     aws.autoscaling.update_auto_scaling_group(AutoScalingGroupName="legacy", LaunchConfigurationName="SM-12.4.0-LC")
     [old] = aws.autoscaling.describe_auto_scaling_instances()["AutoScalingInstances"]
     assert old["LaunchConfigurationName"] == "SM-12.3.0-LC"
+    # AWS cannot skip matching against a launch configuration.
+    code, status, _ = error_of(lambda: aws.autoscaling.start_instance_refresh(
+        AutoScalingGroupName="legacy", Preferences={"InstanceWarmup": 10, "SkipMatching": True}))
+    assert (code, status) == ("ValidationError", 400)
     refresh_id = aws.autoscaling.start_instance_refresh(
-        AutoScalingGroupName="legacy", Preferences={"InstanceWarmup": 10, "SkipMatching": True},
+        AutoScalingGroupName="legacy", Preferences={"InstanceWarmup": 10},
     )["InstanceRefreshId"]
     # Nobody polls meanwhile: the refresh must finish on the emulator's clock.
     time.sleep(1.0)
@@ -753,6 +757,192 @@ def test_launch_configuration_groups_refresh_to_the_group_configuration(aws: Aws
     assert new["InstanceId"] != old["InstanceId"]
     reservation = aws.ec2.describe_instances(InstanceIds=[new["InstanceId"]])["Reservations"][0]
     assert reservation["Instances"][0]["ImageId"] == OTHER_AMI
+
+
+def set_up_group(aws: Aws, version: str = "1", desired: int = 2, protected: bool = False,
+                 second: dict[str, Any] | None = None) -> str:
+    """Group "sm-group" on template "sm-template" (v1 UBUNTU_AMI, v2 OTHER_AMI or ``second``)."""
+    template_id = aws.ec2.create_launch_template(
+        LaunchTemplateName="sm-template",
+        LaunchTemplateData={"ImageId": UBUNTU_AMI, "InstanceType": "m5.large"},
+    )["LaunchTemplate"]["LaunchTemplateId"]
+    aws.ec2.create_launch_template_version(
+        LaunchTemplateId=template_id, LaunchTemplateData=second or {"ImageId": OTHER_AMI, "InstanceType": "m5.large"})
+    aws.autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName="sm-group",
+        LaunchTemplate={"LaunchTemplateId": template_id, "Version": version},
+        MinSize=1, MaxSize=6, DesiredCapacity=desired, VPCZoneIdentifier=",".join(subnets(aws)),
+        NewInstancesProtectedFromScaleIn=protected,
+    )
+    wait_until("the group in service", lambda: all(
+        i["LifecycleState"] == "InService" for i in group(aws)["Instances"]))
+    return template_id
+
+
+def refresh(aws: Aws, template_id: str | None, version: str = "2", **preferences: Any) -> str:
+    extra = {"DesiredConfiguration": to_version(template_id, version)} if template_id else {}
+    preferences.setdefault("MinHealthyPercentage", 50)
+    preferences.setdefault("InstanceWarmup", 10)
+    return aws.autoscaling.start_instance_refresh(
+        AutoScalingGroupName="sm-group", Preferences=preferences, **extra)["InstanceRefreshId"]
+
+
+def test_group_on_latest_or_default_launches_that_version_and_cannot_roll_back(aws: Aws, control: Control) -> None:
+    template_id = set_up_group(aws, version="$Latest")
+    assert group(aws)["LaunchTemplate"]["Version"] == "$Latest"
+    assert versions_of_instances(aws) == ["2", "2"]
+    aws.ec2.create_launch_template_version(
+        LaunchTemplateId=template_id, SourceVersion="1", LaunchTemplateData={"InstanceType": "m5.xlarge"})
+    aws.autoscaling.set_desired_capacity(AutoScalingGroupName="sm-group", DesiredCapacity=3)
+    assert versions_of_instances(aws) == ["2", "2", "3"]
+    replaced = group(aws)["Instances"][0]["InstanceId"]
+    aws.ec2.terminate_instances(InstanceIds=[replaced])
+    assert versions_of_instances(aws) == ["2", "3", "3"]
+    assert group(aws)["LaunchTemplate"]["Version"] == "$Latest"
+
+    code, status, message = error_of(lambda: refresh(aws, template_id, "3", AutoRollback=True))
+    assert (code, status) == ("ValidationError", 400)
+    assert "$Latest or $Default" in message
+    refresh(aws, template_id, "3")
+    code, status, _ = error_of(lambda: aws.autoscaling.rollback_instance_refresh(AutoScalingGroupName="sm-group"))
+    assert (code, status) == ("IrreversibleInstanceRefresh", 400)
+    assert wait_for_refresh(aws)["Status"] == "Successful"
+
+    # $Default: the template's default version, whichever that is now.
+    aws.autoscaling.update_auto_scaling_group(
+        AutoScalingGroupName="sm-group", LaunchTemplate={"LaunchTemplateId": template_id, "Version": "$Default"})
+    aws.ec2.modify_launch_template(LaunchTemplateId=template_id, DefaultVersion="2")
+    aws.autoscaling.set_desired_capacity(AutoScalingGroupName="sm-group", DesiredCapacity=4)
+    assert versions_of_instances(aws) == ["2", "3", "3", "3"]
+    assert group(aws)["LaunchTemplate"]["Version"] == "$Default"
+    assert error_of(lambda: refresh(aws, template_id, "1", AutoRollback=True))[0] == "ValidationError"
+
+
+def test_refresh_replaces_ignores_or_waits_for_protected_instances(aws: Aws, control: Control) -> None:
+    template_id = set_up_group(aws, protected=True)
+    assert all(i["ProtectedFromScaleIn"] for i in group(aws)["Instances"])
+    refresh(aws, template_id, ScaleInProtectedInstances="Refresh")
+    assert wait_for_refresh(aws)["Status"] == "Successful"
+    assert versions_of_instances(aws) == ["2", "2"]
+    # Replacements of a group that protects new instances are protected too.
+    assert all(i["ProtectedFromScaleIn"] for i in group(aws)["Instances"])
+
+    first, second = (i["InstanceId"] for i in group(aws)["Instances"])
+    aws.autoscaling.set_instance_protection(
+        AutoScalingGroupName="sm-group", InstanceIds=[first], ProtectedFromScaleIn=False)
+    refresh(aws, template_id, "1", ScaleInProtectedInstances="Ignore")
+    assert wait_for_refresh(aws)["Status"] == "Successful"
+    assert versions_of_instances(aws) == ["1", "2"]
+    assert second in {i["InstanceId"] for i in group(aws)["Instances"]}
+
+    # Wait (the default): the refresh replaces the unprotected instance, then
+    # waits for the protected one, which is unprotected meanwhile.
+    replacement = next(i["InstanceId"] for i in group(aws)["Instances"] if i["InstanceId"] != second)
+    aws.autoscaling.set_instance_protection(
+        AutoScalingGroupName="sm-group", InstanceIds=[replacement], ProtectedFromScaleIn=False)
+    refresh(aws, template_id, "2")
+    waiting = wait_until("the wait", lambda: (
+        r := latest_refresh(aws)).get("StatusReason", "").startswith("Waiting for instances that are protected") and r)
+    assert waiting["Status"] == "InProgress" and second in waiting["StatusReason"]
+    assert waiting["Preferences"]["ScaleInProtectedInstances"] == "Wait"
+    aws.autoscaling.set_instance_protection(
+        AutoScalingGroupName="sm-group", InstanceIds=[second], ProtectedFromScaleIn=False)
+    assert wait_for_refresh(aws)["Status"] == "Successful"
+    assert versions_of_instances(aws) == ["2", "2"]
+
+    # Nobody unprotects: the refresh fails after one hour and rolls back.
+    control.post("/_emulator/delays", {"time_scale": 0.0005})
+    started = time.monotonic()
+    refresh(aws, template_id, "1", AutoRollback=True)
+    finished = wait_for_refresh(aws)
+    assert finished["Status"] == "RollbackSuccessful"
+    assert "one hour" in finished["RollbackDetails"]["RollbackReason"]
+    assert time.monotonic() - started >= 3600 * 0.0005
+    assert versions_of_instances(aws) == ["2", "2"]
+
+
+def test_refresh_terminates_ignores_or_waits_for_standby_instances(aws: Aws, control: Control) -> None:
+    template_id = set_up_group(aws, desired=3)
+    assert len(group(aws)["Instances"]) == 3
+
+    def standby() -> str:
+        instance_id = next(i["InstanceId"] for i in group(aws)["Instances"] if i["LifecycleState"] == "InService")
+        aws.autoscaling.enter_standby(AutoScalingGroupName="sm-group", InstanceIds=[instance_id],
+                                      ShouldDecrementDesiredCapacity=True)
+        return instance_id
+
+    resting = standby()
+    refresh(aws, template_id, "2", StandbyInstances="Ignore", MinHealthyPercentage=60)
+    assert wait_for_refresh(aws)["Status"] == "Successful"
+    states = {i["InstanceId"]: i for i in group(aws)["Instances"]}
+    assert states[resting]["LifecycleState"] == "Standby"
+    assert states[resting]["LaunchTemplate"]["Version"] == "1"
+
+    refresh(aws, template_id, "1", StandbyInstances="Terminate", MinHealthyPercentage=60)
+    assert wait_for_refresh(aws)["Status"] == "Successful"
+    # Terminate: the Standby instance goes, without a replacement (it was
+    # not part of the capacity).
+    assert resting not in {i["InstanceId"] for i in group(aws)["Instances"]}
+    assert versions_of_instances(aws) == ["1", "1"]
+
+    resting = standby()
+    refresh(aws, template_id, "2", MinHealthyPercentage=60)
+    waiting = wait_until("the wait", lambda: (
+        r := latest_refresh(aws)).get("StatusReason", "").endswith(f"{resting} is in Standby.") and r)
+    assert waiting["Status"] == "InProgress"
+    aws.autoscaling.exit_standby(AutoScalingGroupName="sm-group", InstanceIds=[resting])
+    assert wait_for_refresh(aws)["Status"] == "Successful"
+    assert resting not in {i["InstanceId"] for i in group(aws)["Instances"]}
+
+
+def test_refresh_pauses_at_checkpoints_and_stops_at_the_last_one(aws: Aws) -> None:
+    template_id = set_up_group(aws, desired=4)
+    refresh(aws, template_id, "2", MinHealthyPercentage=75, InstanceWarmup=0,
+            CheckpointPercentages=[50, 100], CheckpointDelay=100)
+    paused = wait_until("the checkpoint", lambda: (
+        r := latest_refresh(aws)).get("StatusReason", "").startswith("Checkpoint 50% reached") and r)
+    assert (paused["Status"], paused["PercentageComplete"]) == ("InProgress", 50)
+    assert versions_of_instances(aws) == ["1", "1", "2", "2"]
+    done = wait_for_refresh(aws)
+    assert done["Status"] == "Successful"
+    assert done["Preferences"]["CheckpointPercentages"] == [50, 100]
+    assert versions_of_instances(aws) == ["2", "2", "2", "2"]
+
+    # A last checkpoint below 100 ends the refresh there, as on AWS.
+    refresh(aws, template_id, "1", MinHealthyPercentage=75, InstanceWarmup=0,
+            CheckpointPercentages=[25, 50], CheckpointDelay=20)
+    done = wait_for_refresh(aws)
+    assert done["Status"] == "Successful"
+    assert done["Preferences"]["CheckpointDelay"] == 20
+    assert versions_of_instances(aws) == ["1", "1", "2", "2"]
+    assert group(aws)["LaunchTemplate"]["Version"] == "1"
+
+    code, _, _ = error_of(lambda: refresh(aws, template_id, "2", CheckpointDelay=60))
+    assert code == "ValidationError"
+
+
+def test_a_launch_with_a_volume_below_its_snapshot_fails_the_refresh(aws: Aws, control: Control) -> None:
+    small_root = {"ImageId": UBUNTU_AMI, "InstanceType": "m5.large",
+                  "BlockDeviceMappings": [{"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 4}}]}
+    template_id = set_up_group(aws, second=small_root)
+    refresh(aws, template_id, "2")
+    failed = wait_for_refresh(aws)
+    assert failed["Status"] == "Failed"
+    assert "Volume of size 4GB is smaller than snapshot" in failed["StatusReason"]
+    assert versions_of_instances(aws) == ["1", "1"]
+
+    refresh(aws, template_id, "2", AutoRollback=True)
+    rolled_back = wait_for_refresh(aws)
+    assert rolled_back["Status"] == "RollbackSuccessful"
+    assert "Launching EC2 instance failed" in rolled_back["RollbackDetails"]["RollbackReason"]
+
+    # Scaling out with it fails the launch, not the call.
+    aws.autoscaling.update_auto_scaling_group(
+        AutoScalingGroupName="sm-group", LaunchTemplate={"LaunchTemplateId": template_id, "Version": "2"})
+    aws.autoscaling.set_desired_capacity(AutoScalingGroupName="sm-group", DesiredCapacity=3)
+    assert len(group(aws)["Instances"]) == 2
+    [failure] = control.events("launch_failed")
+    assert failure["id"] == "sm-group" and failure["code"] == "InvalidBlockDeviceMapping"
 
 
 # -- faults, calls, control --------------------------------------------------------------
