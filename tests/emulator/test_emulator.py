@@ -1069,40 +1069,65 @@ def test_seed_builds_the_stream_manager_fleet_once(endpoint: str, aws: Aws, cont
     policies = aws.iam.list_attached_role_policies(RoleName="red5pro-sm-builder")["AttachedPolicies"]
     assert [p["PolicyName"] for p in policies] == ["AmazonSSMManagedInstanceCore"]
 
-    images = aws.ec2.describe_images(Owners=["self"])["Images"]
-    pipelines = {tags_of(i)["red5-rollout:pipeline"]: i for i in images}
-    assert set(pipelines) == {"stream-manager", "stream-manager-legacy"}
-    for image in images:
+    images = {i["Name"]: i for i in aws.ec2.describe_images(Owners=["self"])["Images"]}
+    assert set(images) == {"red5pro-stream-manager-12.3.0-seed", "red5pro-stream-manager-legacy-12.3.0-seed"}
+    main_image = images["red5pro-stream-manager-12.3.0-seed"]
+    legacy_image = images["red5pro-stream-manager-legacy-12.3.0-seed"]
+    assert tags_of(main_image) == {"Name": "red5pro-sm-12.3.0"}
+    assert tags_of(legacy_image) == {"Name": "red5pro-sm-legacy-12.3.0"}
+    for image in images.values():
         assert image["State"] == "available"
-        assert tags_of(image) | {"red5-rollout:pipeline": "-"} == {
-            "Name": "red5pro-sm-12.3.0", "red5-rollout:pipeline": "-",
-            "red5-rollout:version": "12.3.0", "red5-rollout:commit": "seed"}
+        assert image["RootDeviceName"] == "/dev/xvda"
+        [root] = [m for m in image["BlockDeviceMappings"] if m["DeviceName"] == "/dev/xvda"]
+        assert root["Ebs"]["VolumeSize"] == 8 and root["Ebs"]["SnapshotId"].startswith("snap-")
 
-    template = aws.ec2.describe_launch_template_versions(LaunchTemplateName="red5pro-sm")["LaunchTemplateVersions"][0]
-    assert template["VersionNumber"] == 1
+    [template] = aws.ec2.describe_launch_template_versions(LaunchTemplateName="red5pro-sm")["LaunchTemplateVersions"]
+    assert template["VersionNumber"] == 1 and template["DefaultVersion"] is True
     assert template["VersionDescription"] == "SM-red5pro-server-12.3.0-nov01-m5large-template"
     data = template["LaunchTemplateData"]
-    assert data["ImageId"] == pipelines["stream-manager"]["ImageId"]
+    assert data["ImageId"] == main_image["ImageId"]
     assert data["InstanceType"] == "m5.large" and data["KeyName"] == "red5pro-sm-key"
-    assert data["BlockDeviceMappings"][0]["Ebs"]["VolumeSize"] == 16
+    assert data["SecurityGroupIds"] == [security_groups["red5pro-sm-sg"]["GroupId"]]
+    assert data["IamInstanceProfile"] == {"Name": "red5pro-sm-builder"}
+    assert data["MetadataOptions"]["HttpTokens"] == "required"
+    assert data["Monitoring"] == {"Enabled": True}
+    volumes = {m["DeviceName"]: m["Ebs"] for m in data["BlockDeviceMappings"]}
+    assert (volumes["/dev/xvda"]["VolumeSize"], volumes["/dev/xvda"]["VolumeType"]) == (16, "gp3")
+    assert volumes["/dev/xvda"]["Encrypted"] is True and volumes["/dev/sdf"]["VolumeSize"] == 50
+    assert {"ResourceType": "instance", "Tags": [{"Key": "team", "Value": "streaming"}]} in data["TagSpecifications"]
+    assert "red5-web.properties" in base64.b64decode(data["UserData"]).decode()
+    [lt] = aws.ec2.describe_launch_templates(LaunchTemplateNames=["red5pro-sm"])["LaunchTemplates"]
+    assert not any(t["Key"].startswith("red5-rollout:") for t in lt.get("Tags", []))
 
     target_group = aws.elbv2.describe_target_groups(Names=["red5pro-sm-tg"])["TargetGroups"][0]
     assert (target_group["Port"], target_group["HealthCheckPath"]) == (5080, "/")
     main_group = group(aws, "red5pro-sm-asg")
     assert main_group["LaunchTemplate"]["LaunchTemplateName"] == "red5pro-sm"
-    assert main_group["LaunchTemplate"]["Version"] == "1"
+    assert main_group["LaunchTemplate"]["Version"] == "$Default"
+    assert main_group["NewInstancesProtectedFromScaleIn"] is True
     assert (main_group["MinSize"], main_group["MaxSize"], main_group["DesiredCapacity"]) == (1, 4, 2)
     assert main_group["TargetGroupARNs"] == [target_group["TargetGroupArn"]]
     assert main_group["HealthCheckType"] == "ELB" and main_group["HealthCheckGracePeriod"] == 300
-    assert tags_of(main_group) == {"red5-rollout:pipeline": "stream-manager",
-                                   "red5-rollout:version": "12.3.0", "red5-rollout:commit": "seed"}
-    assert all(i["LifecycleState"] == "InService" for i in main_group["Instances"])
+    assert main_group["Tags"] == []
+    for member in main_group["Instances"]:
+        assert member["LifecycleState"] == "InService" and member["ProtectedFromScaleIn"] is True
+        assert member["LaunchTemplate"]["Version"] == "1"
+    members = [m["InstanceId"] for m in main_group["Instances"]]
+    for instance in (i for r in aws.ec2.describe_instances(InstanceIds=members)["Reservations"]
+                     for i in r["Instances"]):
+        assert instance["RootDeviceName"] == "/dev/xvda"
+        assert sorted(m["DeviceName"] for m in instance["BlockDeviceMappings"]) == ["/dev/sdf", "/dev/xvda"]
+        assert tags_of(instance)["team"] == "streaming"
+        assert instance["MetadataOptions"]["HttpTokens"] == "required"
+        assert instance["IamInstanceProfile"]["Arn"].endswith("/red5pro-sm-builder")
+        assert not any(k.startswith("red5-rollout:") for k in tags_of(instance))
     legacy = group(aws, "red5pro-sm-legacy-asg")
     assert legacy["LaunchConfigurationName"] == "SM-red5pro-server-12.3.0-nov01-m5large-LC"
     assert (legacy["MinSize"], legacy["MaxSize"], legacy["DesiredCapacity"]) == (1, 2, 1)
-    assert tags_of(legacy)["red5-rollout:pipeline"] == "stream-manager-legacy"
+    assert legacy["Tags"] == []
     [configuration] = aws.autoscaling.describe_launch_configurations()["LaunchConfigurations"]
-    assert configuration["ImageId"] == pipelines["stream-manager-legacy"]["ImageId"]
+    assert configuration["ImageId"] == legacy_image["ImageId"]
+    assert configuration["BlockDeviceMappings"][0]["DeviceName"] == "/dev/xvda"
     health = aws.elbv2.describe_target_health(TargetGroupArn=target_group["TargetGroupArn"])
     assert len(health["TargetHealthDescriptions"]) == 3
     seeds = aws.ec2.describe_instances(Filters=[{"Name": "tag:Name", "Values": ["red5pro-seed-*"]}])
