@@ -8,6 +8,7 @@ time scale small enough that an instance refresh takes well under a second.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import pathlib
@@ -269,6 +270,175 @@ def test_image_fail_fault_fails_the_next_image_with_its_reason(aws: Aws, control
     wait_until("available", lambda: aws.ec2.describe_images(ImageIds=[healthy])["Images"][0]["State"] == "available")
 
 
+def test_images_mirror_the_instance_volumes_and_launches_refuse_a_volume_below_its_snapshot(aws: Aws) -> None:
+    # OTHER_AMI is an Amazon Linux image: its root device is /dev/xvda.
+    instance_id = aws.ec2.run_instances(ImageId=OTHER_AMI, MinCount=1, MaxCount=1, InstanceType="m5.large",
+                                        BlockDeviceMappings=[{"DeviceName": "/dev/sdf", "Ebs": {"VolumeSize": 50}}],
+                                        )["Instances"][0]["InstanceId"]
+    described = aws.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+    assert described["RootDeviceName"] == "/dev/xvda"
+    assert sorted(m["DeviceName"] for m in described["BlockDeviceMappings"]) == ["/dev/sdf", "/dev/xvda"]
+    wait_until("running", lambda: instance_state(aws, instance_id) == "running")
+    image_id = aws.ec2.create_image(InstanceId=instance_id, Name="red5pro-sm-12.4.0")["ImageId"]
+    image = aws.ec2.describe_images(ImageIds=[image_id])["Images"][0]
+    assert image["RootDeviceName"] == "/dev/xvda"
+    mappings = {m["DeviceName"]: m["Ebs"] for m in image["BlockDeviceMappings"]}
+    assert (mappings["/dev/xvda"]["VolumeSize"], mappings["/dev/sdf"]["VolumeSize"]) == (8, 50)
+    root_snapshot = mappings["/dev/xvda"]["SnapshotId"]
+    assert aws.ec2.describe_snapshots(SnapshotIds=[root_snapshot])["Snapshots"][0]["VolumeSize"] == 8
+
+    def run(device: str, size: int) -> Any:
+        return aws.ec2.run_instances(ImageId=image_id, MinCount=1, MaxCount=1, InstanceType="m5.large",
+                                     BlockDeviceMappings=[{"DeviceName": device, "Ebs": {"VolumeSize": size}}])
+
+    code, status, message = error_of(lambda: run("/dev/xvda", 4))
+    assert (code, status) == ("InvalidBlockDeviceMapping", 400)
+    assert message == f"Volume of size 4GB is smaller than snapshot '{root_snapshot}', expect size >= 8GB"
+    assert error_of(lambda: run("/dev/sdf", 20))[0] == "InvalidBlockDeviceMapping"
+    bigger = run("/dev/xvda", 16)["Instances"][0]
+    volumes = {m["DeviceName"]: m["Ebs"]["VolumeId"] for m in bigger["BlockDeviceMappings"]}
+    sizes = {v["VolumeId"]: v["Size"] for v in aws.ec2.describe_volumes(VolumeIds=list(volumes.values()))["Volumes"]}
+    assert {d: sizes[v] for d, v in volumes.items()} == {"/dev/xvda": 16, "/dev/sdf": 50}
+
+    # RegisterImage takes the root device and its snapshot as given.
+    volume = aws.ec2.create_volume(AvailabilityZone="us-east-1a", Size=8)["VolumeId"]
+    snapshot = aws.ec2.create_snapshot(VolumeId=volume)["SnapshotId"]
+    registered = aws.ec2.register_image(
+        Name="registered", RootDeviceName="/dev/xvda", Architecture="x86_64", VirtualizationType="hvm",
+        BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": snapshot, "VolumeSize": 8}}],
+    )["ImageId"]
+    image = aws.ec2.describe_images(ImageIds=[registered])["Images"][0]
+    assert image["RootDeviceName"] == "/dev/xvda"
+    assert image["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"] == snapshot
+    code, _, _ = error_of(lambda: aws.ec2.register_image(
+        Name="too-small", RootDeviceName="/dev/xvda",
+        BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": snapshot, "VolumeSize": 4}}]))
+    assert code == "InvalidBlockDeviceMapping"
+
+
+def test_run_instances_client_token_is_idempotent(aws: Aws) -> None:
+    def run(token: str, instance_type: str = "m5.large") -> Any:
+        return aws.ec2.run_instances(ImageId=UBUNTU_AMI, MinCount=1, MaxCount=1, InstanceType=instance_type,
+                                     ClientToken=token,
+                                     TagSpecifications=[{"ResourceType": "instance",
+                                                         "Tags": [{"Key": "Name", "Value": "builder"}]}])
+
+    first = run("builder-run-1")
+    again = run("builder-run-1")
+    assert again["ReservationId"] == first["ReservationId"]
+    assert again["Instances"][0]["InstanceId"] == first["Instances"][0]["InstanceId"]
+    instances = [i for r in aws.ec2.describe_instances()["Reservations"] for i in r["Instances"]]
+    assert len(instances) == 1
+    code, status, _ = error_of(lambda: run("builder-run-1", "m5.xlarge"))
+    assert (code, status) == ("IdempotentParameterMismatch", 400)
+    code, status, _ = error_of(lambda: run("x" * 65))
+    assert (code, status) == ("InvalidParameterValue", 400)
+    assert run("x" * 64)["Instances"][0]["InstanceId"] != first["Instances"][0]["InstanceId"]
+
+
+def test_invisible_switch_hides_new_instances_images_and_versions_from_describe_calls(
+        aws: Aws, control: Control) -> None:
+    builder = launch(aws)
+    template_id = aws.ec2.create_launch_template(
+        LaunchTemplateName="sm", LaunchTemplateData={"ImageId": UBUNTU_AMI})["LaunchTemplate"]["LaunchTemplateId"]
+    wait_until("running", lambda: instance_state(aws, builder) == "running")
+    # 200 emulated seconds: one second at the tests' time scale.
+    control.post("/_emulator/faults", {"invisible_for_seconds": 200})
+    started = time.monotonic()
+    instance_id = launch(aws)
+    image_id = aws.ec2.create_image(InstanceId=builder, Name="unseen")["ImageId"]
+    aws.ec2.create_launch_template_version(LaunchTemplateId=template_id, LaunchTemplateData={"ImageId": OTHER_AMI})
+
+    assert error_of(lambda: aws.ec2.describe_instances(InstanceIds=[instance_id]))[:2] == (
+        "InvalidInstanceID.NotFound", 400)
+    listed = [i["InstanceId"] for r in aws.ec2.describe_instances()["Reservations"] for i in r["Instances"]]
+    assert listed == [builder]
+    assert error_of(lambda: aws.ec2.describe_images(ImageIds=[image_id]))[0] == "InvalidAMIID.NotFound"
+    assert aws.ec2.describe_images(Owners=["self"])["Images"] == []
+    assert error_of(lambda: aws.ec2.describe_launch_template_versions(
+        LaunchTemplateId=template_id, Versions=["2"]))[0] == "InvalidLaunchTemplateId.VersionNotFound"
+    latest = aws.ec2.describe_launch_template_versions(LaunchTemplateId=template_id, Versions=["$Latest"])
+    assert [v["VersionNumber"] for v in latest["LaunchTemplateVersions"]] == [1]
+    # Mutations see them at once.
+    aws.ec2.create_tags(Resources=[instance_id, image_id], Tags=[{"Key": "team", "Value": "streaming"}])
+    # The switch stays armed: later creations are hidden too.
+    assert control.get("/_emulator/faults")["faults"] == {"invisible_for_seconds": 200}
+
+    wait_until("visible", lambda: aws.ec2.describe_instances(
+        Filters=[{"Name": "instance-id", "Values": [instance_id]}])["Reservations"], timeout=5)
+    assert time.monotonic() - started >= 0.9
+    aws.ec2.describe_images(ImageIds=[image_id])
+    versions = aws.ec2.describe_launch_template_versions(LaunchTemplateId=template_id)["LaunchTemplateVersions"]
+    assert sorted(v["VersionNumber"] for v in versions) == [1, 2]
+    aws.ec2.terminate_instances(InstanceIds=[instance_id])
+
+
+def test_launch_template_version_keeps_only_the_fields_given_unless_a_source_version(aws: Aws) -> None:
+    profile = builder_profile(aws)
+    user_data = base64.b64encode(b"#!/bin/bash\necho red5pro\n").decode()
+    data = {
+        "ImageId": UBUNTU_AMI, "InstanceType": "m5.large", "UserData": user_data,
+        "IamInstanceProfile": {"Name": profile},
+        "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled"},
+        "Monitoring": {"Enabled": True},
+        "BlockDeviceMappings": [
+            {"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 16, "VolumeType": "gp3", "Encrypted": True}},
+            {"DeviceName": "/dev/sdf", "Ebs": {"VolumeSize": 50, "VolumeType": "gp3"}},
+        ],
+        "TagSpecifications": [{"ResourceType": "instance", "Tags": [{"Key": "team", "Value": "streaming"}]}],
+    }
+    template_id = aws.ec2.create_launch_template(
+        LaunchTemplateName="sm", LaunchTemplateData=data,
+        TagSpecifications=[{"ResourceType": "launch-template", "Tags": [{"Key": "owner", "Value": "ops"}]}],
+    )["LaunchTemplate"]["LaunchTemplateId"]
+
+    def version(number: str) -> dict[str, Any]:
+        return aws.ec2.describe_launch_template_versions(
+            LaunchTemplateId=template_id, Versions=[number])["LaunchTemplateVersions"][0]["LaunchTemplateData"]
+
+    assert version("1")["TagSpecifications"] == data["TagSpecifications"]
+    bare = aws.ec2.create_launch_template_version(
+        LaunchTemplateId=template_id, LaunchTemplateData={"ImageId": OTHER_AMI})["LaunchTemplateVersion"]
+    assert bare["VersionNumber"] == 2 and bare["LaunchTemplateData"] == {"ImageId": OTHER_AMI}
+    assert version("2") == {"ImageId": OTHER_AMI}
+
+    for source in ("1", "$Default"):
+        aws.ec2.create_launch_template_version(
+            LaunchTemplateId=template_id, SourceVersion=source,
+            LaunchTemplateData={"ImageId": OTHER_AMI, "BlockDeviceMappings": [
+                {"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 20, "VolumeType": "gp3"}}]})
+    for number in ("3", "4"):
+        merged = version(number)
+        assert merged["ImageId"] == OTHER_AMI
+        assert merged["IamInstanceProfile"] == {"Name": profile}
+        assert merged["MetadataOptions"]["HttpTokens"] == "required"
+        assert merged["Monitoring"] == {"Enabled": True}
+        assert merged["UserData"] == user_data
+        assert merged["TagSpecifications"] == data["TagSpecifications"]
+        assert [m["DeviceName"] for m in merged["BlockDeviceMappings"]] == ["/dev/xvda"]
+    aws.ec2.create_launch_template_version(LaunchTemplateId=template_id, SourceVersion="$Latest",
+                                           LaunchTemplateData={"InstanceType": "m5.xlarge"})
+    assert version("5")["ImageId"] == OTHER_AMI and version("5")["InstanceType"] == "m5.xlarge"
+    code, _, _ = error_of(lambda: aws.ec2.create_launch_template_version(
+        LaunchTemplateId=template_id, SourceVersion="9", LaunchTemplateData={}))
+    assert code == "InvalidLaunchTemplateId.VersionNotFound"
+
+    # Groups launch from a merged version, with what it inherited.
+    aws.autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName="sm-group", LaunchTemplate={"LaunchTemplateId": template_id, "Version": "4"},
+        MinSize=1, MaxSize=2, DesiredCapacity=1, VPCZoneIdentifier=",".join(subnets(aws)))
+    [state] = group(aws)["Instances"]
+    assert state["LaunchTemplate"]["Version"] == "4"
+    instance = aws.ec2.describe_instances(InstanceIds=[state["InstanceId"]])["Reservations"][0]["Instances"][0]
+    assert instance["ImageId"] == OTHER_AMI
+    assert instance["MetadataOptions"]["HttpTokens"] == "required"
+    assert instance["Monitoring"]["State"] == "enabled"
+    assert instance["IamInstanceProfile"]["Arn"].endswith(f"instance-profile/{profile}")
+    assert {"Key": "team", "Value": "streaming"} in instance["Tags"]
+    attribute = aws.ec2.describe_instance_attribute(InstanceId=state["InstanceId"], Attribute="userData")
+    assert base64.b64decode(attribute["UserData"]["Value"]) == b"#!/bin/bash\necho red5pro\n"
+
+
 # -- SSM ------------------------------------------------------------------------------
 
 def test_describe_instance_information_lists_agents_once_online(aws: Aws, control: Control) -> None:
@@ -295,6 +465,9 @@ def test_describe_instance_information_lists_agents_once_online(aws: Aws, contro
 
 
 def test_send_command_runs_on_the_named_instance_only_and_takes_time(aws: Aws, control: Control) -> None:
+    # One real second, so InProgress is seen even when a call is slow (the
+    # first error a fresh client parses can take a fifth of a second).
+    control.post("/_emulator/delays", {"ssm_command": 200})
     builder = online_builder(aws)
     bystander = launch(aws, "builder")
     wait_until("bystander online", lambda: len(
@@ -361,6 +534,39 @@ def test_ssm_fail_fault_fails_the_next_command_with_its_output(aws: Aws, control
     succeeded = run(long_script)
     assert succeeded["Status"] == "Success"
     assert len(succeeded["StandardOutputContent"]) == 24_000
+
+
+def test_list_commands_and_invocations_find_a_command_sent_earlier(aws: Aws, control: Control) -> None:
+    builder = online_builder(aws)
+    first = aws.ssm.send_command(InstanceIds=[builder], DocumentName="AWS-RunShellScript",
+                                 Comment="red5-rollout run-1 update", Parameters={"commands": ["echo one"]},
+                                 )["Command"]["CommandId"]
+    listed = aws.ssm.list_commands(InstanceId=builder)["Commands"]
+    assert [(c["CommandId"], c["Status"], c["Comment"]) for c in listed] == [
+        (first, "InProgress", "red5-rollout run-1 update")]
+    assert listed[0]["DocumentName"] == "AWS-RunShellScript" and "RequestedDateTime" in listed[0]
+    wait_until("the command", lambda: aws.ssm.list_commands(CommandId=first)["Commands"][0]["Status"] == "Success")
+    second = aws.ssm.send_command(InstanceIds=[builder], DocumentName="AWS-RunShellScript",
+                                  Comment="red5-rollout run-2 update", Parameters={"commands": ["echo two"]},
+                                  )["Command"]["CommandId"]
+    assert [c["CommandId"] for c in aws.ssm.list_commands(InstanceId=builder)["Commands"]] == [second, first]
+    in_progress = aws.ssm.list_commands(InstanceId=builder, Filters=[{"key": "Status", "value": "InProgress"}])
+    assert [c["CommandId"] for c in in_progress["Commands"]] == [second]
+    assert aws.ssm.list_commands(InstanceId="i-0123456789abcdef0")["Commands"] == []
+    assert error_of(lambda: aws.ssm.list_commands(CommandId="00000000-0000-0000-0000-000000000000"))[0] == (
+        "InvalidCommandId")
+
+    invocations = aws.ssm.list_command_invocations(CommandId=first, Details=True)["CommandInvocations"]
+    [invocation] = invocations
+    assert (invocation["InstanceId"], invocation["Status"], invocation["Comment"]) == (
+        builder, "Success", "red5-rollout run-1 update")
+    assert "running 1 script lines" in invocation["CommandPlugins"][0]["Output"]
+    assert invocation["CommandPlugins"][0]["ResponseCode"] == 0
+    # Like GetCommandInvocation, a fresh command's invocations show up after a moment.
+    brief = wait_until("both invocations", lambda: len(
+        b := aws.ssm.list_command_invocations(InstanceId=builder)["CommandInvocations"]) == 2 and b)
+    assert [i["CommandId"] for i in brief] == [second, first]
+    assert all(i["CommandPlugins"] == [] for i in brief)
 
 
 # -- Auto Scaling ---------------------------------------------------------------------
@@ -533,8 +739,12 @@ def test_launch_configuration_groups_refresh_to_the_group_configuration(aws: Aws
     aws.autoscaling.update_auto_scaling_group(AutoScalingGroupName="legacy", LaunchConfigurationName="SM-12.4.0-LC")
     [old] = aws.autoscaling.describe_auto_scaling_instances()["AutoScalingInstances"]
     assert old["LaunchConfigurationName"] == "SM-12.3.0-LC"
+    # AWS cannot skip matching against a launch configuration.
+    code, status, _ = error_of(lambda: aws.autoscaling.start_instance_refresh(
+        AutoScalingGroupName="legacy", Preferences={"InstanceWarmup": 10, "SkipMatching": True}))
+    assert (code, status) == ("ValidationError", 400)
     refresh_id = aws.autoscaling.start_instance_refresh(
-        AutoScalingGroupName="legacy", Preferences={"InstanceWarmup": 10, "SkipMatching": True},
+        AutoScalingGroupName="legacy", Preferences={"InstanceWarmup": 10},
     )["InstanceRefreshId"]
     # Nobody polls meanwhile: the refresh must finish on the emulator's clock.
     time.sleep(1.0)
@@ -547,6 +757,192 @@ def test_launch_configuration_groups_refresh_to_the_group_configuration(aws: Aws
     assert new["InstanceId"] != old["InstanceId"]
     reservation = aws.ec2.describe_instances(InstanceIds=[new["InstanceId"]])["Reservations"][0]
     assert reservation["Instances"][0]["ImageId"] == OTHER_AMI
+
+
+def set_up_group(aws: Aws, version: str = "1", desired: int = 2, protected: bool = False,
+                 second: dict[str, Any] | None = None) -> str:
+    """Group "sm-group" on template "sm-template" (v1 UBUNTU_AMI, v2 OTHER_AMI or ``second``)."""
+    template_id = aws.ec2.create_launch_template(
+        LaunchTemplateName="sm-template",
+        LaunchTemplateData={"ImageId": UBUNTU_AMI, "InstanceType": "m5.large"},
+    )["LaunchTemplate"]["LaunchTemplateId"]
+    aws.ec2.create_launch_template_version(
+        LaunchTemplateId=template_id, LaunchTemplateData=second or {"ImageId": OTHER_AMI, "InstanceType": "m5.large"})
+    aws.autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName="sm-group",
+        LaunchTemplate={"LaunchTemplateId": template_id, "Version": version},
+        MinSize=1, MaxSize=6, DesiredCapacity=desired, VPCZoneIdentifier=",".join(subnets(aws)),
+        NewInstancesProtectedFromScaleIn=protected,
+    )
+    wait_until("the group in service", lambda: all(
+        i["LifecycleState"] == "InService" for i in group(aws)["Instances"]))
+    return template_id
+
+
+def refresh(aws: Aws, template_id: str | None, version: str = "2", **preferences: Any) -> str:
+    extra = {"DesiredConfiguration": to_version(template_id, version)} if template_id else {}
+    preferences.setdefault("MinHealthyPercentage", 50)
+    preferences.setdefault("InstanceWarmup", 10)
+    return aws.autoscaling.start_instance_refresh(
+        AutoScalingGroupName="sm-group", Preferences=preferences, **extra)["InstanceRefreshId"]
+
+
+def test_group_on_latest_or_default_launches_that_version_and_cannot_roll_back(aws: Aws, control: Control) -> None:
+    template_id = set_up_group(aws, version="$Latest")
+    assert group(aws)["LaunchTemplate"]["Version"] == "$Latest"
+    assert versions_of_instances(aws) == ["2", "2"]
+    aws.ec2.create_launch_template_version(
+        LaunchTemplateId=template_id, SourceVersion="1", LaunchTemplateData={"InstanceType": "m5.xlarge"})
+    aws.autoscaling.set_desired_capacity(AutoScalingGroupName="sm-group", DesiredCapacity=3)
+    assert versions_of_instances(aws) == ["2", "2", "3"]
+    replaced = group(aws)["Instances"][0]["InstanceId"]
+    aws.ec2.terminate_instances(InstanceIds=[replaced])
+    assert versions_of_instances(aws) == ["2", "3", "3"]
+    assert group(aws)["LaunchTemplate"]["Version"] == "$Latest"
+
+    code, status, message = error_of(lambda: refresh(aws, template_id, "3", AutoRollback=True))
+    assert (code, status) == ("ValidationError", 400)
+    assert "$Latest or $Default" in message
+    refresh(aws, template_id, "3")
+    code, status, _ = error_of(lambda: aws.autoscaling.rollback_instance_refresh(AutoScalingGroupName="sm-group"))
+    assert (code, status) == ("IrreversibleInstanceRefresh", 400)
+    assert wait_for_refresh(aws)["Status"] == "Successful"
+
+    # $Default: the template's default version, whichever that is now.
+    aws.autoscaling.update_auto_scaling_group(
+        AutoScalingGroupName="sm-group", LaunchTemplate={"LaunchTemplateId": template_id, "Version": "$Default"})
+    aws.ec2.modify_launch_template(LaunchTemplateId=template_id, DefaultVersion="2")
+    aws.autoscaling.set_desired_capacity(AutoScalingGroupName="sm-group", DesiredCapacity=4)
+    assert versions_of_instances(aws) == ["2", "3", "3", "3"]
+    assert group(aws)["LaunchTemplate"]["Version"] == "$Default"
+    assert error_of(lambda: refresh(aws, template_id, "1", AutoRollback=True))[0] == "ValidationError"
+
+
+def test_refresh_replaces_ignores_or_waits_for_protected_instances(aws: Aws, control: Control) -> None:
+    template_id = set_up_group(aws, protected=True)
+    assert all(i["ProtectedFromScaleIn"] for i in group(aws)["Instances"])
+    refresh(aws, template_id, ScaleInProtectedInstances="Refresh")
+    assert wait_for_refresh(aws)["Status"] == "Successful"
+    assert versions_of_instances(aws) == ["2", "2"]
+    # Replacements of a group that protects new instances are protected too.
+    assert all(i["ProtectedFromScaleIn"] for i in group(aws)["Instances"])
+
+    first, second = (i["InstanceId"] for i in group(aws)["Instances"])
+    aws.autoscaling.set_instance_protection(
+        AutoScalingGroupName="sm-group", InstanceIds=[first], ProtectedFromScaleIn=False)
+    refresh(aws, template_id, "1", ScaleInProtectedInstances="Ignore")
+    assert wait_for_refresh(aws)["Status"] == "Successful"
+    assert versions_of_instances(aws) == ["1", "2"]
+    assert second in {i["InstanceId"] for i in group(aws)["Instances"]}
+
+    # Wait (the default): the refresh replaces the unprotected instance, then
+    # waits for the protected one, which is unprotected meanwhile.
+    replacement = next(i["InstanceId"] for i in group(aws)["Instances"] if i["InstanceId"] != second)
+    aws.autoscaling.set_instance_protection(
+        AutoScalingGroupName="sm-group", InstanceIds=[replacement], ProtectedFromScaleIn=False)
+    refresh(aws, template_id, "2")
+    waiting = wait_until("the wait", lambda: (
+        r := latest_refresh(aws)).get("StatusReason", "").startswith("Waiting for instances that are protected") and r)
+    assert waiting["Status"] == "InProgress" and second in waiting["StatusReason"]
+    assert waiting["Preferences"]["ScaleInProtectedInstances"] == "Wait"
+    aws.autoscaling.set_instance_protection(
+        AutoScalingGroupName="sm-group", InstanceIds=[second], ProtectedFromScaleIn=False)
+    assert wait_for_refresh(aws)["Status"] == "Successful"
+    assert versions_of_instances(aws) == ["2", "2"]
+
+    # Nobody unprotects: the refresh fails after one hour and rolls back.
+    control.post("/_emulator/delays", {"time_scale": 0.0005})
+    started = time.monotonic()
+    refresh(aws, template_id, "1", AutoRollback=True)
+    finished = wait_for_refresh(aws)
+    assert finished["Status"] == "RollbackSuccessful"
+    assert "one hour" in finished["RollbackDetails"]["RollbackReason"]
+    assert time.monotonic() - started >= 3600 * 0.0005
+    assert versions_of_instances(aws) == ["2", "2"]
+
+
+def test_refresh_terminates_ignores_or_waits_for_standby_instances(aws: Aws, control: Control) -> None:
+    template_id = set_up_group(aws, desired=3)
+    assert len(group(aws)["Instances"]) == 3
+
+    def standby() -> str:
+        instance_id = next(i["InstanceId"] for i in group(aws)["Instances"] if i["LifecycleState"] == "InService")
+        aws.autoscaling.enter_standby(AutoScalingGroupName="sm-group", InstanceIds=[instance_id],
+                                      ShouldDecrementDesiredCapacity=True)
+        return instance_id
+
+    resting = standby()
+    refresh(aws, template_id, "2", StandbyInstances="Ignore", MinHealthyPercentage=60)
+    assert wait_for_refresh(aws)["Status"] == "Successful"
+    states = {i["InstanceId"]: i for i in group(aws)["Instances"]}
+    assert states[resting]["LifecycleState"] == "Standby"
+    assert states[resting]["LaunchTemplate"]["Version"] == "1"
+
+    refresh(aws, template_id, "1", StandbyInstances="Terminate", MinHealthyPercentage=60)
+    assert wait_for_refresh(aws)["Status"] == "Successful"
+    # Terminate: the Standby instance goes, without a replacement (it was
+    # not part of the capacity).
+    assert resting not in {i["InstanceId"] for i in group(aws)["Instances"]}
+    assert versions_of_instances(aws) == ["1", "1"]
+
+    resting = standby()
+    refresh(aws, template_id, "2", MinHealthyPercentage=60)
+    waiting = wait_until("the wait", lambda: (
+        r := latest_refresh(aws)).get("StatusReason", "").endswith(f"{resting} is in Standby.") and r)
+    assert waiting["Status"] == "InProgress"
+    aws.autoscaling.exit_standby(AutoScalingGroupName="sm-group", InstanceIds=[resting])
+    assert wait_for_refresh(aws)["Status"] == "Successful"
+    assert resting not in {i["InstanceId"] for i in group(aws)["Instances"]}
+
+
+def test_refresh_pauses_at_checkpoints_and_stops_at_the_last_one(aws: Aws) -> None:
+    template_id = set_up_group(aws, desired=4)
+    refresh(aws, template_id, "2", MinHealthyPercentage=75, InstanceWarmup=0,
+            CheckpointPercentages=[50, 100], CheckpointDelay=100)
+    paused = wait_until("the checkpoint", lambda: (
+        r := latest_refresh(aws)).get("StatusReason", "").startswith("Checkpoint 50% reached") and r)
+    assert (paused["Status"], paused["PercentageComplete"]) == ("InProgress", 50)
+    assert versions_of_instances(aws) == ["1", "1", "2", "2"]
+    done = wait_for_refresh(aws)
+    assert done["Status"] == "Successful"
+    assert done["Preferences"]["CheckpointPercentages"] == [50, 100]
+    assert versions_of_instances(aws) == ["2", "2", "2", "2"]
+
+    # A last checkpoint below 100 ends the refresh there, as on AWS.
+    refresh(aws, template_id, "1", MinHealthyPercentage=75, InstanceWarmup=0,
+            CheckpointPercentages=[25, 50], CheckpointDelay=20)
+    done = wait_for_refresh(aws)
+    assert done["Status"] == "Successful"
+    assert done["Preferences"]["CheckpointDelay"] == 20
+    assert versions_of_instances(aws) == ["1", "1", "2", "2"]
+    assert group(aws)["LaunchTemplate"]["Version"] == "1"
+
+    code, _, _ = error_of(lambda: refresh(aws, template_id, "2", CheckpointDelay=60))
+    assert code == "ValidationError"
+
+
+def test_a_launch_with_a_volume_below_its_snapshot_fails_the_refresh(aws: Aws, control: Control) -> None:
+    small_root = {"ImageId": UBUNTU_AMI, "InstanceType": "m5.large",
+                  "BlockDeviceMappings": [{"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 4}}]}
+    template_id = set_up_group(aws, second=small_root)
+    refresh(aws, template_id, "2")
+    failed = wait_for_refresh(aws)
+    assert failed["Status"] == "Failed"
+    assert "Volume of size 4GB is smaller than snapshot" in failed["StatusReason"]
+    assert versions_of_instances(aws) == ["1", "1"]
+
+    refresh(aws, template_id, "2", AutoRollback=True)
+    rolled_back = wait_for_refresh(aws)
+    assert rolled_back["Status"] == "RollbackSuccessful"
+    assert "Launching EC2 instance failed" in rolled_back["RollbackDetails"]["RollbackReason"]
+
+    # Scaling out with it fails the launch, not the call.
+    aws.autoscaling.update_auto_scaling_group(
+        AutoScalingGroupName="sm-group", LaunchTemplate={"LaunchTemplateId": template_id, "Version": "2"})
+    aws.autoscaling.set_desired_capacity(AutoScalingGroupName="sm-group", DesiredCapacity=3)
+    assert len(group(aws)["Instances"]) == 2
+    [failure] = control.events("launch_failed")
+    assert failure["id"] == "sm-group" and failure["code"] == "InvalidBlockDeviceMapping"
 
 
 # -- faults, calls, control --------------------------------------------------------------
@@ -572,6 +968,30 @@ def test_throttling_refuses_every_nth_call_with_each_protocols_error(aws: Aws, c
     aws.autoscaling.describe_auto_scaling_groups()
     throttled = [c for c in control.get("/_emulator/calls")["calls"] if c["fault"] == "throttled"]
     assert len(throttled) == 4
+
+
+def test_throttle_window_refuses_every_call_until_it_disarms(aws: Aws, control: Control) -> None:
+    # 200 emulated seconds: one second at the tests' time scale.
+    control.post("/_emulator/faults", {"throttle_for_seconds": 200, "throttle_only": ["ec2", "ssm"]})
+    started = time.monotonic()
+    assert error_of(lambda: aws.ec2.describe_vpcs())[:2] == ("RequestLimitExceeded", 503)
+    assert error_of(lambda: aws.ssm.describe_instance_information())[:2] == ("ThrottlingException", 400)
+    aws.autoscaling.describe_auto_scaling_groups()
+    assert control.get("/_emulator/faults")["faults"]["throttle_for_seconds"] == 200
+
+    def passes() -> bool:
+        try:
+            aws.ec2.describe_vpcs()
+            return True
+        except ClientError as error:
+            assert error.response["Error"]["Code"] == "RequestLimitExceeded"
+            return False
+
+    wait_until("the window to end", passes, timeout=5)
+    assert time.monotonic() - started >= 0.95
+    assert control.get("/_emulator/faults")["faults"] == {"throttle_only": ["ec2", "ssm"]}
+    status, body = control.request("POST", "/_emulator/faults", {"throttle_for_seconds": -1})
+    assert status == 400 and "throttle_for_seconds" in body["error"]
 
 
 def test_server_error_burst_fails_the_next_calls(aws: Aws, control: Control) -> None:
@@ -649,40 +1069,65 @@ def test_seed_builds_the_stream_manager_fleet_once(endpoint: str, aws: Aws, cont
     policies = aws.iam.list_attached_role_policies(RoleName="red5pro-sm-builder")["AttachedPolicies"]
     assert [p["PolicyName"] for p in policies] == ["AmazonSSMManagedInstanceCore"]
 
-    images = aws.ec2.describe_images(Owners=["self"])["Images"]
-    pipelines = {tags_of(i)["red5-rollout:pipeline"]: i for i in images}
-    assert set(pipelines) == {"stream-manager", "stream-manager-legacy"}
-    for image in images:
+    images = {i["Name"]: i for i in aws.ec2.describe_images(Owners=["self"])["Images"]}
+    assert set(images) == {"red5pro-stream-manager-12.3.0-seed", "red5pro-stream-manager-legacy-12.3.0-seed"}
+    main_image = images["red5pro-stream-manager-12.3.0-seed"]
+    legacy_image = images["red5pro-stream-manager-legacy-12.3.0-seed"]
+    assert tags_of(main_image) == {"Name": "red5pro-sm-12.3.0"}
+    assert tags_of(legacy_image) == {"Name": "red5pro-sm-legacy-12.3.0"}
+    for image in images.values():
         assert image["State"] == "available"
-        assert tags_of(image) | {"red5-rollout:pipeline": "-"} == {
-            "Name": "red5pro-sm-12.3.0", "red5-rollout:pipeline": "-",
-            "red5-rollout:version": "12.3.0", "red5-rollout:commit": "seed"}
+        assert image["RootDeviceName"] == "/dev/xvda"
+        [root] = [m for m in image["BlockDeviceMappings"] if m["DeviceName"] == "/dev/xvda"]
+        assert root["Ebs"]["VolumeSize"] == 8 and root["Ebs"]["SnapshotId"].startswith("snap-")
 
-    template = aws.ec2.describe_launch_template_versions(LaunchTemplateName="red5pro-sm")["LaunchTemplateVersions"][0]
-    assert template["VersionNumber"] == 1
+    [template] = aws.ec2.describe_launch_template_versions(LaunchTemplateName="red5pro-sm")["LaunchTemplateVersions"]
+    assert template["VersionNumber"] == 1 and template["DefaultVersion"] is True
     assert template["VersionDescription"] == "SM-red5pro-server-12.3.0-nov01-m5large-template"
     data = template["LaunchTemplateData"]
-    assert data["ImageId"] == pipelines["stream-manager"]["ImageId"]
+    assert data["ImageId"] == main_image["ImageId"]
     assert data["InstanceType"] == "m5.large" and data["KeyName"] == "red5pro-sm-key"
-    assert data["BlockDeviceMappings"][0]["Ebs"]["VolumeSize"] == 16
+    assert data["SecurityGroupIds"] == [security_groups["red5pro-sm-sg"]["GroupId"]]
+    assert data["IamInstanceProfile"] == {"Name": "red5pro-sm-builder"}
+    assert data["MetadataOptions"]["HttpTokens"] == "required"
+    assert data["Monitoring"] == {"Enabled": True}
+    volumes = {m["DeviceName"]: m["Ebs"] for m in data["BlockDeviceMappings"]}
+    assert (volumes["/dev/xvda"]["VolumeSize"], volumes["/dev/xvda"]["VolumeType"]) == (16, "gp3")
+    assert volumes["/dev/xvda"]["Encrypted"] is True and volumes["/dev/sdf"]["VolumeSize"] == 50
+    assert {"ResourceType": "instance", "Tags": [{"Key": "team", "Value": "streaming"}]} in data["TagSpecifications"]
+    assert "red5-web.properties" in base64.b64decode(data["UserData"]).decode()
+    [lt] = aws.ec2.describe_launch_templates(LaunchTemplateNames=["red5pro-sm"])["LaunchTemplates"]
+    assert not any(t["Key"].startswith("red5-rollout:") for t in lt.get("Tags", []))
 
     target_group = aws.elbv2.describe_target_groups(Names=["red5pro-sm-tg"])["TargetGroups"][0]
     assert (target_group["Port"], target_group["HealthCheckPath"]) == (5080, "/")
     main_group = group(aws, "red5pro-sm-asg")
     assert main_group["LaunchTemplate"]["LaunchTemplateName"] == "red5pro-sm"
-    assert main_group["LaunchTemplate"]["Version"] == "1"
+    assert main_group["LaunchTemplate"]["Version"] == "$Default"
+    assert main_group["NewInstancesProtectedFromScaleIn"] is True
     assert (main_group["MinSize"], main_group["MaxSize"], main_group["DesiredCapacity"]) == (1, 4, 2)
     assert main_group["TargetGroupARNs"] == [target_group["TargetGroupArn"]]
     assert main_group["HealthCheckType"] == "ELB" and main_group["HealthCheckGracePeriod"] == 300
-    assert tags_of(main_group) == {"red5-rollout:pipeline": "stream-manager",
-                                   "red5-rollout:version": "12.3.0", "red5-rollout:commit": "seed"}
-    assert all(i["LifecycleState"] == "InService" for i in main_group["Instances"])
+    assert main_group["Tags"] == []
+    for member in main_group["Instances"]:
+        assert member["LifecycleState"] == "InService" and member["ProtectedFromScaleIn"] is True
+        assert member["LaunchTemplate"]["Version"] == "1"
+    members = [m["InstanceId"] for m in main_group["Instances"]]
+    for instance in (i for r in aws.ec2.describe_instances(InstanceIds=members)["Reservations"]
+                     for i in r["Instances"]):
+        assert instance["RootDeviceName"] == "/dev/xvda"
+        assert sorted(m["DeviceName"] for m in instance["BlockDeviceMappings"]) == ["/dev/sdf", "/dev/xvda"]
+        assert tags_of(instance)["team"] == "streaming"
+        assert instance["MetadataOptions"]["HttpTokens"] == "required"
+        assert instance["IamInstanceProfile"]["Arn"].endswith("/red5pro-sm-builder")
+        assert not any(k.startswith("red5-rollout:") for k in tags_of(instance))
     legacy = group(aws, "red5pro-sm-legacy-asg")
     assert legacy["LaunchConfigurationName"] == "SM-red5pro-server-12.3.0-nov01-m5large-LC"
     assert (legacy["MinSize"], legacy["MaxSize"], legacy["DesiredCapacity"]) == (1, 2, 1)
-    assert tags_of(legacy)["red5-rollout:pipeline"] == "stream-manager-legacy"
+    assert legacy["Tags"] == []
     [configuration] = aws.autoscaling.describe_launch_configurations()["LaunchConfigurations"]
-    assert configuration["ImageId"] == pipelines["stream-manager-legacy"]["ImageId"]
+    assert configuration["ImageId"] == legacy_image["ImageId"]
+    assert configuration["BlockDeviceMappings"][0]["DeviceName"] == "/dev/xvda"
     health = aws.elbv2.describe_target_health(TargetGroupArn=target_group["TargetGroupArn"])
     assert len(health["TargetHealthDescriptions"]) == 3
     seeds = aws.ec2.describe_instances(Filters=[{"Name": "tag:Name", "Values": ["red5pro-seed-*"]}])

@@ -19,7 +19,13 @@ It also fixes moto where it differs from AWS in ways the runner depends on:
   can launch from it (moto kept the plain string and failed its own type
   assertion on every launch);
 - group launches spread over the group's subnets, use the key pair of a
-  launch configuration, and start ``Pending`` like any other instance.
+  launch configuration, and start ``Pending`` like any other instance;
+- a group on a launch template's ``$Latest`` or ``$Default`` resolves the
+  version at every launch (scale-out, replacement, refresh), while
+  DescribeAutoScalingGroups keeps reporting ``$Latest`` or ``$Default``;
+- a launch AWS refuses (a volume smaller than its snapshot) leaves the group
+  short and records a ``launch_failed`` event instead of failing the API
+  call that asked for capacity.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from moto.ec2.models.launch_templates import LaunchTemplate
 from moto.ec2.utils import parse_user_data
 
 from . import instances
+from .state import EMULATOR
 
 
 class AlreadyExists(ServiceException):
@@ -122,47 +129,60 @@ def _pick_subnet(group: FakeAutoScalingGroup) -> str | None:
     return min(subnets, key=lambda s: (counts[s], subnets.index(s)))
 
 
-def launch_instances(group: FakeAutoScalingGroup, count: int,
-                     spec: dict[str, Any] | None = None) -> list[Any]:
-    """Launch ``count`` instances into the group with ``spec`` (default: the group's)."""
-    spec = spec or group_spec(group)
+def _launch_arguments(group: FakeAutoScalingGroup, spec: dict[str, Any],
+                      subnet_id: str | None) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """RunInstances arguments for one instance of ``group`` launched with ``spec``."""
     ec2 = group.autoscaling_backend.ec2_backend
     tags = group.get_propagated_tags()
     tags[ASG_NAME_TAG] = group.name
+    kwargs: dict[str, Any] = {
+        "is_instance_type_default": False,
+        "subnet_id": subnet_id,
+    }
+    if subnet_id is None:
+        kwargs["placement"] = group.availability_zones[0]
+    if spec["kind"] == "template":
+        template = ec2.get_launch_template(spec["id"])
+        version = template.get_version(spec["number"])
+        instance_tags = dict(tags)
+        instance_tags.update(version.instance_tags)
+        kwargs.update(
+            instance_type=version.instance_type or "m1.small",
+            tags={"instance": instance_tags},
+            launch_template={"LaunchTemplateId": template.id, "Version": str(version.number)},
+        )
+        return version.image_id, version.user_data, version.security_groups, kwargs
+    config = group.autoscaling_backend.launch_configurations[spec["name"]]
+    kwargs.update(
+        instance_type=config.instance_type,
+        tags={"instance": dict(tags)},
+        launch_config=config,
+        key_name=config.key_name,
+        associate_public_ip=config.associate_public_ip_address,
+    )
+    return config.image_id, config.user_data, config.security_groups, kwargs
+
+
+def check_launch(group: FakeAutoScalingGroup, spec: dict[str, Any]) -> None:
+    """Raise the error AWS would fail a launch of ``spec`` into ``group`` with."""
+    image_id, _, _, kwargs = _launch_arguments(group, spec, _pick_subnet(group))
+    instances.check_launch(group.autoscaling_backend.ec2_backend, image_id, **kwargs)
+
+
+def launch_instances(group: FakeAutoScalingGroup, count: int,
+                     spec: dict[str, Any] | None = None) -> list[Any]:
+    """Launch ``count`` instances into the group with ``spec`` (default: the group's).
+
+    A launch AWS would refuse (a volume smaller than its snapshot, say)
+    raises that error before any instance is launched.
+    """
+    spec = spec or group_spec(group)
+    ec2 = group.autoscaling_backend.ec2_backend
     launched = []
     for _ in range(count):
-        subnet_id = _pick_subnet(group)
-        kwargs: dict[str, Any] = {
-            "is_instance_type_default": False,
-            "subnet_id": subnet_id,
-        }
-        if subnet_id is None:
-            kwargs["placement"] = group.availability_zones[0]
-        if spec["kind"] == "template":
-            template = ec2.get_launch_template(spec["id"])
-            version = template.get_version(spec["number"])
-            instance_tags = dict(tags)
-            instance_tags.update(version.instance_tags)
-            kwargs.update(
-                instance_type=version.instance_type or "m1.small",
-                tags={"instance": instance_tags},
-                launch_template={"LaunchTemplateId": template.id, "Version": str(version.number)},
-            )
-            image_id, user_data, security_groups = (
-                version.image_id, version.user_data, version.security_groups,
-            )
-        else:
-            config = group.autoscaling_backend.launch_configurations[spec["name"]]
-            kwargs.update(
-                instance_type=config.instance_type,
-                tags={"instance": dict(tags)},
-                launch_config=config,
-                key_name=config.key_name,
-                associate_public_ip=config.associate_public_ip_address,
-            )
-            image_id, user_data, security_groups = (
-                config.image_id, config.user_data, config.security_groups,
-            )
+        image_id, user_data, security_groups, kwargs = _launch_arguments(
+            group, spec, _pick_subnet(group)
+        )
         reservation = ec2.run_instances(image_id, 1, user_data, security_groups, **kwargs)
         for instance in reservation.instances:
             instance.autoscaling_group = group
@@ -244,7 +264,14 @@ def _set_launch_configuration(self: FakeAutoScalingGroup, launch_config_name: st
 
 def replace_autoscaling_group_instances(self: FakeAutoScalingGroup, count_needed: int,
                                         propagated_tags: dict[str, str]) -> None:
-    launch_instances(self, count_needed)
+    # On AWS a launch that fails is a failed scaling activity, not an error
+    # of the API call that changed the capacity: the group stays short.
+    try:
+        launch_instances(self, count_needed)
+    except ServiceException as error:
+        EMULATOR.record_event(
+            "launch_failed", self.name, code=error.code, reason=error.message,
+        )
 
 
 def active_instances(self: FakeAutoScalingGroup) -> list[InstanceState]:

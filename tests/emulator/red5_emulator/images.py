@@ -10,17 +10,37 @@ crashes on TagSpecifications of type ``snapshot``. Here:
   refused with ``InvalidAMIName.Duplicate``, as on AWS;
 - an instance that is pending or terminated is refused with
   ``IncorrectInstanceState``;
-- ``snapshot`` tag specifications tag the image's snapshot.
+- ``snapshot`` tag specifications tag the image's snapshots;
+- the image mirrors the instance's volumes, as AWS images do: its
+  ``RootDeviceName`` is the instance's, and each EBS volume becomes a
+  snapshot of its size in the image's ``BlockDeviceMappings`` (moto made a
+  15 GiB ``/dev/sda1`` snapshot for every image);
+- with the ``invisible_for_seconds`` fault switch set, the new image is
+  missing from DescribeImages for that long (``InvalidAMIID.NotFound`` by
+  id); other actions see it.
+
+RegisterImage honours ``RootDeviceName``, ``BlockDeviceMappings`` (EBS
+snapshots), ``Architecture``, ``VirtualizationType`` and image tag
+specifications, which moto ignored. The images of moto's catalogue get an
+8 GiB root snapshot, the size of the Amazon Linux and Ubuntu images they
+stand for.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from moto.core.exceptions import ServiceException
-from moto.ec2.models.amis import AmiBackend
+from moto.core.responses import ActionResult
+from moto.ec2.exceptions import InvalidAMIIdError
+from moto.ec2.models.amis import Ami, AmiBackend
+from moto.ec2.responses.amis import AmisResponse
 
-from .state import EMULATOR
+from .instances import InvalidBlockDeviceMapping, _snapshot_size, _truthy
+from .state import EMULATOR, is_hidden
+
+CATALOGUE_ROOT_GIB = 8
 
 
 class InvalidAMINameDuplicate(ServiceException):
@@ -41,13 +61,7 @@ def create_image(self: Any, instance_id: str, name: str, description: str,
         raise IncorrectInstanceState(
             f"The instance '{instance_id}' is not in a state from which it can be imaged."
         )
-    for ami in self.amis.values():
-        if (
-            ami.name == name
-            and ami.owner_id == self.account_id
-            and ami.state in ("pending", "available")
-        ):
-            raise InvalidAMINameDuplicate(f"AMI name {name} is already in use by AMI {ami.id}")
+    _refuse_duplicate_name(self, name)
 
     image_specs = [s for s in tag_specifications if s.get("ResourceType") != "snapshot"]
     snapshot_tags: dict[str, str] = {}
@@ -57,12 +71,167 @@ def create_image(self: Any, instance_id: str, name: str, description: str,
                 snapshot_tags[tag["Key"]] = tag["Value"]
 
     ami = _original_create_image(self, instance_id, name, description, image_specs)
+    _mirror_volumes(self, ami, instance)
     if snapshot_tags:
-        ami.ebs_snapshot.add_tags(snapshot_tags)
+        for snapshot in _snapshots_of(self, ami):
+            snapshot.add_tags(snapshot_tags)
     ami.state = "pending"
+    visible_at = EMULATOR.invisible_until()
+    if visible_at is not None:
+        ami.red5_visible_at = visible_at
     failure = EMULATOR.take_fault("image_fail_next")
     EMULATOR.after("image_available", _finish_image, ami, failure)
     return ami
+
+
+def _refuse_duplicate_name(backend: Any, name: str | None) -> None:
+    for ami in backend.amis.values():
+        if (
+            ami.name == name
+            and ami.owner_id == backend.account_id
+            and ami.state in ("pending", "available")
+        ):
+            raise InvalidAMINameDuplicate(f"AMI name {name} is already in use by AMI {ami.id}")
+
+
+def _mirror_volumes(backend: Any, ami: Any, instance: Any) -> None:
+    """Give the image a snapshot of each of the instance's volumes."""
+    devices = []
+    root_snapshot = None
+    for device, block in instance.get_block_device_mapping:
+        volume = backend.volumes.get(block.volume_id)
+        if volume is None:
+            continue
+        snapshot = backend.create_snapshot(
+            volume.id, f"Created by CreateImage({instance.id}) for {ami.id}",
+            from_ami=ami.id,
+        )
+        devices.append({
+            "DeviceName": device,
+            "Ebs": {
+                "SnapshotId": snapshot.id,
+                "VolumeSize": int(volume.size),
+                "DeleteOnTermination": bool(block.delete_on_termination),
+                "VolumeType": volume.volume_type,
+                "Encrypted": bool(volume.encrypted),
+            },
+        })
+        if device == instance.root_device_name:
+            root_snapshot = snapshot
+    ami.root_device_name = instance.root_device_name
+    ami.root_device_type = "ebs"
+    if root_snapshot is not None:
+        # Moto's placeholder snapshot stands for nothing now.
+        backend.snapshots.pop(ami.ebs_snapshot.id, None)
+        ami.ebs_snapshot = root_snapshot
+    devices.sort(key=lambda d: d["DeviceName"] != ami.root_device_name)
+    ami.red5_block_devices = devices
+
+
+def _snapshots_of(backend: Any, ami: Any) -> list[Any]:
+    ids = [d["Ebs"].get("SnapshotId") for d in ami.block_device_mappings]
+    return [backend.snapshots[i] for i in ids if i in backend.snapshots]
+
+
+def block_device_mappings(self: Ami) -> list[dict[str, Any]]:
+    custom = getattr(self, "red5_block_devices", None)
+    if custom is not None:
+        return copy.deepcopy(custom)
+    return [{
+        "DeviceName": self.root_device_name,
+        "Ebs": {
+            "SnapshotId": self.ebs_snapshot.id,
+            "VolumeSize": int(self.ebs_snapshot.volume.size),
+            "DeleteOnTermination": True,
+            "VolumeType": "gp2",
+        },
+    }]
+
+
+_original_ami_init = Ami.__init__
+
+
+def ami_init(self: Ami, *args: Any, **kwargs: Any) -> None:
+    _original_ami_init(self, *args, **kwargs)
+    # Moto's placeholder snapshot is 15 GiB; the images of its catalogue stand
+    # for Amazon Linux and Ubuntu images, whose root snapshot is 8 GiB.
+    self.ebs_snapshot.volume.size = CATALOGUE_ROOT_GIB
+
+
+# -- RegisterImage and DescribeImages ---------------------------------------------
+
+_original_describe_images = AmisResponse.describe_images
+
+
+def register_image(self: AmisResponse) -> ActionResult:
+    name = self._get_param("Name")
+    backend = self.ec2_backend
+    root = self._get_param("RootDeviceName")
+    mappings = self._get_param("BlockDeviceMappings", []) or []
+    self.error_on_dryrun()
+    _refuse_duplicate_name(backend, name)
+    devices = []
+    for mapping in mappings:
+        device = mapping.get("DeviceName")
+        ebs = {k: v for k, v in (mapping.get("Ebs") or {}).items() if v is not None}
+        if not device or not ebs:
+            continue
+        snapshot_id = ebs.get("SnapshotId")
+        size = ebs.get("VolumeSize")
+        if snapshot_id:
+            snapshot_size = _snapshot_size(backend, snapshot_id)
+            if size is None:
+                size = snapshot_size
+            elif int(size) < snapshot_size:
+                raise InvalidBlockDeviceMapping(
+                    f"Volume of size {size}GB is smaller than snapshot '{snapshot_id}', "
+                    f"expect size >= {snapshot_size}GB"
+                )
+        entry = {"DeviceName": device, "Ebs": dict(ebs)}
+        if size is not None:
+            entry["Ebs"]["VolumeSize"] = int(size)
+        for flag in ("Encrypted", "DeleteOnTermination"):
+            if flag in entry["Ebs"]:
+                entry["Ebs"][flag] = _truthy(entry["Ebs"][flag])
+        devices.append(entry)
+    if root and devices and not any(
+        d["DeviceName"] == root and d["Ebs"].get("SnapshotId") for d in devices
+    ):
+        raise InvalidBlockDeviceMapping(
+            f"The root device name {root} has no block device mapping with a snapshot."
+        )
+    ami = backend.register_image(name, self._get_param("Description", ""))
+    ami.architecture = self._get_param("Architecture") or "x86_64"
+    ami.virtualization_type = self._get_param("VirtualizationType") or "hvm"
+    if root:
+        ami.root_device_name = root
+        ami.root_device_type = "ebs"
+    if devices:
+        root_device = ami.root_device_name
+        root_snapshot = next(
+            (d["Ebs"].get("SnapshotId") for d in devices if d["DeviceName"] == root_device), None
+        )
+        if root_snapshot:
+            backend.snapshots.pop(ami.ebs_snapshot.id, None)
+            ami.ebs_snapshot = backend.snapshots[root_snapshot]
+        devices.sort(key=lambda d: d["DeviceName"] != root_device)
+        ami.red5_block_devices = devices
+    for resource_type, tags in self._parse_tag_specification().items():
+        if resource_type == "image":
+            ami.add_tags(tags)
+    return ActionResult({"ImageId": ami.id})
+
+
+def describe_images(self: AmisResponse) -> ActionResult:
+    hidden = {ami.id for ami in self.ec2_backend.amis.values() if is_hidden(ami)}
+    if not hidden:
+        return _original_describe_images(self)
+    asked = [i for i in self._get_param("ImageIds", []) if i in hidden]
+    if asked:
+        raise InvalidAMIIdError(asked)
+    result = _original_describe_images(self)
+    result.result["Images"] = [i for i in result.result["Images"] if i.id not in hidden]
+    return result
 
 
 def _finish_image(ami: Any, failure: dict[str, str] | None) -> None:
@@ -80,3 +249,7 @@ def _finish_image(ami: Any, failure: dict[str, str] | None) -> None:
 
 def install() -> None:
     AmiBackend.create_image = create_image
+    Ami.__init__ = ami_init
+    Ami.block_device_mappings = property(block_device_mappings)
+    AmisResponse.register_image = register_image
+    AmisResponse.describe_images = describe_images

@@ -8,8 +8,18 @@ RollbackInstanceRefresh behave as the AWS API reference describes them:
 - Preferences are validated and defaulted like AWS (MinHealthyPercentage 90,
   MaxHealthyPercentage 100-200 and at most 100 above the minimum,
   AutoRollback only with a DesiredConfiguration launch template at a
-  numbered version, InstanceWarmup falling back to the group's health check
-  grace period);
+  numbered version and a group that is not on ``$Latest`` or ``$Default``,
+  SkipMatching not against a launch configuration, InstanceWarmup falling
+  back to the group's health check grace period);
+- instances protected from scale in (``ScaleInProtectedInstances``) and in
+  Standby (``StandbyInstances``) are replaced (``Refresh``; Standby ones
+  ``Terminate``d without a replacement), skipped (``Ignore``) or waited for
+  (``Wait``, the default: the refresh fails after one hour);
+- ``CheckpointPercentages`` pace the replacements so each checkpoint is hit,
+  pause for ``CheckpointDelay`` (default 3600 s) at each one, and a last
+  checkpoint below 100 ends the refresh there;
+- a replacement that cannot launch (a volume smaller than its snapshot)
+  fails the refresh, or rolls it back with AutoRollback;
 - the refresh is ``Pending`` briefly, then ``InProgress``, and really
   replaces the group's instances in batches that keep the minimum healthy
   percentage (and, with a maximum above 100, launch new instances before
@@ -47,6 +57,10 @@ from . import autoscaling as groups
 from .state import EMULATOR
 
 ACTIVE = ("Pending", "InProgress", "Cancelling", "RollbackInProgress", "Baking")
+
+# How long a refresh told to Wait waits for protected or Standby instances
+# before it fails, in emulated seconds (one hour, as on AWS).
+BLOCKED_WAIT = 3600.0
 
 
 class InstanceRefreshInProgress(ServiceException):
@@ -117,6 +131,12 @@ class Refresh:
         self.current: Pass | None = None
         self.forward_percentage = 0
         self.forward_remaining: int | None = None
+        # Checkpoints still ahead of the forward pass, and when the pause at
+        # the one just reached ends.
+        self.checkpoints: list[int] = list(preferences.get("CheckpointPercentages") or [])
+        self.checkpoint_until: float | None = None
+        # When waiting for protected or Standby instances fails the refresh.
+        self.blocked_until: float | None = None
 
     # -- reporting ----------------------------------------------------------
 
@@ -184,13 +204,35 @@ class Refresh:
     def _forward_candidates(self, group: Any) -> list[str]:
         ids = []
         for state in group.instance_states:
-            if state.stored_lifecycle_state != "InService":
+            if state.stored_lifecycle_state not in ("InService", "Standby"):
                 continue
             spec = getattr(state.instance, "red5_launch_spec", None)
             if self.preferences["SkipMatching"] and groups.same_config(spec, self.target):
                 continue
+            if state.protected_from_scale_in and self.preferences["ScaleInProtectedInstances"] == "Ignore":
+                continue
+            if state.stored_lifecycle_state == "Standby" and self.preferences["StandbyInstances"] == "Ignore":
+                continue
             ids.append(state.instance.id)
         return ids
+
+    @staticmethod
+    def _in_standby(group: Any, instance_id: str) -> bool:
+        return any(
+            s.instance.id == instance_id and s.stored_lifecycle_state == "Standby"
+            for s in group.instance_states
+        )
+
+    def _blocker(self, group: Any, instance_id: str) -> str | None:
+        """Why the forward pass may not replace this instance yet, or None."""
+        state = next((s for s in group.instance_states if s.instance.id == instance_id), None)
+        if state is None:
+            return None
+        if state.protected_from_scale_in and self.preferences["ScaleInProtectedInstances"] == "Wait":
+            return "is protected from scale in"
+        if state.stored_lifecycle_state == "Standby" and self.preferences["StandbyInstances"] == "Wait":
+            return "is in Standby"
+        return None
 
     def _start_pass(self, kind: str, group: Any, instance_ids: list[str],
                     spec: dict[str, Any], capacity: int | None = None) -> None:
@@ -228,14 +270,40 @@ class Refresh:
             if not current.queue:
                 self._finish_pass(group)
                 return True
+            if self.checkpoint_until is not None:
+                if now < self.checkpoint_until:
+                    return False
+                self.checkpoint_until = None
+                self._report_wait(None)
+            ready = current.queue
+            if current.kind == "forward":
+                ready = [i for i in current.queue if self._blocker(group, i) is None]
+                if not ready:
+                    return self._wait_for_blocked(group, now)
+                self.blocked_until = None
+                standby = [i for i in ready if self._in_standby(group, i)]
+                if standby:
+                    # StandbyInstances=Terminate: Standby instances do not count
+                    # towards the capacity, so they go without a replacement.
+                    groups.terminate_instances(group, standby)
+                    return True
             size, extra = self._batch_shape(current.capacity)
-            size = min(size, len(current.queue))
+            size = min(size, len(ready), self._checkpoint_cap(current))
             extra = min(extra, size)
-            olds = current.queue[:size]
+            olds = ready[:size]
             early = olds[: size - extra]
             late = olds[size - extra:]
+            try:
+                groups.check_launch(group, current.spec)
+            except ServiceException as error:
+                self._launch_failed(group, error)
+                return True
             groups.terminate_instances(group, early)
-            new = groups.launch_instances(group, size, current.spec)
+            try:
+                new = groups.launch_instances(group, size, current.spec)
+            except ServiceException as error:
+                self._launch_failed(group, error)
+                return True
             new_ids = [i.id for i in new]
             self.launched.extend(new_ids)
             groups.refresh_load_balancers(group)
@@ -264,7 +332,87 @@ class Refresh:
         current.done = current.total - len(current.queue)
         current.batch = None
         self._report_wait(None)
+        if current.kind == "forward":
+            self._reach_checkpoint(group, now)
         return True
+
+    # -- checkpoints, waits and launch failures -------------------------------
+
+    def _checkpoint_cap(self, current: Pass) -> int:
+        """How many instances the next batch may replace without passing the
+        next checkpoint (AWS paces replacements to land on each one)."""
+        if current.kind != "forward" or not self.checkpoints or current.total == 0:
+            return current.total or 1
+        goal = math.ceil(current.total * self.checkpoints[0] / 100)
+        return max(1, goal - current.done)
+
+    def _reach_checkpoint(self, group: Any, now: float) -> None:
+        current = self.current
+        assert current is not None
+        reached = [c for c in self.checkpoints if current.percentage >= c]
+        if not reached:
+            return
+        # A batch may pass several checkpoints at once: only the highest counts.
+        checkpoint = reached[-1]
+        self.checkpoints = [c for c in self.checkpoints if c > checkpoint]
+        if not self.checkpoints:
+            if checkpoint < 100:
+                # The last checkpoint below 100 ends the refresh there: the
+                # remaining instances keep the old configuration.
+                current.queue = []
+                self._finish_pass(group)
+            return
+        delay = self.preferences["CheckpointDelay"]
+        if delay <= 0:
+            return
+        self.checkpoint_until = now + EMULATOR.real_seconds(delay)
+        self._report_wait(
+            f"Checkpoint {checkpoint}% reached: {current.percentage}% of the instances are "
+            f"replaced. Waiting {delay} seconds (CheckpointDelay) before continuing."
+        )
+
+    def _wait_for_blocked(self, group: Any, now: float) -> bool:
+        """Every instance left is protected or in Standby and the refresh was
+        told to wait: wait one hour for them, then fail."""
+        current = self.current
+        assert current is not None
+        first = current.queue[0]
+        why = self._blocker(group, first)
+        if self.blocked_until is None:
+            self.blocked_until = now + EMULATOR.real_seconds(BLOCKED_WAIT)
+        if now < self.blocked_until:
+            self._report_wait(
+                "Waiting for instances that are protected from scale in or in Standby. "
+                f"For example: {first} {why}."
+            )
+            return False
+        self.blocked_until = None
+        reason = (
+            f"The instance refresh failed: instances were still protected from scale in or in "
+            f"Standby after waiting one hour. For example: {first} {why}."
+        )
+        self._remember_forward_progress()
+        if self.preferences["AutoRollback"]:
+            self._begin_rollback(group, reason)
+        else:
+            self._finish("Failed", reason)
+        return True
+
+    def _launch_failed(self, group: Any, error: ServiceException) -> None:
+        current = self.current
+        assert current is not None
+        reason = (
+            "The instance refresh failed because a new instance failed to launch: "
+            f"{error.message}. Launching EC2 instance failed."
+        )
+        if current.kind == "rollback":
+            self._finish("RollbackFailed", reason)
+            return
+        self._remember_forward_progress()
+        if self.status == "InProgress" and self.preferences["AutoRollback"]:
+            self._begin_rollback(group, reason)
+        else:
+            self._finish("Failed", reason)
 
     def _report_wait(self, message: str | None) -> None:
         # Only a refresh moving forward reports what it waits for; a rollback
@@ -357,6 +505,8 @@ class Refresh:
                 "InstancesToUpdate": self.rollback_details["InstancesToUpdateOnRollback"],
             }
         }
+        self.checkpoint_until = None
+        self.blocked_until = None
         capacity = current.capacity if current else len(group.instance_states)
         present = [s.instance.id for s in group.instance_states]
         launched = [i for i in self.launched if i in present]
@@ -459,11 +609,15 @@ def parse_preferences(raw: dict[str, Any], group: Any) -> tuple[dict[str, Any], 
             "CheckpointDelay can only be specified together with CheckpointPercentages."
         )
     if checkpoints and (
-        checkpoints != sorted(checkpoints) or any(not 1 <= p <= 100 for p in checkpoints)
+        checkpoints != sorted(checkpoints)
+        or len(set(checkpoints)) != len(checkpoints)
+        or any(not 1 <= p <= 100 for p in checkpoints)
     ):
         raise ValidationError(
-            "CheckpointPercentages must be in ascending order, each between 1 and 100."
+            "CheckpointPercentages must be unique and in ascending order, each between 1 and 100."
         )
+    if checkpoint_delay is not None and not 0 <= checkpoint_delay <= 172800:
+        raise ValidationError("CheckpointDelay must be between 0 and 172800.")
     if bake_time is not None and not 0 <= bake_time <= 172800:
         raise ValidationError("BakeTime must be between 0 and 172800.")
     for key in ("ScaleInProtectedInstances", "StandbyInstances"):
@@ -478,13 +632,17 @@ def parse_preferences(raw: dict[str, Any], group: Any) -> tuple[dict[str, Any], 
         "SkipMatching": bool(_bool_pref(raw, "SkipMatching")),
         "AutoRollback": bool(_bool_pref(raw, "AutoRollback")),
         "BakeTime": bake_time,
+        "CheckpointPercentages": checkpoints,
+        "CheckpointDelay": 3600 if checkpoint_delay is None else checkpoint_delay,
+        "ScaleInProtectedInstances": raw.get("ScaleInProtectedInstances") or "Wait",
+        "StandbyInstances": raw.get("StandbyInstances") or "Wait",
     }
     reported: dict[str, Any] = {
         "MinHealthyPercentage": effective["MinHealthyPercentage"],
         "SkipMatching": effective["SkipMatching"],
         "AutoRollback": effective["AutoRollback"],
-        "ScaleInProtectedInstances": raw.get("ScaleInProtectedInstances") or "Wait",
-        "StandbyInstances": raw.get("StandbyInstances") or "Wait",
+        "ScaleInProtectedInstances": effective["ScaleInProtectedInstances"],
+        "StandbyInstances": effective["StandbyInstances"],
     }
     if maximum is not None:
         reported["MaxHealthyPercentage"] = maximum
@@ -492,7 +650,7 @@ def parse_preferences(raw: dict[str, Any], group: Any) -> tuple[dict[str, Any], 
         reported["InstanceWarmup"] = warmup
     if checkpoints:
         reported["CheckpointPercentages"] = checkpoints
-        reported["CheckpointDelay"] = 3600 if checkpoint_delay is None else checkpoint_delay
+        reported["CheckpointDelay"] = effective["CheckpointDelay"]
     if bake_time is not None:
         reported["BakeTime"] = bake_time
     if raw.get("AlarmSpecification"):
@@ -538,6 +696,11 @@ def _is_numbered(version: str | None) -> bool:
     return bool(version) and str(version).isdigit()
 
 
+def _unnumbered_template(spec: dict[str, Any]) -> bool:
+    """Whether a group spec is a launch template at $Latest or $Default."""
+    return spec["kind"] == "template" and not _is_numbered(spec.get("version"))
+
+
 # -- response handlers ----------------------------------------------------------
 
 def _group_or_error(self: AutoScalingResponse, name: str | None) -> Any:
@@ -566,19 +729,33 @@ def start_instance_refresh(self: AutoScalingResponse) -> ActionResult:
     desired, desired_spec = parse_desired(
         self._get_param("DesiredConfiguration"), backend.ec2_backend
     )
+    previous = groups.group_spec(group)
     if preferences["AutoRollback"]:
         if desired_spec is None:
             raise ValidationError(
-                "AutoRollback is only supported when a DesiredConfiguration with a launch "
-                "template is specified."
+                "The request isn't valid. The AutoRollback parameter cannot be set to true "
+                "when the DesiredConfiguration parameter is empty. Set AutoRollback to false "
+                "or specify a desired configuration and try again."
             )
         if not _is_numbered(desired_spec["version"]):
             raise ValidationError(
-                "AutoRollback is not supported when the DesiredConfiguration uses the "
-                "launch template's $Latest or $Default version."
+                "The request isn't valid. The AutoRollback parameter cannot be set to true "
+                "when the DesiredConfiguration uses the $Latest or $Default version of a launch "
+                "template. Specify a version number and try again."
             )
-    previous = groups.group_spec(group)
+        if _unnumbered_template(previous):
+            raise ValidationError(
+                "The request isn't valid. The AutoRollback parameter cannot be set to true "
+                "when the Auto Scaling group uses the $Latest or $Default version of a launch "
+                "template. Set the group to a version number or set AutoRollback to false "
+                "and try again."
+            )
     target = desired_spec or previous
+    if preferences["SkipMatching"] and target["kind"] == "configuration":
+        raise ValidationError(
+            "The request isn't valid. SkipMatching is not supported when the desired "
+            "configuration is a launch configuration. Set SkipMatching to false and try again."
+        )
     refresh = Refresh(backend, group, preferences, reported, desired, target, previous, warmup)
     refresh.forward_remaining = len(refresh._forward_candidates(group))
     REGISTRY.refreshes(backend.account_id, backend.region_name, group.name).insert(0, refresh)
@@ -637,6 +814,11 @@ def rollback_instance_refresh(self: AutoScalingResponse) -> ActionResult:
         raise IrreversibleInstanceRefresh(
             "The instance refresh cannot be rolled back: it has no DesiredConfiguration "
             "with a launch template at a numbered version."
+        )
+    if _unnumbered_template(refresh.previous):
+        raise IrreversibleInstanceRefresh(
+            "The instance refresh cannot be rolled back: the Auto Scaling group uses the "
+            "launch template's $Latest or $Default version."
         )
     refresh.request_rollback(group)
     return ActionResult({"InstanceRefreshId": refresh.id})

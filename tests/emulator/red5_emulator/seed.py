@@ -2,7 +2,11 @@
 
 Everything goes through boto3 against the emulator's endpoint, like any
 client, so the seed also exercises the server. The names are fixed because
-the runner's pipelines resolve resources by name and tag:
+the runner's pipelines resolve resources by name. Nothing carries a
+``red5-rollout:*`` tag: this is the fleet before the runner ever touched it,
+with what a production fleet holds that the runner does not manage (an
+instance profile, IMDSv2, detailed monitoring, encrypted volumes, a
+recordings volume, instance tags, scale-in protection).
 
 - VPC ``red5pro-vpc`` (10.0.0.0/16) with subnets ``red5pro-sm-subnet-a``
   (10.0.1.0/24, us-east-1a) and ``red5pro-sm-subnet-b`` (10.0.2.0/24, us-east-1b);
@@ -13,8 +17,11 @@ the runner's pipelines resolve resources by name and tag:
 - ALB ``red5pro-sm-alb``, target group ``red5pro-sm-tg`` (HTTP 5080, health
   check ``/``), listener HTTP 80 forwarding to it;
 - two Red5 Pro 12.3.0 AMIs, one per pipeline (``stream-manager`` and
-  ``stream-manager-legacy``), imaged from stopped seed instances;
-- launch template ``red5pro-sm`` (version 1) and group ``red5pro-sm-asg``;
+  ``stream-manager-legacy``), imaged from stopped seed instances of an
+  Amazon Linux 2 image: root device ``/dev/xvda``, an 8 GiB root snapshot;
+- launch template ``red5pro-sm`` (version 1, the default) and group
+  ``red5pro-sm-asg`` on its ``$Default`` version, new instances protected
+  from scale in;
 - launch configuration ``SM-red5pro-server-12.3.0-nov01-m5large-LC`` and
   group ``red5pro-sm-legacy-asg``.
 
@@ -54,10 +61,14 @@ LEGACY_GROUP_NAME = "red5pro-sm-legacy-asg"
 PIPELINE = "stream-manager"
 LEGACY_PIPELINE = "stream-manager-legacy"
 INSTANCE_TYPE = "m5.large"
-# The Ubuntu image in moto's built-in catalogue stands in for the Ubuntu host
-# the Red5 Pro Stream Manager was installed on.
-BASE_IMAGE_NAME = "ubuntu/images/hvm-ssd/ubuntu-xenial-16.04-amd64-server-20170727"
-BASE_IMAGE_FALLBACK = "ami-785db401"
+# The Amazon Linux 2 image of moto's built-in catalogue stands in for the host
+# the Red5 Pro Stream Manager was installed on. Its root device is /dev/xvda
+# with an 8 GiB snapshot, as on many Linux AMIs, so a client that assumes
+# /dev/sda1 is caught.
+BASE_IMAGE_NAME = "amzn2-ami-hvm-2.0.20180810-x86_64-gp2"
+BASE_IMAGE_FALLBACK = "ami-04681a1dbd79675a5"
+ROOT_DEVICE = "/dev/xvda"
+RECORDINGS_DEVICE = "/dev/sdf"
 
 # The guide's user data: give every Stream Manager behind the load balancer a
 # unique streammanager.ip.
@@ -68,17 +79,21 @@ smhost=$(echo "$uid.com")
 sed -i "s/\\(streammanager\\.ip=\\).*\\$/\\1${smhost}/" /usr/local/red5pro/webapps/streammanager/WEB-INF/red5-web.properties
 """
 
-ROOT_VOLUME = [
-    {"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 16, "VolumeType": "gp3", "DeleteOnTermination": True}}
+ROOT_VOLUME = {
+    "DeviceName": ROOT_DEVICE,
+    "Ebs": {"VolumeSize": 16, "VolumeType": "gp3", "DeleteOnTermination": True},
+}
+# Production templates encrypt their volumes and keep recordings on a volume
+# of their own.
+TEMPLATE_VOLUMES = [
+    {"DeviceName": ROOT_DEVICE,
+     "Ebs": {"VolumeSize": 16, "VolumeType": "gp3", "Encrypted": True, "DeleteOnTermination": True}},
+    {"DeviceName": RECORDINGS_DEVICE,
+     "Ebs": {"VolumeSize": 50, "VolumeType": "gp3", "Encrypted": True, "DeleteOnTermination": True}},
 ]
-
-
-def rollout_tags(pipeline: str) -> list[dict[str, str]]:
-    return [
-        {"Key": "red5-rollout:pipeline", "Value": pipeline},
-        {"Key": "red5-rollout:version", "Value": VERSION},
-        {"Key": "red5-rollout:commit", "Value": "seed"},
-    ]
+TEAM_TAG = {"Key": "team", "Value": "streaming"}
+# The Name tag the operator gave each pipeline's image.
+IMAGE_NAME_TAGS = {PIPELINE: f"red5pro-sm-{VERSION}", LEGACY_PIPELINE: f"red5pro-sm-legacy-{VERSION}"}
 
 
 class Seeder:
@@ -197,7 +212,7 @@ class Seeder:
                 KeyName=KEY_NAME, SubnetId=subnet_id, SecurityGroupIds=[sm_sg],
                 IamInstanceProfile={"Name": BUILDER},
                 TagSpecifications=[{"ResourceType": "instance", "Tags": [
-                    {"Key": "Name", "Value": f"red5pro-seed-{pipeline}"}] + rollout_tags(pipeline)}],
+                    {"Key": "Name", "Value": f"red5pro-seed-{pipeline}"}]}],
             )
             builders[pipeline] = reservation["Instances"][0]["InstanceId"]
         for instance_id in builders.values():
@@ -213,7 +228,7 @@ class Seeder:
                 Name=f"red5pro-{pipeline}-{VERSION}-seed",
                 Description=f"Red5 Pro {VERSION} Stream Manager ({pipeline})",
                 TagSpecifications=[{"ResourceType": "image", "Tags": [
-                    {"Key": "Name", "Value": f"red5pro-sm-{VERSION}"}] + rollout_tags(pipeline)}],
+                    {"Key": "Name", "Value": IMAGE_NAME_TAGS[pipeline]}]}],
             )["ImageId"]
         for image_id in images.values():
             state = self.wait_for(
@@ -224,7 +239,9 @@ class Seeder:
                 raise SystemExit(f"seed: image {image_id} failed")
         self.ec2.terminate_instances(InstanceIds=list(builders.values()))
         for pipeline, image_id in images.items():
-            self.summary.append(f"ami        {image_id} Red5 Pro {VERSION} pipeline={pipeline}")
+            self.summary.append(
+                f"ami        {image_id} Name={IMAGE_NAME_TAGS[pipeline]} root {ROOT_DEVICE} 8 GiB"
+            )
         return images
 
     def fleet(self, images: dict[str, str], subnet_ids: list[str], sm_sg: str, target_group: str) -> None:
@@ -237,24 +254,34 @@ class Seeder:
                 "InstanceType": INSTANCE_TYPE,
                 "SecurityGroupIds": [sm_sg],
                 "KeyName": KEY_NAME,
-                "BlockDeviceMappings": ROOT_VOLUME,
+                "IamInstanceProfile": {"Name": BUILDER},
+                "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled",
+                                    "HttpPutResponseHopLimit": 2},
+                "Monitoring": {"Enabled": True},
+                "BlockDeviceMappings": TEMPLATE_VOLUMES,
+                "TagSpecifications": [
+                    {"ResourceType": "instance", "Tags": [TEAM_TAG]},
+                    {"ResourceType": "volume", "Tags": [TEAM_TAG]},
+                ],
                 "UserData": user_data,
             },
-            TagSpecifications=[{"ResourceType": "launch-template", "Tags": [
-                {"Key": "red5-rollout:pipeline", "Value": PIPELINE}]}],
         )["LaunchTemplate"]
         zones = ",".join(subnet_ids)
+        # The console sets the group to the template's default version; the
+        # guide recommends scale-in protection for Stream Managers with WebRTC.
         self.autoscaling.create_auto_scaling_group(
             AutoScalingGroupName=GROUP_NAME,
-            LaunchTemplate={"LaunchTemplateName": TEMPLATE_NAME, "Version": "1"},
+            LaunchTemplate={"LaunchTemplateName": TEMPLATE_NAME, "Version": "$Default"},
             MinSize=1, MaxSize=4, DesiredCapacity=2, VPCZoneIdentifier=zones,
             TargetGroupARNs=[target_group], HealthCheckType="ELB", HealthCheckGracePeriod=300,
-            Tags=[dict(t, PropagateAtLaunch=True) for t in rollout_tags(PIPELINE)],
+            NewInstancesProtectedFromScaleIn=True,
         )
         self.summary.append(
             f"template   {TEMPLATE_NAME} {template['LaunchTemplateId']} version 1 ({TEMPLATE_DESCRIPTION})"
         )
-        self.summary.append(f"asg        {GROUP_NAME} template {TEMPLATE_NAME}:1 min 1 max 4 desired 2")
+        self.summary.append(
+            f"asg        {GROUP_NAME} template {TEMPLATE_NAME}:$Default min 1 max 4 desired 2, protected"
+        )
 
         self.autoscaling.create_launch_configuration(
             LaunchConfigurationName=LAUNCH_CONFIGURATION,
@@ -263,7 +290,7 @@ class Seeder:
             SecurityGroups=[sm_sg],
             KeyName=KEY_NAME,
             AssociatePublicIpAddress=True,
-            BlockDeviceMappings=ROOT_VOLUME,
+            BlockDeviceMappings=[ROOT_VOLUME],
             UserData=USER_DATA,
         )
         self.autoscaling.create_auto_scaling_group(
@@ -271,7 +298,6 @@ class Seeder:
             LaunchConfigurationName=LAUNCH_CONFIGURATION,
             MinSize=1, MaxSize=2, DesiredCapacity=1, VPCZoneIdentifier=zones,
             TargetGroupARNs=[target_group], HealthCheckType="ELB", HealthCheckGracePeriod=300,
-            Tags=[dict(t, PropagateAtLaunch=True) for t in rollout_tags(LEGACY_PIPELINE)],
         )
         self.summary.append(f"lc         {LAUNCH_CONFIGURATION}")
         self.summary.append(f"asg        {LEGACY_GROUP_NAME} launch configuration, min 1 max 2 desired 1")

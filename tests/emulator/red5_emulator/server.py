@@ -24,11 +24,14 @@ from .state import EMULATOR, TICK_INTERVAL
 
 
 def install_extensions() -> None:
-    from . import autoscaling, iam_policies, images, instances, refresh, systems_manager
+    from . import (
+        autoscaling, iam_policies, images, instances, launch_templates, refresh, systems_manager,
+    )
 
     iam_policies.install()
     instances.install()
     images.install()
+    launch_templates.install()
     systems_manager.install()
     autoscaling.install()
     refresh.install()

@@ -63,7 +63,9 @@ FAULT_KEYS = (
     "refresh_fail_at_percent",
     "throttle_fraction",
     "throttle_only",
+    "throttle_for_seconds",
     "server_error_burst",
+    "invisible_for_seconds",
 )
 
 
@@ -91,6 +93,9 @@ class Emulator:
         self.delays: dict[str, float] = dict(DEFAULT_DELAYS)
         self.faults: dict[str, Any] = {}
         self._throttle_credit = 0.0
+        # When the throttle window of ``throttle_for_seconds`` ends (monotonic
+        # real seconds), or None.
+        self._throttle_until: float | None = None
         self.calls: list[dict[str, Any]] = []
         self.call_counts: Counter[str] = Counter()
         self.events: list[dict[str, Any]] = []
@@ -129,6 +134,7 @@ class Emulator:
     def tick(self) -> None:
         """Apply every transition that is due. Callers hold the lock."""
         now = self.now()
+        self._expire_throttle_window(now)
         while self._timers and self._timers[0][0] <= now:
             _, _, fn, args = heapq.heappop(self._timers)
             try:
@@ -193,10 +199,34 @@ class Emulator:
                 # Restart the deterministic throttling pattern so a test knows
                 # exactly which of its next calls will be refused.
                 self._throttle_credit = 0.0
+            if key == "throttle_for_seconds":
+                # The window starts when the switch is set (set again: starts
+                # again), in emulated seconds at the current time scale.
+                self._throttle_until = (
+                    None if value is None else self.now() + self.real_seconds(value)
+                )
 
     def clear_faults(self) -> None:
         self.faults.clear()
         self._throttle_credit = 0.0
+        self._throttle_until = None
+
+    def _expire_throttle_window(self, now: float) -> None:
+        if self._throttle_until is not None and now >= self._throttle_until:
+            self._throttle_until = None
+            self.faults.pop("throttle_for_seconds", None)
+
+    def invisible_until(self) -> float | None:
+        """When a resource created now becomes visible to Describe calls.
+
+        None while the ``invisible_for_seconds`` switch is not set. The
+        switch stays armed until cleared, so every creation meanwhile gets
+        its own window.
+        """
+        seconds = self.faults.get("invisible_for_seconds")
+        if not seconds:
+            return None
+        return self.now() + self.real_seconds(seconds)
 
     def take_fault(self, key: str) -> Any:
         """Consume a one-shot switch; returns its value or None."""
@@ -216,14 +246,18 @@ class Emulator:
             else:
                 self.faults["server_error_burst"] = burst - 1
             return "server_error"
+        self._expire_throttle_window(self.now())
         fraction = self.faults.get("throttle_fraction")
-        if not fraction:
+        window = self._throttle_until is not None
+        if not fraction and not window:
             return None
         only = self.faults.get("throttle_only")
         if only and not any(
             service == rule or f"{service}:{action}" == rule for rule in only
         ):
             return None
+        if window:
+            return "throttled"
         self._throttle_credit += fraction
         if self._throttle_credit >= 1.0 - 1e-9:
             self._throttle_credit -= 1.0
@@ -325,6 +359,10 @@ def _validate_fault(key: str, value: Any) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ControlError("throttle_only must be a list such as [\"ec2\", \"ssm:GetCommandInvocation\"]")
         return value or None
+    if key in ("throttle_for_seconds", "invisible_for_seconds"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ControlError(f"{key} must be a number of emulated seconds (0 or more)")
+        return value or None
     if key == "server_error_burst":
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ControlError("server_error_burst must be a non-negative integer")
@@ -333,3 +371,9 @@ def _validate_fault(key: str, value: Any) -> Any:
 
 
 EMULATOR = Emulator()
+
+
+def is_hidden(resource: Any) -> bool:
+    """Whether a resource created under ``invisible_for_seconds`` is still unseen."""
+    visible_at = getattr(resource, "red5_visible_at", None)
+    return visible_at is not None and EMULATOR.now() < visible_at

@@ -17,11 +17,20 @@ the region. Here:
   the script, or ``Failed`` with the output and exit code given by the
   ``ssm_fail_next`` fault switch. Output is cut to AWS's 24,000 characters
   of stdout and 8,000 of stderr.
+- ListCommands filters by ``CommandId``, ``InstanceId`` and ``Filters``
+  (``Status``, ``DocumentName``, ``InvokedAfter``, ``InvokedBefore``), and
+  ListCommandInvocations, which moto lacks, lists each command's
+  invocations (``CommandId``, ``InstanceId``, ``Details`` with the plugin's
+  output, cut to 2,500 characters as on AWS), so a runner can find the
+  command it sent before it was interrupted.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import datetime
+from typing import Iterable
 
 from moto.core.responses import ActionResult
 from moto.core.utils import utcnow
@@ -266,7 +275,136 @@ def get_invocation(self: Command, instance_id: str, plugin_name: str | None) -> 
     return _original_get_invocation(self, instance_id, plugin_name)
 
 
+# -- ListCommands / ListCommandInvocations -------------------------------------
+
+DETAILS_OUTPUT_LIMIT = 2_500
+_COMMAND_FILTER_KEYS = ("Status", "DocumentName", "InvokedAfter", "InvokedBefore", "ExecutionStage")
+_COMMAND_STATUSES = ("Pending", "InProgress", "Success", "Cancelled", "Failed", "TimedOut", "Cancelling")
+
+
+def _as_datetime(value: str, key: str) -> datetime.datetime:
+    try:
+        parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise SSMException(
+            "InvalidFilterValue", f"The filter value {value} is not valid for the key {key}."
+        )
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+    return parsed
+
+
+def _requested(command: Command) -> datetime.datetime:
+    requested = command.requested_date_time
+    return requested if requested.tzinfo else requested.replace(tzinfo=datetime.timezone.utc)
+
+
+def _command_matches(command: Command, filters: Iterable[dict[str, Any]]) -> bool:
+    for entry in filters:
+        key, value = entry.get("key") or entry.get("Key"), entry.get("value") or entry.get("Value")
+        if key not in _COMMAND_FILTER_KEYS or value is None:
+            raise SSMException(
+                "InvalidFilterKey", f"The filter key {key} is not valid for ListCommands."
+            )
+        if key == "Status":
+            if value not in _COMMAND_STATUSES:
+                raise SSMException("InvalidFilterValue", f"The filter value {value} is not valid for the key Status.")
+            if command.status != value:
+                return False
+        elif key == "DocumentName" and command.document_name != value:
+            return False
+        elif key == "InvokedAfter" and _requested(command) < _as_datetime(value, key):
+            return False
+        elif key == "InvokedBefore" and _requested(command) > _as_datetime(value, key):
+            return False
+        elif key == "ExecutionStage" and value != "Executing":
+            return False
+    return True
+
+
+def _page(self: SimpleSystemManagerResponse, items: list[Any], key: str) -> ActionResult:
+    max_results = self._get_int_param("MaxResults") or 50
+    if not 1 <= max_results <= 50:
+        raise SSMException(
+            "ValidationException",
+            "1 validation error detected: Value at 'maxResults' failed to satisfy "
+            "constraint: Member must have value between 1 and 50",
+        )
+    token = self._get_param("NextToken")
+    start = int(token) if token and token.isdigit() else 0
+    result: dict[str, Any] = {key: items[start:start + max_results]}
+    if start + max_results < len(items):
+        result["NextToken"] = str(start + max_results)
+    return ActionResult(result)
+
+
+def _commands(self: SimpleSystemManagerResponse) -> list[Command]:
+    command_id = self._get_param("CommandId")
+    instance_id = self._get_param("InstanceId")
+    backend = self.ssm_backend
+    commands = [backend.get_command_by_id(command_id)] if command_id else list(backend._commands)
+    if instance_id:
+        commands = [c for c in commands if instance_id in c.instance_ids]
+    filters = self._get_param("Filters", []) or []
+    # AWS lists the newest first.
+    return [c for c in reversed(commands) if _command_matches(c, filters)]
+
+
+def list_commands(self: SimpleSystemManagerResponse) -> ActionResult:
+    return _page(self, [c.response_object() for c in _commands(self)], "Commands")
+
+
+def list_command_invocations(self: SimpleSystemManagerResponse) -> ActionResult:
+    details = self._get_bool_param("Details", False)
+    invocations = []
+    for command in _commands(self):
+        if EMULATOR.now() < getattr(command, "red5_visible_at", 0.0):
+            continue
+        wanted = self._get_param("InstanceId")
+        for invocation in command.invocations:
+            if wanted and invocation["InstanceId"] != wanted:
+                continue
+            instance = ec2_backends[self.current_account][self.region].get_instance_by_id(
+                invocation["InstanceId"]
+            )
+            entry: dict[str, Any] = {
+                "CommandId": command.command_id,
+                "InstanceId": invocation["InstanceId"],
+                "InstanceName": instance.private_dns_name if instance is not None else "",
+                "Comment": command.comment,
+                "DocumentName": command.document_name,
+                "DocumentVersion": "$DEFAULT",
+                "RequestedDateTime": command.requested_date_time,
+                "Status": invocation["Status"],
+                "StatusDetails": invocation["StatusDetails"],
+                "StandardOutputUrl": "",
+                "StandardErrorUrl": "",
+                "CommandPlugins": [],
+                "ServiceRole": command.service_role_arn or "",
+                "NotificationConfig": command.notification_config,
+            }
+            if details:
+                entry["CommandPlugins"] = [{
+                    "Name": invocation.get("PluginName") or "aws:runShellScript",
+                    "Status": invocation["Status"],
+                    "StatusDetails": invocation["StatusDetails"],
+                    "ResponseCode": invocation["ResponseCode"],
+                    "ResponseStartDateTime": command.red5_started
+                    if hasattr(command, "red5_started") else command.requested_date_time,
+                    "Output": (invocation.get("StandardOutputContent") or "")[:DETAILS_OUTPUT_LIMIT],
+                    "StandardOutputUrl": "",
+                    "StandardErrorUrl": "",
+                }]
+                ended = invocation.get("ExecutionEndDateTime")
+                if ended:
+                    entry["CommandPlugins"][0]["ResponseFinishDateTime"] = datetime.datetime.fromisoformat(ended)
+            invocations.append(entry)
+    return _page(self, invocations, "CommandInvocations")
+
+
 def install() -> None:
+    SimpleSystemManagerResponse.list_commands = list_commands
+    SimpleSystemManagerResponse.list_command_invocations = list_command_invocations
     Command._get_instance_ids_from_targets = _targets_only
     SimpleSystemManagerBackend.send_command = send_command
     Command.get_invocation = get_invocation
