@@ -1,7 +1,7 @@
 //! The values the [`Cloud`](super::Cloud) verbs take and return: AWS resources in the
 //! runner's words, with only what the stages and `status` need.
 
-pub use crate::model::HeldInstances;
+pub use crate::model::{HeldInstances, StandbyInstances};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -304,7 +304,7 @@ pub struct RefreshSpec {
     /// The pause after each checkpoint; AWS's default (one hour) when `None`.
     pub checkpoint_delay: Option<Duration>,
     pub scale_in_protected_instances: HeldInstances,
-    pub standby_instances: HeldInstances,
+    pub standby_instances: StandbyInstances,
 }
 
 /// An instance refresh's status, as AWS names it.

@@ -17,7 +17,7 @@ pub use pipeline::{
     BaseImage, Builder, DEFAULT_CHECKPOINT_DELAY, DEFAULT_REFRESH_TIMEOUT, DEFAULT_WARMUP,
     HeldInstances, Image, Launch, LaunchKind, MAX_AMI_NAME, MAX_CHECKPOINT_DELAY,
     MAX_LAUNCH_CONFIGURATION_NAME, MAX_TEMPLATE_NAME, MIN_VOLUME_GB, Origin, Pipeline, Refresh,
-    Target, Update, format_duration, parse_duration,
+    StandbyInstances, Target, Update, format_duration, parse_duration,
 };
 pub use release::{Artifact, Release};
 pub use select::{NoRelease, Rendered, desired_release, render, template_values};

@@ -108,7 +108,7 @@ struct RawRefresh {
     #[serde(default)]
     scale_in_protected_instances: HeldInstances,
     #[serde(default)]
-    standby_instances: HeldInstances,
+    standby_instances: StandbyInstances,
     #[serde(default)]
     timeout: Option<Scalar>,
 }
@@ -123,7 +123,7 @@ impl Default for RawRefresh {
             checkpoint_delay: None,
             skip_matching: false,
             scale_in_protected_instances: HeldInstances::default(),
-            standby_instances: HeldInstances::default(),
+            standby_instances: StandbyInstances::default(),
             timeout: None,
         }
     }
@@ -204,6 +204,31 @@ impl HeldInstances {
             HeldInstances::Refresh => "Refresh",
             HeldInstances::Ignore => "Ignore",
             HeldInstances::Wait => "Wait",
+        }
+    }
+}
+
+/// What an instance refresh does with an instance in standby: AWS's `StandbyInstances`
+/// takes `Terminate`, `Ignore` or `Wait` (not `Refresh`, unlike protected instances).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+pub enum StandbyInstances {
+    /// Terminate them without a replacement.
+    Terminate,
+    /// Leave them on the old configuration.
+    Ignore,
+    /// Wait for them to return to service, and fail the refresh after an hour (AWS's
+    /// default).
+    #[default]
+    Wait,
+}
+
+impl StandbyInstances {
+    /// The value as AWS's RefreshPreferences spell it.
+    pub fn as_aws(self) -> &'static str {
+        match self {
+            StandbyInstances::Terminate => "Terminate",
+            StandbyInstances::Ignore => "Ignore",
+            StandbyInstances::Wait => "Wait",
         }
     }
 }
@@ -298,7 +323,7 @@ pub struct Refresh {
     /// AWS's `ScaleInProtectedInstances`.
     pub scale_in_protected_instances: HeldInstances,
     /// AWS's `StandbyInstances`.
-    pub standby_instances: HeldInstances,
+    pub standby_instances: StandbyInstances,
     /// Longer than the checkpoint pauses together.
     pub timeout: Duration,
 }

@@ -89,14 +89,19 @@ async fn finished_command(cloud: &AwsCloud, command_id: &str, instance_id: &str)
     .await
 }
 
-fn launch_spec(name: &str, image_id: &str, security_group: &str, public_ip: bool) -> LaunchSpec {
+fn launch_spec(
+    name: &str,
+    image_id: &str,
+    security_group: &str,
+    public_ip: Option<bool>,
+) -> LaunchSpec {
     LaunchSpec {
         name: name.to_owned(),
         image_id: image_id.to_owned(),
         instance_type: seeded::INSTANCE_TYPE.to_owned(),
         security_group_ids: vec![security_group.to_owned()],
         key_pair: Some(seeded::KEY_PAIR.to_owned()),
-        public_ip: Some(public_ip),
+        public_ip,
         volume_size_gb: 16,
         root_device_name: "/dev/sda1".to_owned(),
         user_data: "#!/bin/bash\necho streammanager.ip=sm-1.example.com\n".to_owned(),
@@ -117,7 +122,7 @@ async fn fleet_with_new_version(
         "SM-red5pro-server-12.4.0-template",
         &new_image,
         &security_group,
-        true,
+        None,
     );
     let version = cloud
         .create_template_version(fleet.template(), "1", &spec)
@@ -140,7 +145,7 @@ fn refresh_to(fleet: &Fleet, version: &str, warmup_secs: u64) -> RefreshSpec {
         checkpoints: Vec::new(),
         checkpoint_delay: None,
         scale_in_protected_instances: HeldInstances::Refresh,
-        standby_instances: HeldInstances::Wait,
+        standby_instances: red5_rollout::cloud::StandbyInstances::Wait,
     }
 }
 
@@ -180,7 +185,15 @@ async fn the_seeded_template_group_is_read_with_its_instances() {
         panic!("expected a launch template, got {:?}", group.config);
     };
     assert!(id.starts_with("lt-"), "{id}");
-    assert_eq!((name.as_str(), version.as_str()), (seeded::TEMPLATE, "1"));
+    // The console points a group at the template's default version.
+    assert_eq!(
+        (name.as_str(), version.as_str()),
+        (seeded::TEMPLATE, "$Default")
+    );
+    assert!(group.new_instances_protected && group.protects_instances());
+    let template = cloud.launch_template(seeded::TEMPLATE).await.unwrap();
+    assert_eq!(template.resolve("$Default"), Some(1));
+    assert_eq!(cloud.launch_template(id).await.unwrap(), template);
     assert_eq!(
         (group.min_size, group.max_size, group.desired_capacity),
         (1, 4, 2)
@@ -243,20 +256,20 @@ async fn a_group_that_does_not_exist_is_not_found() {
 }
 
 #[tokio::test]
-async fn images_are_found_by_pipeline_and_version_tags() {
+async fn images_are_found_by_tags_with_their_root_device_and_snapshot() {
     let emulator = Emulator::shared().await;
     let cloud = emulator.cloud().await;
-    let wanted = tags(&[
-        (TAG_PIPELINE, seeded::PIPELINE),
-        (TAG_VERSION, seeded::VERSION),
-    ]);
+    let wanted = tags(&[("Name", "red5pro-sm-12.3.0")]);
     let images = cloud.find_images(&wanted).await.unwrap();
 
     assert_eq!(images.len(), 1, "{images:?}");
     let image = &images[0];
     assert_eq!(image.status, ImageStatus::Available);
     assert_eq!(image.name, "red5pro-stream-manager-12.3.0-seed");
-    assert_eq!(image.tags.get(TAG_COMMIT).map(String::as_str), Some("seed"));
+    // The guide-built image carries none of the runner's tags.
+    assert_eq!(image.tags.get(TAG_COMMIT), None);
+    assert_eq!(image.root_device_name(), "/dev/xvda");
+    assert_eq!(image.snapshot_size_gb(), Some(8));
     assert_eq!(cloud.image(&image.id).await.unwrap(), *image);
 
     let other_version = tags(&[(TAG_PIPELINE, seeded::PIPELINE), (TAG_VERSION, "99.0.0")]);
@@ -530,11 +543,23 @@ async fn a_template_version_is_created_and_listed_with_its_image() {
     let new_image = emulator.seeded_image(seeded::LEGACY_PIPELINE).await;
     let security_group = seeded_security_group(&cloud).await;
 
+    // The template sets its security groups on the instance: a public IP, which only a
+    // network interface can ask for, is refused before AWS is asked (AWS refuses both).
+    let refused = failure(
+        cloud
+            .create_template_version(
+                fleet.template(),
+                "1",
+                &launch_spec("with-ip", &new_image, &security_group, Some(true)),
+            )
+            .await,
+    );
+    assert_eq!(refused.code, "PublicIpNeedsNetworkInterface");
     let public = launch_spec(
         "SM-red5pro-server-12.4.0-public",
         &new_image,
         &security_group,
-        true,
+        None,
     );
     let created = cloud
         .create_template_version(fleet.template(), "1", &public)
@@ -543,7 +568,7 @@ async fn a_template_version_is_created_and_listed_with_its_image() {
     assert_eq!(created.id, "2");
     assert_eq!(created.image_id, new_image);
     assert_eq!(created.description, "SM-red5pro-server-12.4.0-public");
-    let private = launch_spec(&"d".repeat(300), &new_image, &security_group, false);
+    let private = launch_spec(&"d".repeat(300), &new_image, &security_group, None);
     let created = cloud
         .create_template_version(fleet.template(), "1", &private)
         .await
@@ -602,7 +627,7 @@ async fn a_launch_configuration_is_created_once() {
     let security_group = seeded_security_group(&cloud).await;
     let prefix = unique_name("SM-red5pro-server-12.4.0-lc");
     let name = format!("{prefix}-m5large-LC");
-    let spec = launch_spec(&name, &image, &security_group, true);
+    let spec = launch_spec(&name, &image, &security_group, Some(true));
 
     let created = cloud.create_launch_configuration(&spec).await.unwrap();
     assert_eq!(
@@ -639,7 +664,7 @@ async fn a_group_is_pointed_at_another_launch_configuration() {
     let security_group = seeded_security_group(&cloud).await;
     let name = format!("{}-12.4.0-LC", fleet.group);
     cloud
-        .create_launch_configuration(&launch_spec(&name, &image, &security_group, false))
+        .create_launch_configuration(&launch_spec(&name, &image, &security_group, Some(false)))
         .await
         .unwrap();
 

@@ -27,7 +27,8 @@ struct Setup {
     endpoint: String,
 }
 
-/// Bakes a 12.3.0 base image tagged for `pipeline`, as an earlier rollout would have.
+/// Images a 12.3.0 base image of the fleet's own, named as an operator names it: with
+/// none of the runner's tags (the test adopts it).
 async fn base_image(cloud: &AwsCloud, emulator: &Emulator, pipeline: &str) -> String {
     let seeded = emulator.seeded_image("stream-manager").await;
     let subnet = cloud.resolve_subnet("red5pro-sm-subnet-a").await.unwrap();
@@ -44,7 +45,7 @@ async fn base_image(cloud: &AwsCloud, emulator: &Emulator, pipeline: &str) -> St
             instance_profile: "red5pro-sm-builder".into(),
             key_pair: None,
             volume_size_gb: 16,
-            root_device_name: "/dev/sda1".into(),
+            root_device_name: "/dev/xvda".into(),
             client_token: unique_name("base-token"),
             tags: tags(&[("Name", "base image source")]),
         })
@@ -58,7 +59,7 @@ async fn base_image(cloud: &AwsCloud, emulator: &Emulator, pipeline: &str) -> St
         .create_image(
             &instance,
             &unique_name(&format!("{pipeline}-12.3.0-base")),
-            &tags(&[(TAG_PIPELINE, pipeline), (TAG_VERSION, "12.3.0")]),
+            &tags(&[("Name", &format!("red5pro-{pipeline}-12.3.0"))]),
         )
         .await
         .unwrap();
@@ -78,20 +79,13 @@ async fn setup(emulator: &Emulator, label: &str, shipped: &str, desired: i32) ->
     let image = base_image(&cloud, emulator, &pipeline).await;
     let fleet = if shipped == "stream-manager" {
         emulator
-            .template_fleet_on(&pipeline, desired, Some(&image))
+            .guide_template_fleet(&pipeline, desired, &image)
             .await
     } else {
         emulator
             .configuration_fleet_on(&pipeline, desired, Some(&image))
             .await
     };
-    cloud
-        .tag_group(
-            &fleet.group,
-            &tags(&[(TAG_PIPELINE, &pipeline), (TAG_VERSION, "12.3.0")]),
-        )
-        .await
-        .unwrap();
     let text = std::fs::read_to_string(
         crate::support::crate_root().join(format!("pipelines/{shipped}.yaml")),
     )
@@ -129,12 +123,21 @@ async fn setup(emulator: &Emulator, label: &str, shipped: &str, desired: i32) ->
     git(repo.path(), &["init", "-q", "-b", "main"]);
     git(repo.path(), &["add", "-A"]);
     git(repo.path(), &["commit", "-q", "-m", "fleet on 12.3.0"]);
-    Setup {
+    let setup = Setup {
         repo,
         pipeline,
         fleet,
         endpoint: emulator.endpoint().to_string(),
-    }
+    };
+    // As the README tells a user with a fleet built by hand: adopt it first.
+    let adopted = setup.run(&["adopt", &setup.pipeline, "--version", "12.3.0", "--yes"]);
+    assert!(
+        adopted.status.success(),
+        "adopt: {}{}",
+        stdout(&adopted),
+        stderr(&adopted)
+    );
+    setup
 }
 
 impl Setup {
@@ -317,11 +320,14 @@ async fn a_bump_rolls_a_template_fleet_and_a_second_apply_changes_nothing() {
     ] {
         assert_eq!(count(&calls, action), 1, "{action} in {calls:?}");
     }
+    // The only UpdateAutoScalingGroup pins the group from $Default to version 1 before the
+    // new version exists; the group moves to version 2 only when the refresh succeeds.
     assert_eq!(
         count(&calls, "autoscaling:UpdateAutoScalingGroup"),
-        0,
+        1,
         "{calls:?}"
     );
+    assert_template_settings_survive(&emulator, setup.fleet.template(), "2").await;
 
     emulator.reset_calls();
     let again = setup.apply();
@@ -389,6 +395,72 @@ async fn a_revert_rolls_back_without_launching_or_imaging() {
         "{calls:?}"
     );
     setup.assert_fleet_on("1", "12.3.0").await;
+}
+
+/// Asserts that version `version` of `template`, made by the runner, kept what the guide's
+/// template holds and the runner does not manage, and put its root volume on the image's
+/// root device.
+async fn assert_template_settings_survive(emulator: &Emulator, template: &str, version: &str) {
+    let data = emulator.template_data(template, version).await;
+    assert_eq!(
+        data.iam_instance_profile().and_then(|p| p.name()),
+        Some("red5pro-sm-builder"),
+        "{data:?}"
+    );
+    assert_eq!(
+        data.metadata_options()
+            .and_then(|m| m.http_tokens())
+            .map(|t| t.as_str()),
+        Some("required"),
+        "{data:?}"
+    );
+    assert_eq!(
+        data.monitoring().and_then(|m| m.enabled()),
+        Some(true),
+        "{data:?}"
+    );
+    let volumes: Vec<(Option<&str>, Option<i32>, Option<bool>)> = data
+        .block_device_mappings()
+        .iter()
+        .map(|m| {
+            (
+                m.device_name(),
+                m.ebs().and_then(|e| e.volume_size()),
+                m.ebs().and_then(|e| e.encrypted()),
+            )
+        })
+        .collect();
+    assert!(
+        volumes.contains(&(Some("/dev/xvda"), Some(16), Some(true))),
+        "{volumes:?}"
+    );
+    assert!(
+        volumes.contains(&(Some("/dev/sdf"), Some(50), Some(true))),
+        "{volumes:?}"
+    );
+    assert!(
+        !volumes
+            .iter()
+            .any(|(device, ..)| *device == Some("/dev/sda1")),
+        "{volumes:?}"
+    );
+    let instance_tags: Vec<(&str, &str)> = data
+        .tag_specifications()
+        .iter()
+        .filter(|t| t.resource_type().map(|r| r.as_str()) == Some("instance"))
+        .flat_map(|t| t.tags())
+        .filter_map(|t| Some((t.key()?, t.value()?)))
+        .collect();
+    assert!(
+        instance_tags.contains(&("team", "streaming")),
+        "{instance_tags:?}"
+    );
+    assert!(
+        instance_tags
+            .iter()
+            .any(|(k, _)| *k == "red5-rollout:version"),
+        "{instance_tags:?}"
+    );
 }
 
 /// Starts apply with JSON events and SIGKILLs it once `stage` has finished; returns the run id.

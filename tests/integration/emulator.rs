@@ -16,7 +16,7 @@
 use aws_sdk_autoscaling::types as asg;
 use aws_sdk_ec2::types as ec2;
 use red5_rollout::cloud::aws::AwsCloud;
-use red5_rollout::cloud::{Cloud, TAG_PIPELINE, TAG_VERSION, Tags};
+use red5_rollout::cloud::{Cloud, Tags};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -330,12 +330,46 @@ impl Emulator {
         )
     }
 
-    /// The seeded image of `pipeline` (Red5 Pro 12.3.0).
+    /// What version `version` of launch template `template` holds, as AWS describes it.
+    pub async fn template_data(
+        &self,
+        template: &str,
+        version: &str,
+    ) -> ec2::ResponseLaunchTemplateData {
+        let (ec2_client, _) = self.sdk().await;
+        let output = ec2_client
+            .describe_launch_template_versions()
+            .launch_template_name(template)
+            .versions(version)
+            .send()
+            .await
+            .expect("describe the template version");
+        output.launch_template_versions()[0]
+            .launch_template_data()
+            .cloned()
+            .expect("the version has data")
+    }
+
+    /// Deregisters an image, as someone cleaning up old AMIs would.
+    pub async fn deregister_image(&self, id: &str) {
+        let (ec2_client, _) = self.sdk().await;
+        ec2_client
+            .deregister_image()
+            .image_id(id)
+            .send()
+            .await
+            .expect("deregister the image");
+    }
+
+    /// The seeded image of `pipeline` (Red5 Pro 12.3.0), found by the `Name` tag its
+    /// operator gave it: the seed carries none of the runner's tags.
     pub async fn seeded_image(&self, pipeline: &str) -> String {
-        let tags = Tags::from([
-            (TAG_PIPELINE.to_owned(), pipeline.to_owned()),
-            (TAG_VERSION.to_owned(), seeded::VERSION.to_owned()),
-        ]);
+        let name = if pipeline == seeded::LEGACY_PIPELINE {
+            format!("red5pro-sm-legacy-{}", seeded::VERSION)
+        } else {
+            format!("red5pro-sm-{}", seeded::VERSION)
+        };
+        let tags = Tags::from([("Name".to_owned(), name)]);
         let images = self
             .cloud()
             .await
@@ -357,21 +391,77 @@ impl Emulator {
 
     /// [`Emulator::template_fleet`] launching `image` (default: the seeded image).
     pub async fn template_fleet_on(&self, label: &str, desired: i32, image: Option<&str>) -> Fleet {
+        self.template_fleet_with(label, desired, image, false).await
+    }
+
+    /// A template fleet as an operator builds it by the guide: its template holds what the
+    /// runner does not manage (an instance profile, IMDSv2, monitoring, an encrypted root
+    /// volume on `/dev/xvda`, a recordings volume, a `team` tag), and the group names
+    /// `$Default` and protects its instances from scale-in.
+    pub async fn guide_template_fleet(&self, label: &str, desired: i32, image: &str) -> Fleet {
+        self.template_fleet_with(label, desired, Some(image), true)
+            .await
+    }
+
+    async fn template_fleet_with(
+        &self,
+        label: &str,
+        desired: i32,
+        image: Option<&str>,
+        as_the_guide_builds_it: bool,
+    ) -> Fleet {
         let name = unique_name(label);
         let (ec2_client, asg_client) = self.sdk().await;
         let (seeded_image, subnets, security_group) = self.seeded_network().await;
         let image_id = image.map_or(seeded_image, str::to_owned);
+        let mut data = ec2::RequestLaunchTemplateData::builder()
+            .image_id(&image_id)
+            .instance_type(ec2::InstanceType::from(seeded::INSTANCE_TYPE))
+            .security_group_ids(&security_group);
+        if as_the_guide_builds_it {
+            let volume = |device: &str, size: i32| {
+                ec2::LaunchTemplateBlockDeviceMappingRequest::builder()
+                    .device_name(device)
+                    .ebs(
+                        ec2::LaunchTemplateEbsBlockDeviceRequest::builder()
+                            .volume_size(size)
+                            .volume_type(ec2::VolumeType::Gp3)
+                            .encrypted(true)
+                            .delete_on_termination(true)
+                            .build(),
+                    )
+                    .build()
+            };
+            data = data
+                .iam_instance_profile(
+                    ec2::LaunchTemplateIamInstanceProfileSpecificationRequest::builder()
+                        .name(seeded::INSTANCE_PROFILE)
+                        .build(),
+                )
+                .metadata_options(
+                    ec2::LaunchTemplateInstanceMetadataOptionsRequest::builder()
+                        .http_tokens(ec2::LaunchTemplateHttpTokensState::Required)
+                        .build(),
+                )
+                .monitoring(
+                    ec2::LaunchTemplatesMonitoringRequest::builder()
+                        .enabled(true)
+                        .build(),
+                )
+                .block_device_mappings(volume("/dev/xvda", 16))
+                .block_device_mappings(volume("/dev/sdf", 50))
+                .tag_specifications(
+                    ec2::LaunchTemplateTagSpecificationRequest::builder()
+                        .resource_type(ec2::ResourceType::Instance)
+                        .tags(ec2::Tag::builder().key("team").value("streaming").build())
+                        .build(),
+                );
+        }
         ec2_client
             .create_launch_template()
             .launch_template_name(&name)
             .version_description(format!("{name} version 1"))
-            .launch_template_data(
-                ec2::RequestLaunchTemplateData::builder()
-                    .image_id(&image_id)
-                    .instance_type(ec2::InstanceType::from(seeded::INSTANCE_TYPE))
-                    .security_group_ids(&security_group)
-                    .build(),
-            )
+            .launch_template_data(data.build())
             .send()
             .await
             .expect("create the fleet's launch template");
@@ -382,9 +472,14 @@ impl Emulator {
             .launch_template(
                 asg::LaunchTemplateSpecification::builder()
                     .launch_template_name(&name)
-                    .version("1")
+                    .version(if as_the_guide_builds_it {
+                        "$Default"
+                    } else {
+                        "1"
+                    })
                     .build(),
             )
+            .new_instances_protected_from_scale_in(as_the_guide_builds_it)
             .min_size(1)
             .max_size(4)
             .desired_capacity(desired)

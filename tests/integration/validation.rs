@@ -10,8 +10,8 @@
 
 use red5_rollout::fleet::FleetState;
 use red5_rollout::model::{
-    Catalog, Diagnostic, Diagnostics, HeldInstances, Pipeline, Release, SourceFile, Target,
-    desired_release, render,
+    Catalog, Diagnostic, Diagnostics, HeldInstances, Pipeline, Release, SourceFile,
+    StandbyInstances, Target, desired_release, render,
 };
 use red5_rollout::plan::{PlanError, plan_rollout};
 use std::fmt::Write as _;
@@ -793,9 +793,14 @@ fn refresh_preferences_are_spelled_as_aws_spells_them() {
             .hinting("did you mean `Wait`?"),
         Case::pipeline("a standby preference AWS does not have")
             .inserting_after("  instance_warmup: 180s", "  standby_instances: Replace")
-            .says("refresh.standby_instances: unknown variant `Replace`, expected one of `Refresh`, `Ignore`, `Wait`")
+            .says("refresh.standby_instances: unknown variant `Replace`, expected one of `Terminate`, `Ignore`, `Wait`")
             .at(40, 22)
             .hinting("write one of the values listed above instead of `Replace`"),
+        Case::pipeline("Refresh for standby instances, which only protected instances take")
+            .inserting_after("  instance_warmup: 180s", "  standby_instances: Refresh")
+            .says("refresh.standby_instances: unknown variant `Refresh`, expected one of `Terminate`, `Ignore`, `Wait`")
+            .at(40, 22)
+            .hinting("write one of the values listed above instead of `Refresh`"),
     ]);
 }
 
@@ -805,7 +810,7 @@ fn refresh_preferences_default_as_aws_does_and_are_read_as_written() {
         .unwrap()
         .refresh;
     assert_eq!(good.scale_in_protected_instances, HeldInstances::Wait);
-    assert_eq!(good.standby_instances, HeldInstances::Wait);
+    assert_eq!(good.standby_instances, StandbyInstances::Wait);
     assert_eq!(good.checkpoint_delay, Duration::from_secs(3600));
     assert_eq!(good.checkpoint_pauses(), Duration::ZERO);
 
@@ -915,7 +920,7 @@ fn skip_matching_is_accepted_with_a_launch_template_and_off_with_a_configuration
     assert_valid(&[
         Edit::InsertAfter {
             after: "  instance_warmup: 180s",
-            new: "  scale_in_protected_instances: Ignore\n  standby_instances: Refresh\n  skip_matching: true",
+            new: "  scale_in_protected_instances: Ignore\n  standby_instances: Terminate\n  skip_matching: true",
         },
         Edit::Both(
             Box::new(Edit::Replace {
