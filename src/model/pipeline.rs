@@ -887,7 +887,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         let value: u64 = number
             .parse()
             .map_err(|_| format!("`{text}` is not a duration"))?;
-        total += value * unit;
+        total = value
+            .checked_mul(unit)
+            .and_then(|secs| total.checked_add(secs))
+            .ok_or_else(|| format!("`{text}` is too long a duration"))?;
         number.clear();
     }
     if !number.is_empty() || text.is_empty() {
@@ -949,6 +952,10 @@ mod tests {
         assert!(parse_duration("10 minutes").is_err());
         assert!(parse_duration("m").is_err());
         assert!(parse_duration("").is_err());
+        assert_eq!(
+            parse_duration("9999999999999999h"),
+            Err("`9999999999999999h` is too long a duration".to_string())
+        );
     }
 
     #[test]

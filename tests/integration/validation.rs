@@ -1132,6 +1132,11 @@ fn builder_and_launch_values_are_ones_aws_accepts() {
             .says("image.timeout: `ten minutes` is not a duration")
             .at(24, 12)
             .hinting("90s, 20m, 1h30m"),
+        Case::pipeline("a duration too long to count")
+            .replacing("  timeout: 45m", "  timeout: 9999999999999999h")
+            .says("image.timeout: `9999999999999999h` is too long a duration")
+            .at(24, 12)
+            .hinting("90s, 20m, 1h30m"),
         Case::pipeline("an update that may run longer than SSM allows")
             .replacing("  execution_timeout: 30m", "  execution_timeout: 72h")
             .says("update.execution_timeout must be between 1s and 48h")
