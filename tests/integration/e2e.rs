@@ -700,10 +700,20 @@ async fn unlock_removes_only_the_lock_of_the_run_it_names() {
     );
 }
 
+/// The seeded fleet, as the Red5 Pro guide builds it: not known until adopted; then both
+/// shipped pipelines roll out in one run (distinct idempotency tokens: the emulator refuses
+/// a token reused with other parameters), calling only what the shipped IAM policy allows;
+/// a revert rolls both back without launching or imaging; and once the old image is
+/// deregistered, a rollback is refused with its choices instead of baking over the newer
+/// image.
 #[tokio::test(flavor = "multi_thread")]
-async fn status_and_plan_read_the_seeded_fleet() {
-    let emulator = Emulator::shared().await;
+async fn the_guide_built_fleet_is_adopted_rolled_out_reverted_and_protected_from_a_mixed_install()
+ {
+    let emulator = Emulator::alone().await;
     let repo = crate::support::shipped_repo();
+    // The shipped repository asks for 12.4.0; start from the commit that asked for 12.3.0.
+    std::fs::remove_file(repo.path().join("releases/12.4.0.yaml")).unwrap();
+    git(repo.path(), &["commit", "-q", "-am", "fleet on 12.3.0"]);
     let run = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_red5-rollout"))
             .args(args)
@@ -712,43 +722,137 @@ async fn status_and_plan_read_the_seeded_fleet() {
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_REGION", "us-east-1")
+            .env("CI", "true")
+            .env_remove("RED5_ROLLOUT_REPO")
             .output()
             .unwrap()
     };
+
     let out = run(&["status", "stream-manager"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let text = stdout(&out);
     assert!(
-        text.starts_with("stream-manager: group red5pro-sm-asg (us-east-1) runs 12.3.0\n"),
-        "{text}"
-    );
-    assert!(
-        text.contains("  configuration: launch template red5pro-sm version 1 (image ami-"),
-        "{text}"
-    );
-    assert!(text.contains("health check ELB, grace 300s"), "{text}");
-    assert_eq!(
-        text.matches("launch template red5pro-sm version 1\n")
-            .count(),
-        2,
-        "{text}"
-    );
-
-    let out = run(&["status", "stream-manager-legacy", "--format", "json"]);
-    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(json[0]["running_version"], "12.3.0");
-    assert_eq!(json[0]["group"]["config"]["kind"], "configuration");
-
-    let out = run(&["plan", "stream-manager"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let plan = stdout(&out);
-    assert!(
-        plan.starts_with(
-            "stream-manager (red5pro-sm-asg in us-east-1): rollout 12.3.0 -> 12.4.0\n"
+        stdout(&out).starts_with(
+            "stream-manager: group red5pro-sm-asg (us-east-1) is not adopted: red5-rollout does not know which release it runs\n  adopt it once: red5-rollout adopt stream-manager --version <VERSION>\n"
         ),
-        "{plan}"
+        "{}",
+        stdout(&out)
     );
-    assert_eq!(plan.matches("\n  run    ").count(), 6, "{plan}");
+    let out = run(&["plan", "stream-manager"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("group red5pro-sm-asg is not known to red5-rollout yet")
+            && stderr(&out).contains("red5-rollout adopt stream-manager --version <VERSION>"),
+        "{}",
+        stderr(&out)
+    );
+
+    for pipeline in ["stream-manager", "stream-manager-legacy"] {
+        let out = run(&["adopt", pipeline, "--version", "12.3.0", "--yes"]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert!(stdout(&out).starts_with("adopt will tag:\n  image ami-"), "{}", stdout(&out));
+    }
+    let again = run(&["adopt", "stream-manager", "--version", "12.3.0", "--yes"]);
+    assert!(stdout(&again).starts_with("nothing to do"), "{}", stdout(&again));
+    let other = run(&["adopt", "stream-manager", "--version", "12.2.0", "--yes"]);
+    assert_eq!(other.status.code(), Some(1));
+    assert!(
+        stderr(&other).contains("is already tagged as release 12.3.0, not 12.2.0"),
+        "{}",
+        stderr(&other)
+    );
+    let out = run(&["plan"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("nothing to do"), "{}", stdout(&out));
+
+    std::fs::write(
+        repo.path().join("releases/12.4.0.yaml"),
+        release_text("12.4.0"),
+    )
+    .unwrap();
+    git(repo.path(), &["add", "-A"]);
+    git(repo.path(), &["commit", "-q", "-m", "release 12.4.0"]);
+    emulator.reset_calls();
+    let out = run(&["apply", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let calls = mutating(&emulator);
+    assert_eq!(count(&calls, "ec2:RunInstances"), 2, "{calls:?}");
+    assert_eq!(count(&calls, "ec2:CreateImage"), 2, "{calls:?}");
+    // The template group is pinned from $Default, the legacy group swapped.
+    assert_eq!(
+        count(&calls, "autoscaling:UpdateAutoScalingGroup"),
+        2,
+        "{calls:?}"
+    );
+    assert_template_settings_survive(&emulator, "red5pro-sm", "2").await;
+
+    let policy: Value = serde_json::from_str(
+        &std::fs::read_to_string(crate::support::crate_root().join("docs/iam/apply.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let allowed: Vec<String> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| match &s["Action"] {
+            Value::String(a) => vec![a.clone()],
+            Value::Array(list) => list.iter().map(|a| a.as_str().unwrap().to_owned()).collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    let called = emulator.calls();
+    let not_allowed: Vec<&String> = called["counts"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|action| !allowed.contains(action))
+        .collect();
+    assert!(
+        not_allowed.is_empty(),
+        "docs/iam/apply.json lacks {not_allowed:?}"
+    );
+
+    git(repo.path(), &["revert", "--no-edit", "HEAD"]);
+    emulator.reset_calls();
+    let out = run(&["apply", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let calls = mutating(&emulator);
+    assert_eq!(count(&calls, "ec2:RunInstances"), 0, "{calls:?}");
+    assert_eq!(count(&calls, "ec2:CreateImage"), 0, "{calls:?}");
+    assert_eq!(
+        count(&calls, "autoscaling:StartInstanceRefresh"),
+        2,
+        "{calls:?}"
+    );
+
+    // Forward to 12.4.0 again (its image exists), then lose the 12.3.0 image.
+    git(repo.path(), &["revert", "--no-edit", "HEAD"]);
+    let out = run(&["apply", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let cloud = emulator.cloud().await;
+    let old = cloud
+        .find_images(&tags(&[
+            (TAG_PIPELINE, "stream-manager"),
+            (TAG_VERSION, "12.3.0"),
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(old.len(), 1, "{old:?}");
+    emulator.deregister_image(&old[0].id).await;
+    git(repo.path(), &["revert", "--no-edit", "HEAD"]);
+    emulator.reset_calls();
+    let out = run(&["plan", "stream-manager"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains(
+            "no image of 12.3.0 exists any more, and the group runs 12.4.0: baking 12.3.0 on top of the 12.4.0 image would mix two installs"
+        ) && stderr(&out).contains("red5-rollout adopt stream-manager --version 12.3.0 --image <AMI>"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&["apply", "stream-manager"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(mutating(&emulator), Vec::<(String, u64)>::new());
 }
 
 #[tokio::test(flavor = "multi_thread")]
