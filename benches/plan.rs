@@ -92,6 +92,7 @@ fn main() {
                 desired_capacity: 2,
                 running_version: Some("10.0.0".parse().unwrap()),
                 images: vec![ImageRecord {
+                    snapshot_gb: None,
                     id: "ami-0123456789abcdef0".into(),
                     version: "10.0.0".parse().unwrap(),
                     state: ImageState::Available,

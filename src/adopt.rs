@@ -6,9 +6,7 @@
 //! version or launch configuration is recognised by that image (neither can carry tags of
 //! its own). Pure: it decides from what `observe` read, and `commands.rs` does the tagging.
 
-use crate::cloud::{
-    GroupConfig, Image, TAG_COMMIT, TAG_PIPELINE, TAG_VERSION, Tags, is_version_alias,
-};
+use crate::cloud::{GroupConfig, Image, TAG_COMMIT, TAG_PIPELINE, TAG_VERSION, Tags};
 use crate::model::Pipeline;
 use crate::observe::{Observation, tags};
 use crate::stages::TAG_DATE;
@@ -94,9 +92,8 @@ fn runs_group_config(instance: &GroupConfig, group: &GroupConfig, resolved: Opti
         ) => {
             let same_template =
                 (!id.is_empty() && i_id == id) || (!name.is_empty() && i_name == name);
-            let same_version = i_version == version
-                || resolved.is_some_and(|n| i_version == &n.to_string())
-                || (is_version_alias(i_version) && i_version == version);
+            let same_version =
+                i_version == version || resolved.is_some_and(|n| i_version == &n.to_string());
             same_template && same_version
         }
         (GroupConfig::Configuration { name: a }, GroupConfig::Configuration { name: b }) => a == b,

@@ -38,13 +38,14 @@ pub async fn run(
         .filter(|b| b.state.is_alive())
         .map(|b| b.id)
         .collect();
-    let by_token = match &baked.client_token {
-        Some(token) => cloud
+    // Only a launch whose answer was lost has a token and no id.
+    let by_token = match (&baked.client_token, &baked.builder) {
+        (Some(token), None) => cloud
             .instance_by_client_token(token)
             .await
             .map_err(StageError::cloud(STAGE))?
             .map(|i| i.id),
-        None => None,
+        _ => None,
     };
     for id in baked.builder.iter().chain(by_token.iter()) {
         if !live.contains(id) {

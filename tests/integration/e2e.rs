@@ -233,8 +233,10 @@ impl Setup {
     /// Asserts the group, and every instance, run `config`, and the group is tagged `version`.
     async fn assert_fleet_on(&self, config: &str, version: &str) {
         let group = self.cloud().await.group(&self.fleet.group).await.unwrap();
+        // A guide-built group names $Default, which is version 1 until someone moves it.
+        let on_default = config == "1" && group.config.version_alias() == Some("$Default");
         assert!(
-            group.config.is(config),
+            group.config.is(config) || on_default,
             "group on {:?}, not {config}",
             group.config
         );
@@ -622,6 +624,49 @@ async fn throttling_a_fifth_of_calls_still_converges() {
     setup.assert_fleet_on("2", "12.4.0").await;
 }
 
+/// Every call throttled for 30 s (beyond the SDK's own retries) in the middle of the
+/// image wait: the wait counts the failures as "still pending", says so, and the rollout
+/// completes.
+#[tokio::test(flavor = "multi_thread")]
+async fn thirty_seconds_of_throttling_in_the_image_wait_is_ridden_out() {
+    let emulator = Emulator::alone().await;
+    let setup = setup(&emulator, "e2e-throttle-window", "stream-manager", 1).await;
+    setup.bump("12.4.0");
+    let mut child = setup
+        .command(&["apply", "--output", "json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut throttled = false;
+    let mut tolerated = false;
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let Ok(line) = line else { break };
+        let Ok(event) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        let message = event["message"].as_str().unwrap_or_default();
+        if !throttled
+            && event["event"] == "stage-progress"
+            && event["stage"] == "create-image"
+            && message.contains("to be available")
+        {
+            // 1500 emulated seconds at the tests' time scale of 0.02: 30 real seconds.
+            emulator.set_faults(serde_json::json!({"throttle_for_seconds": 1500}));
+            throttled = true;
+        }
+        tolerated |= message.contains("failures in a row tolerated");
+    }
+    let status = child.wait().unwrap();
+    assert!(throttled, "the image wait was never seen");
+    assert!(
+        tolerated,
+        "no progress line said the failures were tolerated"
+    );
+    assert_eq!(status.code(), Some(0));
+    setup.assert_fleet_on("2", "12.4.0").await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn two_applies_on_one_group_one_proceeds_the_other_exits_6() {
     let emulator = Emulator::shared().await;
@@ -703,12 +748,9 @@ async fn unlock_removes_only_the_lock_of_the_run_it_names() {
 /// The seeded fleet, as the Red5 Pro guide builds it: not known until adopted; then both
 /// shipped pipelines roll out in one run (distinct idempotency tokens: the emulator refuses
 /// a token reused with other parameters), calling only what the shipped IAM policy allows;
-/// a revert rolls both back without launching or imaging; and once the old image is
-/// deregistered, a rollback is refused with its choices instead of baking over the newer
-/// image.
+/// and a revert rolls both back without launching or imaging.
 #[tokio::test(flavor = "multi_thread")]
-async fn the_guide_built_fleet_is_adopted_rolled_out_reverted_and_protected_from_a_mixed_install()
- {
+async fn the_guide_built_fleet_is_adopted_rolled_out_in_one_run_and_reverted_without_baking() {
     let emulator = Emulator::alone().await;
     let repo = crate::support::shipped_repo();
     // The shipped repository asks for 12.4.0; start from the commit that asked for 12.3.0.
@@ -749,10 +791,18 @@ async fn the_guide_built_fleet_is_adopted_rolled_out_reverted_and_protected_from
     for pipeline in ["stream-manager", "stream-manager-legacy"] {
         let out = run(&["adopt", pipeline, "--version", "12.3.0", "--yes"]);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-        assert!(stdout(&out).starts_with("adopt will tag:\n  image ami-"), "{}", stdout(&out));
+        assert!(
+            stdout(&out).starts_with("adopt will tag:\n  image ami-"),
+            "{}",
+            stdout(&out)
+        );
     }
     let again = run(&["adopt", "stream-manager", "--version", "12.3.0", "--yes"]);
-    assert!(stdout(&again).starts_with("nothing to do"), "{}", stdout(&again));
+    assert!(
+        stdout(&again).starts_with("nothing to do"),
+        "{}",
+        stdout(&again)
+    );
     let other = run(&["adopt", "stream-manager", "--version", "12.2.0", "--yes"]);
     assert_eq!(other.status.code(), Some(1));
     assert!(
@@ -786,8 +836,7 @@ async fn the_guide_built_fleet_is_adopted_rolled_out_reverted_and_protected_from
     assert_template_settings_survive(&emulator, "red5pro-sm", "2").await;
 
     let policy: Value = serde_json::from_str(
-        &std::fs::read_to_string(crate::support::crate_root().join("docs/iam/apply.json"))
-            .unwrap(),
+        &std::fs::read_to_string(crate::support::crate_root().join("docs/iam/apply.json")).unwrap(),
     )
     .unwrap();
     let allowed: Vec<String> = policy["Statement"]
@@ -796,7 +845,10 @@ async fn the_guide_built_fleet_is_adopted_rolled_out_reverted_and_protected_from
         .iter()
         .flat_map(|s| match &s["Action"] {
             Value::String(a) => vec![a.clone()],
-            Value::Array(list) => list.iter().map(|a| a.as_str().unwrap().to_owned()).collect(),
+            Value::Array(list) => list
+                .iter()
+                .map(|a| a.as_str().unwrap().to_owned())
+                .collect(),
             _ => Vec::new(),
         })
         .collect();
@@ -824,33 +876,33 @@ async fn the_guide_built_fleet_is_adopted_rolled_out_reverted_and_protected_from
         2,
         "{calls:?}"
     );
+}
 
-    // Forward to 12.4.0 again (its image exists), then lose the 12.3.0 image.
-    git(repo.path(), &["revert", "--no-edit", "HEAD"]);
-    let out = run(&["apply", "--output", "json"]);
+/// Once the old release's image is deregistered, a rollback is refused with its choices,
+/// never baked on top of the newer image (a mixed install), and nothing is changed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollback_whose_image_was_deregistered_is_refused_with_its_choices() {
+    let emulator = Emulator::alone().await;
+    let setup = setup(&emulator, "e2e-deregistered", "stream-manager", 1).await;
+    setup.bump("12.4.0");
+    let out = setup.apply();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let cloud = emulator.cloud().await;
-    let old = cloud
-        .find_images(&tags(&[
-            (TAG_PIPELINE, "stream-manager"),
-            (TAG_VERSION, "12.3.0"),
-        ]))
-        .await
-        .unwrap();
-    assert_eq!(old.len(), 1, "{old:?}");
-    emulator.deregister_image(&old[0].id).await;
-    git(repo.path(), &["revert", "--no-edit", "HEAD"]);
+    emulator.deregister_image(&setup.fleet.image_id).await;
+    git(setup.repo.path(), &["revert", "--no-edit", "HEAD"]);
     emulator.reset_calls();
-    let out = run(&["plan", "stream-manager"]);
+    let out = setup.run(&["plan", &setup.pipeline]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(
         stderr(&out).contains(
             "no image of 12.3.0 exists any more, and the group runs 12.4.0: baking 12.3.0 on top of the 12.4.0 image would mix two installs"
-        ) && stderr(&out).contains("red5-rollout adopt stream-manager --version 12.3.0 --image <AMI>"),
+        ) && stderr(&out).contains(&format!(
+            "red5-rollout adopt {} --version 12.3.0 --image <AMI>",
+            setup.pipeline
+        )),
         "{}",
         stderr(&out)
     );
-    let out = run(&["apply", "stream-manager"]);
+    let out = setup.apply();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_eq!(mutating(&emulator), Vec::<(String, u64)>::new());
 }
