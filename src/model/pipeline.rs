@@ -800,6 +800,21 @@ impl Pipeline {
             Template::parse_shell,
         );
         let launch_volume = c.volume(&["launch", "volume_size_gb"], l.volume_size_gb);
+        // The new image's root snapshot is the builder's root volume: a fleet volume smaller
+        // than it fails every launch.
+        if l.volume_size_gb >= MIN_VOLUME_GB && launch_volume < builder.volume_size_gb {
+            c.fail(
+                &["launch", "volume_size_gb"],
+                format!(
+                    "launch.volume_size_gb ({launch_volume}) is smaller than builder.volume_size_gb ({}): the new image's root snapshot is the builder's volume, and AWS fails every launch with a smaller volume (InvalidBlockDeviceMapping)",
+                    builder.volume_size_gb
+                ),
+                format!(
+                    "set launch.volume_size_gb to at least {}, or make the builder's volume smaller",
+                    builder.volume_size_gb
+                ),
+            );
+        }
 
         let refresh = c.refresh(raw.refresh, l.kind);
 

@@ -29,7 +29,7 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
             reason: format!("{} for {} exists", image.id, ctx.release.version),
         });
     }
-    let builder = match ctx.release_builder(STAGE).await? {
+    let builder = match ctx.builder_for(STAGE, baked).await? {
         Some(b) => b,
         None => {
             return Err(StageError::Precondition {

@@ -174,6 +174,38 @@ impl Context {
         Ok(builders.into_iter().find(|b| b.state.is_alive()))
     }
 
+    /// The builder the previous stage handed over (read by its id, waiting out EC2's
+    /// eventual consistency: a tag filter may not list an instance launched a moment ago),
+    /// else the release's builder left by any run.
+    pub async fn builder_for(
+        &self,
+        stage: Stage,
+        baked: &Baked,
+    ) -> Result<Option<Instance>, StageError> {
+        if let Some(id) = &baked.builder {
+            let cloud = self.cloud.as_ref();
+            let found = self
+                .wait_with(
+                    stage,
+                    &format!("builder {id} to be visible"),
+                    VISIBILITY_GRACE,
+                    Visibility::JustCreated,
+                    || async {
+                        cloud
+                            .instance(id)
+                            .await
+                            .map(Poll::Ready)
+                            .map_err(StageError::cloud(stage))
+                    },
+                )
+                .await?;
+            if found.state.is_alive() {
+                return Ok(Some(found));
+            }
+        }
+        self.release_builder(stage).await
+    }
+
     /// Waits for a resource known to exist; see [`Context::wait_with`].
     pub async fn wait<T, F, Fut>(
         &self,

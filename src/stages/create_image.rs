@@ -10,7 +10,7 @@
 //! creation, so an interrupted run finds it. Fails with AWS's reason when the image ends
 //! `failed` (a later run bakes again), or a timeout.
 
-use super::context::{Baked, Context, StageError};
+use super::context::{Baked, Context, StageError, Visibility};
 use crate::cloud::{ImageStatus, InstanceState, TAG_SOURCE_IMAGE};
 use crate::events::StageOutcome;
 use crate::plan::Stage;
@@ -34,7 +34,7 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
             detail: format!("image {} (adopted) is available", pending.id),
         });
     }
-    let Some(builder) = ctx.release_builder(STAGE).await? else {
+    let Some(builder) = ctx.builder_for(STAGE, baked).await? else {
         return Err(StageError::Precondition {
             stage: STAGE,
             message: format!("no builder for {} is running to image", ctx.release.version),
@@ -90,10 +90,11 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
 
 async fn wait_until_available(ctx: &Context, image: &str) -> Result<(), StageError> {
     let cloud = ctx.cloud.as_ref();
-    ctx.wait(
+    ctx.wait_with(
         STAGE,
         &format!("{image} to be available"),
         ctx.pipeline.image.timeout,
+        Visibility::JustCreated,
         || async {
             let found = cloud.image(image).await.map_err(StageError::cloud(STAGE))?;
             match found.status {

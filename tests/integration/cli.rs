@@ -240,3 +240,80 @@ fn help_teaches_with_examples_and_exit_codes() {
     let out = red5_rollout(dir.path(), &["validate", "--bogus"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// The binary with no AWS credentials anywhere: no keys, no profile files, no instance role.
+fn without_credentials(dir: &Path, home: &Path, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_red5-rollout"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RED5_ROLLOUT_REPO");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("AWS_") {
+            command.env_remove(key);
+        }
+    }
+    command
+        .env("HOME", home)
+        .env("AWS_CONFIG_FILE", home.join("no-config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("no-credentials"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .expect("the binary runs")
+}
+
+#[test]
+fn no_credentials_says_so_and_how_to_provide_them_never_to_run_again() {
+    let repo = shipped_repo();
+    let home = tempfile::tempdir().unwrap();
+    let out = without_credentials(
+        repo.path(),
+        home.path(),
+        &[
+            "status",
+            "stream-manager",
+            "--endpoint-url",
+            "http://127.0.0.1:9",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(
+        text.starts_with("error: cannot read the fleet of pipeline stream-manager from AWS\n  caused by: DescribeAutoScalingGroups failed (no credentials): NoCredentials: "),
+        "{text}"
+    );
+    assert!(
+        text.contains("  hint: no AWS credentials were found: set AWS_PROFILE"),
+        "{text}"
+    );
+    assert!(!text.contains("run again"), "{text}");
+}
+
+#[test]
+fn an_unreachable_endpoint_says_so_and_names_where_to_look() {
+    let repo = shipped_repo();
+    let out = Command::new(env!("CARGO_BIN_EXE_red5-rollout"))
+        .args(["status", "stream-manager"])
+        .current_dir(repo.path())
+        .env_remove("RED5_ROLLOUT_REPO")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        // Nothing listens on the discard port of loopback.
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .output()
+        .expect("the binary runs");
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(
+        text.contains(
+            "DescribeAutoScalingGroups failed (endpoint unreachable): EndpointUnreachable: "
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("  hint: the AWS endpoint could not be reached: check the network, a proxy (HTTPS_PROXY), the region, and --endpoint-url / AWS_ENDPOINT_URL when one is set"),
+        "{text}"
+    );
+}

@@ -624,6 +624,30 @@ async fn throttling_a_fifth_of_calls_still_converges() {
     setup.assert_fleet_on("2", "12.4.0").await;
 }
 
+/// EC2's eventual consistency: every new instance, image and template version stays
+/// invisible to Describe calls for a while after it was made. "Not found" right after a
+/// create is taken as pending, cleanup terminates the builder it launched by its id (a tag
+/// filter does not list it yet), and the rollout converges with one of everything.
+#[tokio::test(flavor = "multi_thread")]
+async fn new_resources_invisible_for_a_while_do_not_fail_the_rollout() {
+    let emulator = Emulator::alone().await;
+    let setup = setup(&emulator, "e2e-invisible", "stream-manager", 1).await;
+    setup.bump("12.4.0");
+    // 100 emulated seconds at the tests' time scale of 0.02: 2 real seconds.
+    emulator.set_faults(serde_json::json!({"invisible_for_seconds": 100}));
+    let out = setup.apply();
+    emulator.clear_faults();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not visible yet (EC2 is eventually consistent)"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(setup.images_of("12.4.0").await.len(), 1);
+    assert!(setup.live_builders().await.is_empty());
+    setup.assert_fleet_on("2", "12.4.0").await;
+}
+
 /// Every call throttled for 30 s (beyond the SDK's own retries) in the middle of the
 /// image wait: the wait counts the failures as "still pending", says so, and the rollout
 /// completes.

@@ -1080,6 +1080,11 @@ fn builder_and_launch_values_are_ones_aws_accepts() {
             .says("builder.volume_size_gb is 8 GB; it must be between 16 and 16384")
             .at(11, 19)
             .hinting("at least 16 GB"),
+        Case::pipeline("a fleet volume smaller than the builder's, which is the image's snapshot")
+            .replacing("  volume_size_gb: 16", "  volume_size_gb: 30")
+            .says("launch.volume_size_gb (20) is smaller than builder.volume_size_gb (30): the new image's root snapshot is the builder's volume, and AWS fails every launch with a smaller volume (InvalidBlockDeviceMapping)")
+            .at(32, 19)
+            .hinting("set launch.volume_size_gb to at least 30, or make the builder's volume smaller"),
         Case::pipeline("a launch volume under 16 GB")
             .replacing("  volume_size_gb: 20", "  volume_size_gb: 8")
             .says("launch.volume_size_gb is 8 GB; it must be between 16 and 16384")
