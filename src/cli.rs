@@ -147,6 +147,19 @@ pub struct ApplyArgs {
     /// How progress is shown on stderr.
     #[arg(long, value_enum, default_value_t = crate::report::OutputChoice::Auto)]
     pub output: crate::report::OutputChoice,
+
+    /// How long a group's lease lasts unless renewed (it is renewed every third of it).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = duration)]
+    pub lease: std::time::Duration,
+
+    /// How long after a lease ran out the next run takes it over (its run died).
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = duration)]
+    pub lease_grace: std::time::Duration,
+}
+
+/// A duration as pipelines write them: `90s`, `20m`, `1h30m`, or seconds.
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    crate::model::parse_duration(text)
 }
 
 #[derive(Debug, Args)]

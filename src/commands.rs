@@ -225,6 +225,19 @@ fn confirm(yes: bool, question: &str) -> Result<(), Error> {
     }
 }
 
+/// The GitHub Actions run applying, and its address, when there is one.
+fn ci_run() -> (Option<String>, Option<String>) {
+    let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+    let run = var("GITHUB_RUN_ID");
+    let url = match (&run, var("GITHUB_SERVER_URL"), var("GITHUB_REPOSITORY")) {
+        (Some(run), Some(server), Some(repository)) => {
+            Some(format!("{server}/{repository}/actions/runs/{run}"))
+        }
+        _ => None,
+    };
+    (run, url)
+}
+
 fn is_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
@@ -290,16 +303,28 @@ async fn apply(args: &ApplyArgs) -> Result<String, Error> {
     tokio::spawn(async move {
         wait_for_signal().await;
         eprintln!(
-            "interrupted: starting nothing new, cleaning up the builder and releasing the lock (signal again to force quit)"
+            "interrupted: starting nothing new, terminating the builder and releasing the lease; an instance refresh in flight is left to AWS to finish or roll back"
         );
         let _ = stop.send(true);
+        // GitHub Actions cancels with SIGINT, then SIGTERM about 7.5 s later, then kills
+        // the process tree 2.5 s after that: the second signal must not cut the cleanup
+        // short. Only a third one quits at once.
+        wait_for_signal().await;
+        eprintln!("still cleaning up (signal once more to quit at once, leaving the builder)");
         wait_for_signal().await;
         std::process::exit(crate::error::Exit::Interrupted as i32);
     });
     let run_id = new_run_id();
+    let (ci_run, ci_url) = ci_run();
     let options = RunOptions {
         keep_builder: args.keep_builder,
         concurrency: args.concurrency,
+        lease: crate::lease::LeaseTerms {
+            duration: args.lease,
+            grace: args.lease_grace,
+        },
+        ci_run,
+        ci_url,
     };
     let ends = run_all(
         jobs,

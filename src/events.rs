@@ -51,6 +51,21 @@ pub enum Event {
         result: PipelineResult,
         message: String,
     },
+    /// The lease of a run that died was taken over; this run resumes its work.
+    LeaseTakenOver {
+        pipeline: String,
+        holder: String,
+    },
+    /// A no-op apply removed the lease of a run that died.
+    LeaseCleared {
+        pipeline: String,
+        holder: String,
+    },
+    /// Another run took this run's lease over (it was taken for dead).
+    LeaseLost {
+        pipeline: String,
+        group: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

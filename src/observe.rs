@@ -4,7 +4,8 @@
 
 use crate::cloud::{
     Cloud, CloudError, ErrorClass, Group, GroupConfig, Image, ImageStatus, Instance, LaunchConfig,
-    Refresh, TAG_PIPELINE, TAG_ROLE, TAG_RUN, TAG_UPDATED, TAG_VERSION, Tags, is_version_alias,
+    Lock, Refresh, TAG_PIPELINE, TAG_ROLE, TAG_RUN, TAG_UPDATED, TAG_VERSION, Tags,
+    is_version_alias,
 };
 use crate::fleet::{
     BuilderRecord, FleetState, ImageRecord, ImageState, LaunchConfigRecord, RefreshRecord,
@@ -30,6 +31,8 @@ pub struct Observation {
     pub resolved_version: Option<u64>,
     /// The image the group runs, as AWS describes it (its root device and snapshot).
     pub running_image: Option<Image>,
+    /// The run holding the group's lease, if one does.
+    pub lease: Option<Lock>,
 }
 
 pub fn tags(pairs: &[(&str, &str)]) -> Tags {
@@ -97,6 +100,9 @@ pub async fn observe(cloud: &dyn Cloud, pipeline: &Pipeline) -> Result<Observati
         ]))
         .await?;
     let refresh = cloud.refreshes(&group.name).await?.into_iter().next();
+    let lease = cloud
+        .read_lock(&crate::lease::lease_name(&group.name))
+        .await?;
     Ok(Observation {
         pipeline: pipeline.name.clone(),
         region: pipeline.region.clone(),
@@ -109,6 +115,7 @@ pub async fn observe(cloud: &dyn Cloud, pipeline: &Pipeline) -> Result<Observati
         refresh,
         resolved_version,
         running_image,
+        lease,
     })
 }
 

@@ -5,8 +5,9 @@
 //! The plan is what the reviewer saw; the stages observe AWS again before acting, so a run
 //! that was interrupted anywhere resumes where it was.
 
-use crate::cloud::{Cloud, ErrorClass, Lock};
+use crate::cloud::{Cloud, Lock};
 use crate::events::{Emitter, Event, PipelineResult, StageOutcome};
+use crate::lease::{Acquired, LeaseTerms};
 use crate::model::{Pipeline, Release, Rendered};
 use crate::plan::{Plan, Stage};
 use crate::stages::{
@@ -29,11 +30,16 @@ pub struct Job {
     pub plan: Plan,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RunOptions {
     pub keep_builder: bool,
     /// How many pipelines run at once.
     pub concurrency: usize,
+    /// How long a group's lease lasts, and when a dead run's lease is taken over.
+    pub lease: LeaseTerms,
+    /// The CI run applying (`GITHUB_RUN_ID`) and its address, recorded in the lease.
+    pub ci_run: Option<String>,
+    pub ci_url: Option<String>,
 }
 
 /// How one pipeline ended, with the sentence that says so.
@@ -44,9 +50,9 @@ pub struct PipelineEnd {
     pub message: String,
 }
 
-/// The SSM parameter that holds a group's lock.
+/// The SSM parameter that holds a group's lease.
 pub fn lock_name(group: &str) -> String {
-    format!("/red5-rollout/locks/{group}")
+    crate::lease::lease_name(group)
 }
 
 /// Runs every job, at most `options.concurrency` at a time; returns how each ended, in the
@@ -74,6 +80,9 @@ pub async fn run_all(
             host: host.to_string(),
             commit: commit.to_string(),
             started: now_rfc3339(),
+            expires: None,
+            ci_run: options.ci_run.clone(),
+            ci_url: options.ci_url.clone(),
         };
         let ctx = Context {
             cloud: job.cloud,
@@ -88,9 +97,10 @@ pub async fn run_all(
         };
         let limit = limit.clone();
         let plan = job.plan;
+        let options = options.clone();
         set.spawn(async move {
             let _permit = limit.acquire_owned().await.expect("semaphore stays open");
-            let end = run_pipeline(&ctx, &plan, &lock, options.keep_builder).await;
+            let end = run_pipeline(&ctx, &plan, &lock, &options).await;
             ctx.events.emit(Event::PipelineFinished {
                 pipeline: end.pipeline.clone(),
                 result: end.result,
@@ -121,8 +131,10 @@ pub async fn run_pipeline(
     ctx: &Context,
     plan: &Plan,
     lock: &Lock,
-    keep_builder: bool,
+    options: &RunOptions,
 ) -> PipelineEnd {
+    let keep_builder = options.keep_builder;
+    let group = ctx.pipeline.auto_scaling_group.clone();
     let end = |result, message: String| PipelineEnd {
         pipeline: ctx.pipeline.name.clone(),
         result,
@@ -130,6 +142,15 @@ pub async fn run_pipeline(
     };
     ctx.events.emit(Event::Planned { plan: plan.clone() });
     if plan.is_noop() {
+        // Nothing to do, but a lease left by a run that died would stop the next rollout.
+        if let Ok(Some(dead)) =
+            crate::lease::clear_abandoned(ctx.cloud.as_ref(), &group, options.lease).await
+        {
+            ctx.events.emit(Event::LeaseCleared {
+                pipeline: ctx.pipeline.name.clone(),
+                holder: crate::lease::describe_holder(&dead),
+            });
+        }
         return end(
             PipelineResult::UpToDate,
             format!("group {} already runs {}", plan.group, plan.to),
@@ -141,35 +162,39 @@ pub async fn run_pipeline(
             "interrupted before anything started".into(),
         );
     }
-    let name = lock_name(&ctx.pipeline.auto_scaling_group);
-    match ctx.cloud.put_lock(&name, lock).await {
-        Ok(()) => {}
-        Err(e) if e.is(ErrorClass::Conflict) => {
-            let holder = match ctx.cloud.read_lock(&name).await {
-                Ok(Some(h)) => format!(
-                    "run {} on {} (commit {}) since {}",
-                    h.run,
-                    h.host,
-                    short(&h.commit),
-                    h.started
-                ),
-                _ => "another run".into(),
-            };
+    match crate::lease::acquire(ctx.cloud.as_ref(), &group, lock, options.lease).await {
+        Ok(Acquired::Taken) => {}
+        Ok(Acquired::TookOver { previous }) => ctx.events.emit(Event::LeaseTakenOver {
+            pipeline: ctx.pipeline.name.clone(),
+            holder: crate::lease::describe_holder(&previous),
+        }),
+        Ok(Acquired::HeldBy { holder }) => {
+            let holder = holder
+                .as_ref()
+                .map_or("another run".into(), crate::lease::describe_holder);
             return end(
                 PipelineResult::LockHeld,
                 format!(
-                    "group {} is locked by {holder}; if that run is gone, remove the lock with `red5-rollout unlock {} --run <RUN>`",
-                    ctx.pipeline.auto_scaling_group, ctx.pipeline.auto_scaling_group
+                    "group {group} is leased by {holder}; if that run died, the next apply takes its lease over {} after it ends (or remove it now with `red5-rollout unlock {group} --run <RUN>`)",
+                    crate::plan::human(options.lease.grace.as_secs())
                 ),
             );
         }
         Err(e) => {
             return end(
                 PipelineResult::FailedUntouched,
-                format!("cannot take the lock {name}: {e}"),
+                format!("cannot take the lease {}: {e}", lock_name(&group)),
             );
         }
     }
+    let renewal = tokio::spawn(keep_renewed(
+        ctx.cloud.clone(),
+        group.clone(),
+        lock.clone(),
+        options.lease,
+        ctx.events.clone(),
+        ctx.pipeline.name.clone(),
+    ));
 
     let mut baked = Baked::default();
     let mut failure: Option<(Stage, StageError)> = None;
@@ -228,11 +253,8 @@ pub async fn run_pipeline(
         elapsed: started.elapsed(),
     });
 
-    if let Ok(Some(held)) = ctx.cloud.read_lock(&name).await
-        && held.run == lock.run
-    {
-        let _ = ctx.cloud.delete_lock(&name).await;
-    }
+    renewal.abort();
+    let _ = crate::lease::release(ctx.cloud.as_ref(), &group, &lock.run).await;
 
     let cleanup_note = match &cleaned {
         Ok(_) => String::new(),
@@ -332,6 +354,30 @@ pub async fn run_pipeline(
     }
 }
 
+/// Renews the lease every third of its duration until aborted; says so when another run
+/// took it over (this run was taken for dead) and stops renewing.
+async fn keep_renewed(
+    cloud: Arc<dyn Cloud>,
+    group: String,
+    lock: Lock,
+    terms: LeaseTerms,
+    events: Emitter,
+    pipeline: String,
+) {
+    loop {
+        tokio::time::sleep(terms.renew_every()).await;
+        match crate::lease::renew(cloud.as_ref(), &group, &lock, terms).await {
+            Ok(true) => {}
+            Ok(false) => {
+                events.emit(Event::LeaseLost { pipeline, group });
+                return;
+            }
+            // A failed renewal is tried again at the next turn: the lease lasts three.
+            Err(_) => {}
+        }
+    }
+}
+
 /// Whether the group has a refresh in flight (`true` when that cannot be read: the safe
 /// answer, since it keeps the runner from touching the group further).
 async fn refresh_is_active(ctx: &Context) -> bool {
@@ -389,10 +435,6 @@ fn describe(err: &(dyn std::error::Error + 'static)) -> String {
         text.push_str(&tail.join("\n    "));
     }
     text
-}
-
-fn short(commit: &str) -> &str {
-    &commit[..commit.len().min(12)]
 }
 
 /// Why a job could not be prepared.

@@ -92,6 +92,18 @@ pub fn status_as_text(observations: &[Observation]) -> String {
                 let _ = writeln!(out, "  refresh:       none");
             }
         }
+        match &o.lease {
+            Some(lease) => {
+                let _ = writeln!(
+                    out,
+                    "  lease:         held by {}",
+                    crate::lease::describe_holder(lease)
+                );
+            }
+            None => {
+                let _ = writeln!(out, "  lease:         free");
+            }
+        }
         if o.builders.is_empty() {
             let _ = writeln!(out, "  builders:      none running");
         }

@@ -586,6 +586,24 @@ fn template_tag_specifications(
 }
 
 impl AwsCloud {
+    /// Writes a lock parameter; without `overwrite`, `Conflict` when it exists.
+    async fn write_lock(&self, name: &str, lock: &Lock, overwrite: bool) -> CloudResult<()> {
+        const OP: &str = "PutParameter";
+        let value = serde_json::to_string(lock).map_err(|error| {
+            CloudError::new(OP, ErrorClass::Invalid, "LockEncoding", error.to_string())
+        })?;
+        self.ssm
+            .put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(ssm::ParameterType::String)
+            .overwrite(overwrite)
+            .send()
+            .await
+            .classified(OP)?;
+        Ok(())
+    }
+
     /// Adds `tags` to any EC2 resource (CreateTags).
     async fn tag_resource(&self, resource_id: &str, tags: &Tags) -> CloudResult<()> {
         if tags.is_empty() {
@@ -1470,20 +1488,11 @@ impl Cloud for AwsCloud {
     }
 
     async fn put_lock(&self, name: &str, lock: &Lock) -> CloudResult<()> {
-        const OP: &str = "PutParameter";
-        let value = serde_json::to_string(lock).map_err(|error| {
-            CloudError::new(OP, ErrorClass::Invalid, "LockEncoding", error.to_string())
-        })?;
-        self.ssm
-            .put_parameter()
-            .name(name)
-            .value(value)
-            .r#type(ssm::ParameterType::String)
-            .overwrite(false)
-            .send()
-            .await
-            .classified(OP)?;
-        Ok(())
+        self.write_lock(name, lock, false).await
+    }
+
+    async fn renew_lock(&self, name: &str, lock: &Lock) -> CloudResult<()> {
+        self.write_lock(name, lock, true).await
     }
 
     async fn read_lock(&self, name: &str) -> CloudResult<Option<Lock>> {

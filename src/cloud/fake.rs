@@ -907,6 +907,16 @@ impl Cloud for FakeCloud {
         })
     }
 
+    async fn renew_lock(&self, name: &str, lock: &Lock) -> CloudResult<()> {
+        self.call("PutParameter", |w| {
+            w.parameters.insert(
+                name.into(),
+                serde_json::to_string(lock).expect("lock serialises"),
+            );
+            Ok(())
+        })
+    }
+
     async fn read_lock(&self, name: &str) -> CloudResult<Option<Lock>> {
         self.call("GetParameter", |w| {
             Ok(w.parameters

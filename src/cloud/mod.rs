@@ -142,6 +142,9 @@ pub trait Cloud: Send + Sync {
     /// Creates the lock parameter `name` with no overwrite; `Conflict` when it exists.
     async fn put_lock(&self, name: &str, lock: &Lock) -> CloudResult<()>;
 
+    /// Overwrites the lock parameter `name` (a lease renewed by its holder, or taken over).
+    async fn renew_lock(&self, name: &str, lock: &Lock) -> CloudResult<()>;
+
     /// The lock parameter's content, `None` when there is none.
     async fn read_lock(&self, name: &str) -> CloudResult<Option<Lock>>;
 

@@ -401,11 +401,20 @@ impl Refresh {
     }
 }
 
-/// The content of a run lock: who holds the group, since when.
+/// The content of a group's lease: who holds the group, since when, until when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Lock {
     pub run: String,
     pub host: String,
     pub commit: String,
     pub started: String,
+    /// When the lease ends unless its run renews it (RFC 3339); absent in locks written
+    /// before leases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+    /// The CI run holding it (`GITHUB_RUN_ID`), and its address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci_run: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci_url: Option<String>,
 }

@@ -139,6 +139,15 @@ impl<W: Write + Send> Sink for PlainLines<W> {
                     PipelineResult::LockHeld => "locked",
                 }
             )),
+            Event::LeaseTakenOver { pipeline, holder } => Some(format!(
+                "{pipeline}: took over the expired lease of {holder}; resuming its work"
+            )),
+            Event::LeaseCleared { pipeline, holder } => {
+                Some(format!("{pipeline}: removed the expired lease of {holder}"))
+            }
+            Event::LeaseLost { pipeline, group } => Some(format!(
+                "{pipeline}: WARNING: another run took over the lease of group {group}; this run was taken for dead"
+            )),
         };
         if let Some(line) = line {
             let _ = writeln!(state.out, "{stamp} {line}");

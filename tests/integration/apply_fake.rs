@@ -14,6 +14,9 @@ const BASE_IMAGE: &str = "ami-0base00000000001";
 const OPTIONS: RunOptions = RunOptions {
     keep_builder: false,
     concurrency: 2,
+    lease: red5_rollout::lease::LeaseTerms::DEFAULT,
+    ci_run: None,
+    ci_url: None,
 };
 
 pub(crate) fn template_fleet() -> Arc<FakeCloud> {
@@ -302,6 +305,10 @@ async fn a_held_lock_stops_the_run_at_once_naming_the_holder() {
         host: "ci-7".into(),
         commit: "abcdef0123456789".into(),
         started: "2026-11-24T08:00:00Z".into(),
+        // Renewed by a run that is alive.
+        expires: Some("2099-01-01T00:00:00Z".into()),
+        ci_run: None,
+        ci_url: None,
     };
     cloud
         .put_lock(&lock_name("red5pro-sm-asg"), &holder)
@@ -312,7 +319,7 @@ async fn a_held_lock_stops_the_run_at_once_naming_the_holder() {
     assert_eq!(end.result, PipelineResult::LockHeld);
     assert_eq!(
         end.message,
-        "group red5pro-sm-asg is locked by run run-other on ci-7 (commit abcdef012345) since 2026-11-24T08:00:00Z; if that run is gone, remove the lock with `red5-rollout unlock red5pro-sm-asg --run <RUN>`"
+        "group red5pro-sm-asg is leased by run run-other on ci-7 (commit abcdef012345) since 2026-11-24T08:00:00Z, lease until 2099-01-01T00:00:00Z; if that run died, the next apply takes its lease over 2m after it ends (or remove it now with `red5-rollout unlock red5pro-sm-asg --run <RUN>`)"
     );
     assert_eq!(cloud.mutating_calls(), vec!["PutParameter"]);
 }
@@ -532,5 +539,82 @@ async fn a_refresh_started_by_someone_else_is_reported_not_adopted() {
     assert_eq!(
         format!("{}", std::error::Error::source(&error).unwrap()),
         format!("refresh {id} of group red5pro-sm-asg is InProgress towards 12.3.0, not 12.4.0")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_expired_lease_of_a_run_that_died_is_taken_over_and_its_work_resumed() {
+    let cloud = template_fleet();
+    let dead = Lock {
+        run: "run-dead".into(),
+        host: "ci-9".into(),
+        commit: "abcdef0123456789".into(),
+        started: "2026-11-24T08:00:00Z".into(),
+        expires: Some("2026-11-24T08:10:00Z".into()),
+        ci_run: Some("4242".into()),
+        ci_url: Some("https://github.com/acme/fleet/actions/runs/4242".into()),
+    };
+    cloud
+        .put_lock(&lock_name("red5pro-sm-asg"), &dead)
+        .await
+        .unwrap();
+    let (end, events) = apply(&cloud, "stream-manager", "12.4.0").await;
+    assert_eq!(end.result, PipelineResult::Converged, "{}", end.message);
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::LeaseTakenOver { holder, .. } if holder == "run run-dead on ci-9 (commit abcdef012345, CI run https://github.com/acme/fleet/actions/runs/4242) since 2026-11-24T08:00:00Z, lease until 2026-11-24T08:10:00Z"
+    )), "{events:?}");
+    assert_eq!(
+        cloud.read_lock(&lock_name("red5pro-sm-asg")).await.unwrap(),
+        None
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_apply_with_nothing_to_do_clears_the_expired_lease_of_a_run_that_died() {
+    let cloud = template_fleet();
+    let (end, _) = apply(&cloud, "stream-manager", "12.3.0").await;
+    assert_eq!(end.result, PipelineResult::UpToDate, "{}", end.message);
+    let dead = Lock {
+        run: "run-dead".into(),
+        host: "ci-9".into(),
+        commit: "abcdef0123456789".into(),
+        started: "2026-11-24T08:00:00Z".into(),
+        expires: Some("2026-11-24T08:10:00Z".into()),
+        ci_run: None,
+        ci_url: None,
+    };
+    let alive = Lock {
+        expires: Some("2099-01-01T00:00:00Z".into()),
+        ..dead.clone()
+    };
+    cloud
+        .put_lock(&lock_name("red5pro-sm-asg"), &alive)
+        .await
+        .unwrap();
+    let (_, events) = apply(&cloud, "stream-manager", "12.3.0").await;
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::LeaseCleared { .. }))
+    );
+    assert_eq!(
+        cloud.read_lock(&lock_name("red5pro-sm-asg")).await.unwrap(),
+        Some(alive)
+    );
+    cloud
+        .renew_lock(&lock_name("red5pro-sm-asg"), &dead)
+        .await
+        .unwrap();
+    let (end, events) = apply(&cloud, "stream-manager", "12.3.0").await;
+    assert_eq!(end.result, PipelineResult::UpToDate, "{}", end.message);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::LeaseCleared { .. }))
+    );
+    assert_eq!(
+        cloud.read_lock(&lock_name("red5pro-sm-asg")).await.unwrap(),
+        None
     );
 }

@@ -882,6 +882,9 @@ async fn a_lock_is_taken_once_read_and_released() {
         host: "ci-runner-7".to_owned(),
         commit: "0123456789abcdef".to_owned(),
         started: "2026-11-24T08:00:00Z".to_owned(),
+        expires: Some("2026-11-24T08:10:00Z".to_owned()),
+        ci_run: Some("4242".to_owned()),
+        ci_url: None,
     };
     assert_eq!(cloud.read_lock(&name).await.unwrap(), None);
 
@@ -893,7 +896,15 @@ async fn a_lock_is_taken_once_read_and_released() {
     let error = failure(cloud.put_lock(&name, &other).await);
     assert_eq!(error.class, ErrorClass::Conflict);
     assert_eq!(error.code, "ParameterAlreadyExists");
-    assert_eq!(cloud.read_lock(&name).await.unwrap(), Some(lock));
+    assert_eq!(cloud.read_lock(&name).await.unwrap(), Some(lock.clone()));
+
+    // The holder renews (overwrites) its lease.
+    let renewed = Lock {
+        expires: Some("2026-11-24T08:20:00Z".to_owned()),
+        ..lock
+    };
+    cloud.renew_lock(&name, &renewed).await.unwrap();
+    assert_eq!(cloud.read_lock(&name).await.unwrap(), Some(renewed));
 
     cloud.delete_lock(&name).await.unwrap();
     assert_eq!(cloud.read_lock(&name).await.unwrap(), None);

@@ -467,8 +467,15 @@ async fn assert_template_settings_survive(emulator: &Emulator, template: &str, v
 
 /// Starts apply with JSON events and SIGKILLs it once `stage` has finished; returns the run id.
 fn kill_after(setup: &Setup, stage: &str) -> Option<String> {
+    kill_after_with(setup, stage, &[])
+}
+
+/// [`kill_after`] with more arguments to apply.
+fn kill_after_with(setup: &Setup, stage: &str, extra: &[&str]) -> Option<String> {
+    let mut args = vec!["apply", "--output", "json"];
+    args.extend_from_slice(extra);
     let mut child = setup
-        .command(&["apply", "--output", "json"])
+        .command(&args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -524,6 +531,53 @@ async fn a_run_killed_at_every_stage_boundary_converges_with_one_of_everything()
     assert_eq!(setup.images_of("12.4.0").await.len(), 1);
     assert_eq!(setup.configs_of("12.4.0").await.len(), 1);
     assert!(setup.live_builders().await.is_empty());
+    setup.assert_fleet_on("2", "12.4.0").await;
+}
+
+/// The same without `unlock`: each killed run leaves its lease, and the next run, started
+/// once that lease has expired past its grace, takes it over and resumes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_killed_at_every_stage_boundary_is_taken_over_once_its_lease_expires() {
+    let emulator = Emulator::shared().await;
+    let setup = setup(&emulator, "e2e-lease", "stream-manager", 1).await;
+    setup.bump("12.4.0");
+    let short = ["--lease", "2s", "--lease-grace", "1s"];
+    for stage in [
+        "launch-builder",
+        "apply-update",
+        "create-image",
+        "create-launch-config",
+        "swap-asg",
+        "instance-refresh",
+    ] {
+        if kill_after_with(&setup, stage, &short).is_none() {
+            panic!("the run ended before {stage} finished");
+        }
+        // The dead run's lease ran out 2 s after its last renewal; its grace is 1 s.
+        std::thread::sleep(std::time::Duration::from_millis(3200));
+    }
+    let mut args = vec!["apply", "--output", "json"];
+    args.extend_from_slice(&short);
+    let out = setup.run(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // The last killed run's lease is taken over (or, had nothing been left to do,
+    // removed): never left to block the group.
+    assert!(
+        stderr(&out).contains("\"event\":\"lease-taken-over\"")
+            || stderr(&out).contains("\"event\":\"lease-cleared\""),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(setup.images_of("12.4.0").await.len(), 1);
+    assert_eq!(setup.configs_of("12.4.0").await.len(), 1);
+    assert!(setup.live_builders().await.is_empty());
+    let lease = setup
+        .cloud()
+        .await
+        .read_lock(&red5_rollout::run::lock_name(&setup.fleet.group))
+        .await
+        .unwrap();
+    assert_eq!(lease, None);
     setup.assert_fleet_on("2", "12.4.0").await;
 }
 
@@ -723,7 +777,7 @@ async fn two_applies_on_one_group_one_proceeds_the_other_exits_6() {
     );
     let loser = if a.status.code() == Some(6) { &a } else { &b };
     assert!(
-        stderr(loser).contains(&format!("group {} is locked by run ", setup.fleet.group)),
+        stderr(loser).contains(&format!("group {} is leased by run ", setup.fleet.group)),
         "{}",
         stderr(loser)
     );
@@ -739,6 +793,9 @@ async fn unlock_removes_only_the_lock_of_the_run_it_names() {
         host: "ci-3".into(),
         commit: "abc".into(),
         started: "2026-11-24T06:00:00Z".into(),
+        expires: Some("2099-01-01T00:00:00Z".into()),
+        ci_run: None,
+        ci_url: None,
     };
     let name = red5_rollout::run::lock_name(&setup.fleet.group);
     setup.cloud().await.put_lock(&name, &lock).await.unwrap();
@@ -988,4 +1045,65 @@ async fn sigterm_cleans_up_releases_the_lock_and_exits_5() {
         .unwrap();
     assert_eq!(lock, None);
     setup.assert_fleet_on("1", "12.3.0").await;
+}
+
+/// GitHub Actions cancels a job with SIGINT, SIGTERM about 7.5 s later, and SIGKILL 2.5 s
+/// after that. Here SIGTERM follows SIGINT at once (the harder case: the second signal
+/// must not cut the cleanup short) and SIGKILL comes 10 s after SIGINT: the run starts
+/// nothing new, terminates the builder, releases the lease and exits 5 before it.
+#[tokio::test(flavor = "multi_thread")]
+async fn cancelled_as_github_actions_cancels_it_exits_5_within_the_window_with_nothing_left() {
+    let emulator = Emulator::shared().await;
+    let setup = setup(&emulator, "e2e-cancel", "stream-manager", 1).await;
+    setup.bump("12.4.0");
+    let mut child = setup
+        .command(&["apply", "--output", "json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let signal = |name: &str| {
+        Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let mut cancelled_at = None;
+    for line in lines.by_ref() {
+        let Ok(line) = line else { break };
+        seen.push(line.clone());
+        if line.contains("\"stage-started\"") && line.contains("\"apply-update\"") {
+            assert!(signal("-INT"));
+            cancelled_at = Some(std::time::Instant::now());
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            signal("-TERM");
+            break;
+        }
+    }
+    let Some(cancelled_at) = cancelled_at else {
+        panic!("apply-update never started:\n{}", seen.join("\n"));
+    };
+    // The runner kills the process tree 10 s after SIGINT, as GitHub does.
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(10));
+        Command::new("kill").args(["-KILL", &pid]).status().ok();
+    });
+    seen.extend(lines.map_while(Result::ok));
+    let status = child.wait().unwrap();
+    let took = cancelled_at.elapsed();
+    assert_eq!(status.code(), Some(5), "{}", seen.join("\n"));
+    assert!(took.as_secs_f64() < 10.0, "took {took:?}");
+    assert!(setup.live_builders().await.is_empty());
+    let lease = setup
+        .cloud()
+        .await
+        .read_lock(&red5_rollout::run::lock_name(&setup.fleet.group))
+        .await
+        .unwrap();
+    assert_eq!(lease, None);
+    drop(killer);
 }
