@@ -10,7 +10,8 @@
 use super::{
     BuilderSpec, Cloud, CloudError, CloudResult, CommandResult, ErrorClass, Group, GroupConfig,
     GroupInstance, Image, ImageStatus, Instance, InstanceState, LaunchConfig, LaunchSpec,
-    LaunchTemplate, Lock, Refresh, RefreshSpec, RefreshStatus, RootDevice, TAG_PIPELINE, Tags,
+    LaunchTemplate, Lock, Refresh, RefreshSpec, RefreshStatus, RootDevice, SentCommand,
+    TAG_PIPELINE, Tags,
 };
 use async_trait::async_trait;
 use aws_config::retry::RetryConfig;
@@ -1155,6 +1156,38 @@ impl Cloud for AwsCloud {
             "command id",
             output.command().and_then(|c| c.command_id()),
         )
+    }
+
+    async fn commands_on(&self, instance_id: &str) -> CloudResult<Vec<SentCommand>> {
+        const OP: &str = "ListCommandInvocations";
+        let pages = self
+            .ssm
+            .list_command_invocations()
+            .instance_id(instance_id)
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .classified(OP)?;
+        let mut sent: Vec<(Option<f64>, SentCommand)> = pages
+            .iter()
+            .flat_map(|page| page.command_invocations())
+            .filter_map(|invocation| {
+                Some((
+                    invocation.requested_date_time().map(|t| t.as_secs_f64()),
+                    SentCommand {
+                        id: invocation.command_id()?.to_owned(),
+                        comment: invocation.comment().unwrap_or_default().to_owned(),
+                        status: invocation
+                            .status()
+                            .map_or("Pending", |s| s.as_str())
+                            .to_owned(),
+                    },
+                ))
+            })
+            .collect();
+        sent.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal));
+        Ok(sent.into_iter().map(|(_, command)| command).collect())
     }
 
     async fn command_result(

@@ -54,6 +54,8 @@ struct FakeImage {
 
 #[derive(Debug, Clone)]
 struct FakeCommand {
+    instance: String,
+    comment: String,
     sent: Instant,
     result: CommandResult,
 }
@@ -587,7 +589,7 @@ impl Cloud for FakeCloud {
         instance_id: &str,
         script: &str,
         _timeout: u64,
-        _comment: &str,
+        comment: &str,
     ) -> CloudResult<String> {
         self.call("SendCommand", |w| {
             if !w.instances.contains_key(instance_id) {
@@ -611,11 +613,39 @@ impl Cloud for FakeCloud {
             w.commands.insert(
                 id.clone(),
                 FakeCommand {
+                    instance: instance_id.to_owned(),
+                    comment: comment.to_owned(),
                     sent: Instant::now(),
                     result,
                 },
             );
             Ok(id)
+        })
+    }
+
+    async fn commands_on(&self, instance_id: &str) -> CloudResult<Vec<SentCommand>> {
+        self.call("ListCommandInvocations", |w| {
+            let now = Instant::now();
+            let delay = w.delays.command;
+            let mut sent: Vec<(&FakeCommand, String)> = w
+                .commands
+                .iter()
+                .filter(|(_, c)| c.instance == instance_id)
+                .map(|(id, c)| (c, id.clone()))
+                .collect();
+            sent.sort_by_key(|(c, _)| std::cmp::Reverse(c.sent));
+            Ok(sent
+                .into_iter()
+                .map(|(c, id)| SentCommand {
+                    id,
+                    comment: c.comment.clone(),
+                    status: if now < c.sent + delay {
+                        "InProgress".into()
+                    } else {
+                        c.result.status.clone()
+                    },
+                })
+                .collect())
         })
     }
 

@@ -76,6 +76,9 @@ pub trait Cloud: Send + Sync {
         comment: &str,
     ) -> CloudResult<String>;
 
+    /// The commands sent to the instance, newest first.
+    async fn commands_on(&self, instance_id: &str) -> CloudResult<Vec<SentCommand>>;
+
     /// The command's state on the instance; `NotFound` right after sending is normal.
     async fn command_result(
         &self,

@@ -255,6 +255,16 @@ pub struct LaunchSpec {
     pub tags: Tags,
 }
 
+/// A command sent to an instance, as SSM lists it: found again by a run that resumes the
+/// work of one that died, so that an install in flight is followed, never sent twice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SentCommand {
+    pub id: String,
+    pub comment: String,
+    /// Pending, InProgress, Delayed, Success, Cancelled, TimedOut, Failed, Cancelling.
+    pub status: String,
+}
+
 /// An SSM command's state on one instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CommandResult {

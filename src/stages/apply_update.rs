@@ -1,11 +1,15 @@
 //! apply-update: install the release on the builder with the rendered update script.
 //!
 //! Flow: skip when an image for the release exists, or when the builder is tagged as
-//! updated already. Else send the script with AWS-RunShellScript (execution timeout from
-//! the pipeline, delivery timeout set by the adapter), follow the command to its end and
-//! stream its output lines as events; on success tag the builder `red5-rollout:updated`.
+//! updated already. Else follow the release's command that an earlier run sent to this
+//! builder (SSM lists it by instance; the comment names pipeline and version), or send the
+//! script with AWS-RunShellScript (execution timeout from the pipeline, delivery timeout
+//! set by the adapter); follow the command to its end and stream its output lines as
+//! events; on success tag the builder `red5-rollout:updated`.
 //!
-//! Guarantees: a builder is updated at most once per successful command. Fails with the
+//! Guarantees: the install script is sent at most once per builder, also when a run died
+//! while it ran (two installs never race in `/usr/local/red5pro`); a builder is updated at
+//! most once per successful command. Fails with the
 //! command's status, exit code and the last lines of its output; SSM keeps only the first
 //! 24,000 characters of output, and the error says so when that limit was reached.
 
@@ -55,19 +59,40 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
     }
     let cloud = ctx.cloud.as_ref();
     let timeout = ctx.pipeline.update.execution_timeout;
-    let comment = format!(
-        "red5-rollout {} {} run {}",
-        ctx.pipeline.name, ctx.release.version, ctx.run_id
+    let release_comment = format!(
+        "red5-rollout {} {} ",
+        ctx.pipeline.name, ctx.release.version
     );
-    let command = cloud
-        .send_script(
-            &builder.id,
-            &ctx.names.update_script,
-            timeout.as_secs(),
-            &comment,
-        )
+    let earlier = cloud
+        .commands_on(&builder.id)
         .await
-        .map_err(StageError::cloud(STAGE))?;
+        .map_err(StageError::cloud(STAGE))?
+        .into_iter()
+        .find(|c| c.comment.starts_with(&release_comment));
+    let command = match earlier {
+        Some(earlier) => {
+            ctx.events.emit(Event::StageProgress {
+                pipeline: ctx.pipeline.name.clone(),
+                stage: STAGE,
+                message: format!(
+                    "following command {} that an earlier run sent to {} ({}); it is not sent again",
+                    earlier.id, builder.id, earlier.status
+                ),
+                elapsed: Duration::ZERO,
+                budget: timeout,
+            });
+            earlier.id
+        }
+        None => cloud
+            .send_script(
+                &builder.id,
+                &ctx.names.update_script,
+                timeout.as_secs(),
+                &format!("{release_comment}run {}", ctx.run_id),
+            )
+            .await
+            .map_err(StageError::cloud(STAGE))?,
+    };
     let shown = Mutex::new(0usize);
     let result: CommandResult = ctx
         .wait(

@@ -17,7 +17,9 @@
 //! naming what the builder was waiting for.
 
 use super::context::{Baked, Context, StageError, Visibility};
-use crate::cloud::{BuilderSpec, InstanceState, TAG_ROLE, TAG_SOURCE_IMAGE, TAG_VERSION};
+use crate::cloud::{
+    BuilderSpec, InstanceState, TAG_ROLE, TAG_SOURCE_IMAGE, TAG_UPDATED, TAG_VERSION,
+};
 use crate::events::StageOutcome;
 use crate::model::BaseImage;
 use crate::plan::Stage;
@@ -36,6 +38,23 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
     }
     if let Some(builder) = ctx.release_builder(STAGE).await? {
         baked.builder = Some(builder.id.clone());
+        // A run that died while the updated builder was stopping for its image: it goes on
+        // to the image as it is.
+        let is_updated = builder.tags.get(TAG_UPDATED).is_some_and(|v| v == "true");
+        if is_updated
+            && matches!(
+                builder.state,
+                InstanceState::Stopping | InstanceState::Stopped
+            )
+        {
+            return Ok(StageOutcome::Done {
+                detail: format!(
+                    "adopted builder {} (updated, {}) for the image",
+                    builder.id,
+                    format!("{:?}", builder.state).to_lowercase()
+                ),
+            });
+        }
         wait_until_ready(ctx, &builder.id).await?;
         return Ok(StageOutcome::Done {
             detail: format!("adopted builder {}", builder.id),

@@ -618,3 +618,83 @@ async fn an_apply_with_nothing_to_do_clears_the_expired_lease_of_a_run_that_died
         None
     );
 }
+
+/// A builder for 12.4.0 launched by a run that died, as that run left it.
+async fn builder_left_by_a_dead_run(cloud: &FakeCloud) -> String {
+    use red5_rollout::cloud::{BuilderSpec, TAG_PIPELINE, TAG_ROLE, TAG_VERSION};
+    let id = cloud
+        .run_builder(&BuilderSpec {
+            image_id: BASE_IMAGE.into(),
+            instance_type: "m5.large".into(),
+            subnet_id: "subnet-0fake".into(),
+            security_group_ids: vec!["sg-0fake".into()],
+            instance_profile: "red5pro-sm-builder".into(),
+            key_pair: None,
+            volume_size_gb: 16,
+            root_device_name: "/dev/xvda".into(),
+            client_token: "r5r-run-dead-0000000000000000".into(),
+            tags: red5_rollout::observe::tags(&[
+                (TAG_PIPELINE, "stream-manager"),
+                (TAG_VERSION, "12.4.0"),
+                (TAG_ROLE, "builder"),
+            ]),
+        })
+        .await
+        .unwrap();
+    // Long enough for it to run and reach SSM.
+    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+    id
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_updated_builder_left_stopping_goes_on_to_the_image() {
+    let cloud = template_fleet();
+    let builder = builder_left_by_a_dead_run(&cloud).await;
+    cloud
+        .tag_instance(
+            &builder,
+            &red5_rollout::observe::tags(&[(red5_rollout::cloud::TAG_UPDATED, "true")]),
+        )
+        .await
+        .unwrap();
+    cloud.stop_instance(&builder).await.unwrap();
+    cloud.clear_calls();
+    let (end, events) = apply(&cloud, "stream-manager", "12.4.0").await;
+    assert_eq!(end.result, PipelineResult::Converged, "{}", end.message);
+    let calls = cloud.mutating_calls();
+    assert!(!calls.contains(&"RunInstances"), "{calls:?}");
+    assert!(!calls.contains(&"SendCommand"), "{calls:?}");
+    assert_eq!(calls.iter().filter(|c| **c == "CreateImage").count(), 1);
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::StageFinished { stage: Stage::LaunchBuilder, outcome: StageOutcome::Done { detail }, .. }
+            if detail == &format!("adopted builder {builder} (updated, stopping) for the image")
+    )), "{events:?}");
+    assert!(cloud.live_builders().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_install_a_dead_run_sent_is_followed_to_its_end_never_sent_again() {
+    let cloud = template_fleet();
+    let builder = builder_left_by_a_dead_run(&cloud).await;
+    cloud
+        .send_script(
+            &builder,
+            "#!/bin/bash\necho installing\n",
+            1800,
+            "red5-rollout stream-manager 12.4.0 run run-dead",
+        )
+        .await
+        .unwrap();
+    cloud.clear_calls();
+    let (end, events) = apply(&cloud, "stream-manager", "12.4.0").await;
+    assert_eq!(end.result, PipelineResult::Converged, "{}", end.message);
+    let calls = cloud.mutating_calls();
+    assert!(!calls.contains(&"SendCommand"), "{calls:?}");
+    assert!(!calls.contains(&"RunInstances"), "{calls:?}");
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::StageProgress { stage: Stage::ApplyUpdate, message, .. }
+            if message.starts_with("following command ") && message.ends_with("it is not sent again")
+    )), "{events:?}");
+}
