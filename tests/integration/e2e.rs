@@ -1107,3 +1107,87 @@ async fn cancelled_as_github_actions_cancels_it_exits_5_within_the_window_with_n
     assert_eq!(lease, None);
     drop(killer);
 }
+
+/// Crashes happen between any two instructions: SIGKILL at seeded random moments spread over
+/// a whole rollout, each followed by plain re-runs (no `unlock`: the short test lease runs
+/// out) until the rollout converges. Every trial ends with the group on the new version,
+/// one image and one template version for it, the install script sent at most once per
+/// builder, no builder and no lease left. `RED5_KILL_TRIALS` sets the number of trials (20
+/// here; `benches/kill-anywhere.sh` runs 50 and prints the figures); `RED5_KILL_SEED` the
+/// seed.
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_at_random_moments_every_run_converges_with_one_of_everything() {
+    use rand::{Rng, SeedableRng};
+    let emulator = Emulator::shared().await;
+    let trials: usize = std::env::var("RED5_KILL_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let seed: u64 = std::env::var("RED5_KILL_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20261130);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let lease = ["--lease", "2s", "--lease-grace", "1s"];
+    let apply_args: Vec<&str> = ["apply", "--output", "json"]
+        .into_iter()
+        .chain(lease)
+        .collect();
+
+    // How long a whole rollout takes here: the moments are drawn over it.
+    let reference = setup(&emulator, "e2e-kill-reference", "stream-manager", 1).await;
+    reference.bump("12.4.0");
+    let started = std::time::Instant::now();
+    let out = reference.run(&apply_args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let whole = started.elapsed();
+
+    let mut reruns = Vec::new();
+    for trial in 0..trials {
+        let setup = setup(&emulator, "e2e-kill", "stream-manager", 1).await;
+        setup.bump("12.4.0");
+        let moment = whole.mul_f64(rng.random::<f64>());
+        let mut child = setup
+            .command(&apply_args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(moment);
+        let _ = child.kill();
+        let _ = child.wait();
+        let mut runs = 0;
+        loop {
+            runs += 1;
+            let out = setup.run(&apply_args);
+            match out.status.code() {
+                Some(0) => break,
+                // The killed run's lease has not run out yet.
+                Some(6) if runs < 10 => std::thread::sleep(std::time::Duration::from_secs(1)),
+                other => panic!(
+                    "trial {trial} (seed {seed}, killed after {moment:?}): re-run {runs} exited {other:?}\n{}",
+                    stderr(&out)
+                ),
+            }
+        }
+        reruns.push(runs);
+        let context = format!("trial {trial} (seed {seed}, killed after {moment:?})");
+        assert_eq!(setup.images_of("12.4.0").await.len(), 1, "{context}");
+        assert_eq!(setup.configs_of("12.4.0").await.len(), 1, "{context}");
+        assert!(setup.live_builders().await.is_empty(), "{context}");
+        let lease = setup
+            .cloud()
+            .await
+            .read_lock(&red5_rollout::run::lock_name(&setup.fleet.group))
+            .await
+            .unwrap();
+        assert_eq!(lease, None, "{context}");
+        for (builder, installs) in emulator.installs_per_builder(&setup.pipeline).await {
+            assert!(installs <= 1, "{context}: {installs} installs on {builder}");
+        }
+        setup.assert_fleet_on("2", "12.4.0").await;
+    }
+    println!(
+        "kill-anywhere: {trials} trials (seed {seed}) over a {whole:?} rollout; re-runs until converged: {reruns:?}"
+    );
+}

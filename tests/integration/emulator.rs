@@ -315,19 +315,61 @@ impl Emulator {
     /// SDK clients for building fixtures the runner never creates itself (launch
     /// templates, groups). The adapter under test is [`Emulator::cloud`].
     async fn sdk(&self) -> (aws_sdk_ec2::Client, aws_sdk_autoscaling::Client) {
+        let config = self.sdk_config().await;
+        (
+            aws_sdk_ec2::Client::new(&config),
+            aws_sdk_autoscaling::Client::new(&config),
+        )
+    }
+
+    async fn sdk_config(&self) -> aws_config::SdkConfig {
         let (key, secret) = test_credentials();
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(REGION))
             .endpoint_url(&self.endpoint)
             .credentials_provider(aws_sdk_ec2::config::Credentials::new(
                 key, secret, None, None, "test",
             ))
             .load()
-            .await;
-        (
-            aws_sdk_ec2::Client::new(&config),
-            aws_sdk_autoscaling::Client::new(&config),
-        )
+            .await
+    }
+
+    /// How many times the update script of `pipeline` was sent to each of its builders,
+    /// terminated ones included.
+    pub async fn installs_per_builder(&self, pipeline: &str) -> Vec<(String, usize)> {
+        let config = self.sdk_config().await;
+        let ec2_client = aws_sdk_ec2::Client::new(&config);
+        let ssm_client = aws_sdk_ssm::Client::new(&config);
+        let filter =
+            |name: &str, value: &str| ec2::Filter::builder().name(name).values(value).build();
+        let found = ec2_client
+            .describe_instances()
+            .filters(filter("tag:red5-rollout:pipeline", pipeline))
+            .filters(filter("tag:red5-rollout:role", "builder"))
+            .send()
+            .await
+            .expect("describe the builders");
+        let mut counts = Vec::new();
+        for instance in found.reservations().iter().flat_map(|r| r.instances()) {
+            let id = instance.instance_id().unwrap_or_default().to_owned();
+            let invocations = ssm_client
+                .list_command_invocations()
+                .instance_id(&id)
+                .send()
+                .await
+                .expect("list the builder's commands");
+            let installs = invocations
+                .command_invocations()
+                .iter()
+                .filter(|c| {
+                    c.comment().is_some_and(|comment| {
+                        comment.starts_with(&format!("red5-rollout {pipeline} "))
+                    })
+                })
+                .count();
+            counts.push((id, installs));
+        }
+        counts
     }
 
     /// What version `version` of launch template `template` holds, as AWS describes it.
