@@ -140,6 +140,11 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub keep_builder: bool,
 
+    /// Try again a rollout whose refresh failed, although nothing changed its pipeline or
+    /// release since (without it, such a rollout is held).
+    #[arg(long)]
+    pub retry: bool,
+
     /// How many pipelines run at once.
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub concurrency: usize,
@@ -250,6 +255,10 @@ pub struct PlanArgs {
     /// How to print the plan.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+
+    /// Plan to try again a rollout whose refresh failed (as `apply --retry`).
+    #[arg(long)]
+    pub retry: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -12,7 +12,7 @@ use crate::events::{Emitter, PipelineResult, Sink};
 use crate::fleet::{FleetState, FleetStates};
 use crate::model::{Pipeline, desired_release, render};
 use crate::observe::{Observation, observe};
-use crate::plan::{Plan, plan_rollout};
+use crate::plan::{Plan, plan_rollout_with};
 use crate::render::{plans_as_json, plans_as_markdown, plans_as_text};
 use crate::repo::{Repo, Snapshot};
 use crate::report::{Display, JsonLines, PlainLines, resolve_display};
@@ -164,11 +164,36 @@ impl FleetSource<'_> {
 }
 
 /// Plans every selected pipeline of `snap` against the observed fleets.
+/// Whether the failed rollout `failed` of `pipeline` may be tried again at `snap`: with
+/// `--retry`, or when a commit since the failed one changed the pipeline's or the
+/// release's file.
+fn retry_rule(
+    repo: &RepoArgs,
+    snap: &Snapshot,
+    forced: bool,
+    pipeline: &Pipeline,
+    release: &crate::model::Release,
+    failed: &crate::fleet::FailedRollout,
+) -> crate::plan::RetryRule {
+    let changed_since_failure = Repo::open(&repo.repo).is_ok_and(|git| {
+        git.changed_since(
+            &failed.commit,
+            &snap.commit,
+            &[&pipeline.origin.file, &release.file],
+        )
+    });
+    crate::plan::RetryRule {
+        forced,
+        changed_since_failure,
+    }
+}
+
 async fn plan_pipelines(
     snap: &Snapshot,
     names: &[String],
     source: &mut FleetSource<'_>,
     date: Date,
+    retry: (&RepoArgs, bool),
 ) -> Result<Vec<Plan>, Error> {
     let catalog = &snap.catalog;
     if !catalog.problems.is_empty() {
@@ -183,10 +208,18 @@ async fn plan_pipelines(
             })?;
         let names = render(pipeline, release, date, &snap.commit).map_err(Error::Invalid)?;
         let fleet = source.fleet(pipeline).await?;
+        let rule = fleet
+            .failed
+            .as_ref()
+            .map_or(crate::plan::RetryRule::ALWAYS, |failed| {
+                retry_rule(retry.0, snap, retry.1, pipeline, release, failed)
+            });
         let plan =
-            plan_rollout(pipeline, release, &names, &fleet).map_err(|source| Error::Plan {
-                pipeline: pipeline.name.clone(),
-                source: Box::new(source),
+            plan_rollout_with(pipeline, release, &names, &fleet, rule).map_err(|source| {
+                Error::Plan {
+                    pipeline: pipeline.name.clone(),
+                    source: Box::new(source),
+                }
             })?;
         plans.push(plan);
     }
@@ -199,7 +232,14 @@ async fn plan(args: &PlanArgs) -> Result<String, Error> {
         Some(path) => FleetSource::File(path, read_fleet_states(path)?),
         None => FleetSource::Aws(Clouds::new(&args.aws)),
     };
-    let plans = plan_pipelines(&snap, &args.pipelines, &mut source, today()).await?;
+    let plans = plan_pipelines(
+        &snap,
+        &args.pipelines,
+        &mut source,
+        today(),
+        (&args.repo, args.retry),
+    )
+    .await?;
     Ok(match args.format {
         Format::Text => plans_as_text(&plans),
         Format::Markdown => plans_as_markdown(&plans),
@@ -281,7 +321,10 @@ async fn apply(args: &ApplyArgs) -> Result<String, Error> {
                 source,
             })?;
         let cloud = clouds.region(&pipeline.region).await;
-        jobs.push(prepare(cloud, pipeline, release, &snap.commit, today()).await?);
+        let rule = |failed: &crate::fleet::FailedRollout| {
+            retry_rule(&args.repo, &snap, args.retry, pipeline, release, failed)
+        };
+        jobs.push(prepare(cloud, pipeline, release, &snap.commit, today(), &rule).await?);
     }
     let plans: Vec<Plan> = jobs.iter().map(|j| j.plan.clone()).collect();
     let mut stdout = std::io::stdout().lock();
@@ -289,6 +332,15 @@ async fn apply(args: &ApplyArgs) -> Result<String, Error> {
     let _ = stdout.flush();
     drop(stdout);
     if plans.iter().all(Plan::is_noop) {
+        let held = plans
+            .iter()
+            .filter(|p| p.kind == crate::plan::PlanKind::Held)
+            .count();
+        if held > 0 {
+            return Ok(format!(
+                "nothing to do: {held} pipeline(s) held after a failed rollout (see the plan above); commit a change to the pipeline or the release, or pass --retry\n"
+            ));
+        }
         return Ok("nothing to do: every group runs the release git asks for\n".into());
     }
     confirm(args.yes, "Apply these plans?")?;

@@ -31,6 +31,9 @@ pub struct FleetState {
     /// The size of the root snapshot of the image the group runs now, in GB.
     #[serde(default)]
     pub base_snapshot_gb: Option<u32>,
+    /// The last rollout whose refresh failed, until one succeeds.
+    #[serde(default)]
+    pub failed: Option<FailedRollout>,
     /// Images tagged for this pipeline.
     #[serde(default)]
     pub images: Vec<ImageRecord>,
@@ -43,6 +46,29 @@ pub struct FleetState {
     /// The newest instance refresh of the group, when it is still active.
     #[serde(default)]
     pub refresh: Option<RefreshRecord>,
+}
+
+/// A rollout whose refresh failed: the version it moved to and the commit that asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailedRollout {
+    pub version: Version,
+    pub commit: String,
+}
+
+impl FailedRollout {
+    /// Reads the group tag `red5-rollout:failed` ("VERSION COMMIT"; empty once cleared).
+    pub fn from_tag(value: &str) -> Option<FailedRollout> {
+        let (version, commit) = value.trim().split_once(' ')?;
+        Some(FailedRollout {
+            version: version.parse().ok()?,
+            commit: commit.trim().to_owned(),
+        })
+    }
+
+    pub fn to_tag(&self) -> String {
+        format!("{} {}", self.version, self.commit)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

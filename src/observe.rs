@@ -195,6 +195,11 @@ impl Observation {
                 .running_image
                 .as_ref()
                 .and_then(Image::snapshot_size_gb),
+            failed: self
+                .group
+                .tags
+                .get(crate::cloud::TAG_FAILED)
+                .and_then(|v| crate::fleet::FailedRollout::from_tag(v)),
             images,
             launch_configs,
             builder,

@@ -86,6 +86,9 @@ pub enum PlanKind {
     Resume,
     /// The group already runs the desired release.
     NothingToDo,
+    /// A rollout to this release failed and is not tried again until a commit changes the
+    /// pipeline or the release (or `--retry`).
+    Held,
 }
 
 impl PlanKind {
@@ -95,6 +98,7 @@ impl PlanKind {
             PlanKind::Rollback => "rollback",
             PlanKind::Resume => "resume",
             PlanKind::NothingToDo => "nothing to do",
+            PlanKind::Held => "held",
         }
     }
 }
@@ -195,15 +199,75 @@ impl PlanError {
     }
 }
 
+/// Whether a rollout whose refresh failed may be tried again: with `--retry`, or once a
+/// commit after the failed one changed the pipeline's file or the release's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryRule {
+    pub forced: bool,
+    pub changed_since_failure: bool,
+}
+
+impl RetryRule {
+    /// No failed rollout holds the plan back (tests, `--fleet-state` without history).
+    pub const ALWAYS: RetryRule = RetryRule {
+        forced: true,
+        changed_since_failure: true,
+    };
+}
+
 /// Plans moving `fleet` onto `release` for `pipeline`, with the resource names `names`
-/// rendered for that release.
+/// rendered for that release; a failed rollout is always tried again.
 pub fn plan_rollout(
     pipeline: &Pipeline,
     release: &Release,
     names: &Rendered,
     fleet: &FleetState,
 ) -> Result<Plan, PlanError> {
+    plan_rollout_with(pipeline, release, names, fleet, RetryRule::ALWAYS)
+}
+
+/// [`plan_rollout`], holding back a rollout whose refresh failed at a commit after which
+/// nothing changed the pipeline or the release, unless `retry` says otherwise: an unrelated
+/// merge must not replace the whole fleet twice again.
+pub fn plan_rollout_with(
+    pipeline: &Pipeline,
+    release: &Release,
+    names: &Rendered,
+    fleet: &FleetState,
+    retry: RetryRule,
+) -> Result<Plan, PlanError> {
     let to = &release.version;
+    if let Some(failed) = fleet.failed.as_ref().filter(|f| &f.version == to)
+        && !retry.forced
+        && !retry.changed_since_failure
+        && fleet.running_version.as_ref() != Some(to)
+    {
+        let commit = &failed.commit[..failed.commit.len().min(12)];
+        let reason = format!("the rollout to {to} failed at commit {commit}; not retried");
+        return Ok(Plan {
+            pipeline: pipeline.name.clone(),
+            region: pipeline.region.clone(),
+            group: pipeline.auto_scaling_group.clone(),
+            kind: PlanKind::Held,
+            from: fleet.running_version.clone(),
+            to: to.clone(),
+            launch_kind: pipeline.launch.kind,
+            image_name: names.image_name.clone(),
+            launch_name: names.launch_name.clone(),
+            stages: Stage::ALL
+                .iter()
+                .map(|stage| StagePlan {
+                    stage: *stage,
+                    action: Action::Skip,
+                    reason: reason.clone(),
+                })
+                .collect(),
+            notes: vec![format!(
+                "the refresh to {to} failed at commit {commit}: it is tried again once a commit changes {} or {}, or with --retry",
+                pipeline.origin.file, release.file
+            )],
+        });
+    }
     let mut notes = Vec::new();
 
     let image_of = |state: ImageState| {
@@ -556,6 +620,19 @@ pub fn plan_rollout(
     if release.requires_database_migration && !is_converged {
         notes.push(format!(
             "release {to} requires a database migration: run it before the refresh starts"
+        ));
+    }
+    if let Some(failed) = fleet.failed.as_ref().filter(|f| &f.version == to)
+        && !is_converged
+    {
+        notes.push(format!(
+            "the rollout to {to} failed before, at commit {}: it is tried again ({})",
+            &failed.commit[..failed.commit.len().min(12)],
+            if retry.forced {
+                "--retry"
+            } else {
+                "the pipeline or the release changed since"
+            }
         ));
     }
     let kind = if stages.iter().all(|s| s.action == Action::Skip) {

@@ -15,6 +15,10 @@ fn headline(plan: &Plan) -> String {
         .map_or("an unknown version".to_string(), |v| v.to_string());
     match plan.kind {
         PlanKind::NothingToDo => format!("nothing to do, the group runs {}", plan.to),
+        PlanKind::Held => format!(
+            "held: the rollout {from} -> {} failed and is not retried",
+            plan.to
+        ),
         kind => format!("{} {from} -> {}", kind.label(), plan.to),
     }
 }

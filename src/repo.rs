@@ -179,6 +179,23 @@ impl Repo {
         Ok(files)
     }
 
+    /// Whether any of `paths` differs between commit `since` and `rev` (a file added,
+    /// removed or changed). A `since` this repository does not have counts as changed: the
+    /// history it belonged to is gone.
+    pub fn changed_since(&self, since: &str, rev: &str, paths: &[&str]) -> bool {
+        let tree_of = |rev: &str| -> Option<Tree<'_>> {
+            let oid = self.resolve(rev).ok()?;
+            self.inner.find_commit(oid).ok()?.tree().ok()
+        };
+        let (Some(before), Some(after)) = (tree_of(since), tree_of(rev)) else {
+            return true;
+        };
+        let blob = |tree: &Tree, path: &str| tree.get_path(Path::new(path)).ok().map(|e| e.id());
+        paths
+            .iter()
+            .any(|path| blob(&before, path) != blob(&after, path))
+    }
+
     /// Which pipelines change between `from` and `to`: a pipeline changes when its own file
     /// changes or when the release it wants changes.
     pub fn changes(

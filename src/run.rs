@@ -151,6 +151,17 @@ pub async fn run_pipeline(
                 holder: crate::lease::describe_holder(&dead),
             });
         }
+        if plan.kind == crate::plan::PlanKind::Held {
+            return end(
+                PipelineResult::UpToDate,
+                format!(
+                    "held: {}",
+                    plan.notes
+                        .first()
+                        .map_or("a failed rollout", String::as_str)
+                ),
+            );
+        }
         return end(
             PipelineResult::UpToDate,
             format!("group {} already runs {}", plan.group, plan.to),
@@ -263,6 +274,21 @@ pub async fn run_pipeline(
             describe(e)
         ),
     };
+    if let Some((_, StageError::RefreshFailed { .. })) = &failure {
+        // Not tried again until the pipeline or the release changes (or --retry): an
+        // unrelated merge must not replace the whole fleet twice again.
+        let failed = crate::fleet::FailedRollout {
+            version: ctx.release.version.clone(),
+            commit: ctx.commit.clone(),
+        };
+        let _ = ctx
+            .cloud
+            .tag_group(
+                &group,
+                &crate::observe::tags(&[(crate::cloud::TAG_FAILED, &failed.to_tag())]),
+            )
+            .await;
+    }
     match failure {
         None => match cleaned {
             Ok(_) => end(
@@ -468,6 +494,7 @@ pub async fn prepare(
     release: &Release,
     commit: &str,
     today: time::Date,
+    retry: &(dyn Fn(&crate::fleet::FailedRollout) -> crate::plan::RetryRule + Sync),
 ) -> Result<Job, PrepareError> {
     use crate::stages::TAG_DATE;
     let observation = crate::observe::observe(cloud.as_ref(), pipeline)
@@ -491,11 +518,17 @@ pub async fn prepare(
             problems,
         }
     })?;
-    let plan = crate::plan::plan_rollout(pipeline, release, &names, &observation.fleet_state())
-        .map_err(|source| PrepareError::Plan {
+    let fleet = observation.fleet_state();
+    let rule = fleet
+        .failed
+        .as_ref()
+        .map_or(crate::plan::RetryRule::ALWAYS, retry);
+    let plan = crate::plan::plan_rollout_with(pipeline, release, &names, &fleet, rule).map_err(
+        |source| PrepareError::Plan {
             pipeline: pipeline.name.clone(),
             source: Box::new(source),
-        })?;
+        },
+    )?;
     Ok(Job {
         cloud,
         pipeline: pipeline.clone(),

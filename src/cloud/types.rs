@@ -15,6 +15,9 @@ pub const TAG_RUN: &str = "red5-rollout:run";
 pub const TAG_ROLE: &str = "red5-rollout:role";
 /// Set on a builder once the update script succeeded on it.
 pub const TAG_UPDATED: &str = "red5-rollout:updated";
+/// Set on a group whose refresh failed: "VERSION COMMIT", emptied by the next success. A
+/// failed rollout is not tried again until a commit changes its pipeline or release.
+pub const TAG_FAILED: &str = "red5-rollout:failed";
 /// Set on an image: the image it was baked from.
 pub const TAG_SOURCE_IMAGE: &str = "red5-rollout:source-image";
 

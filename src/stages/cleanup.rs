@@ -12,7 +12,7 @@
 //! builder that could not be terminated so that a person can.
 
 use super::context::{Baked, Context, StageError};
-use crate::cloud::{TAG_COMMIT, TAG_PIPELINE, TAG_ROLE, TAG_VERSION};
+use crate::cloud::{TAG_COMMIT, TAG_FAILED, TAG_PIPELINE, TAG_ROLE, TAG_VERSION};
 use crate::events::StageOutcome;
 use crate::observe::tags;
 use crate::plan::Stage;
@@ -72,14 +72,18 @@ pub async fn run(
         let group = &ctx.pipeline.auto_scaling_group;
         let current = cloud.group(group).await.map_err(StageError::cloud(STAGE))?;
         let version = ctx.release.version.to_string();
+        let failed_before = current.tags.get(TAG_FAILED).is_some_and(|v| !v.is_empty());
         if current.tags.get(TAG_VERSION) != Some(&version)
             || current.tags.get(TAG_COMMIT) != Some(&ctx.commit)
+            || failed_before
         {
+            let mut written = tags(&[(TAG_VERSION, &version), (TAG_COMMIT, &ctx.commit)]);
+            if failed_before {
+                // A success clears the record of the last failed rollout.
+                written.insert(TAG_FAILED.into(), String::new());
+            }
             cloud
-                .tag_group(
-                    group,
-                    &tags(&[(TAG_VERSION, &version), (TAG_COMMIT, &ctx.commit)]),
-                )
+                .tag_group(group, &written)
                 .await
                 .map_err(StageError::cloud(STAGE))?;
             done.push(format!("tagged group {group} with {version}"));

@@ -5,7 +5,7 @@ use crate::support::{release, shipped_pipeline};
 use red5_rollout::cloud::fake::FakeCloud;
 use red5_rollout::cloud::{Cloud, ErrorClass, GroupConfig, Lock, RefreshStatus};
 use red5_rollout::events::{Emitter, Event, PipelineResult, Recorder, StageOutcome};
-use red5_rollout::plan::{PlanKind, Stage};
+use red5_rollout::plan::{PlanKind, RetryRule, Stage};
 use red5_rollout::run::{PipelineEnd, RunOptions, lock_name, prepare, run_all};
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -60,12 +60,18 @@ async fn apply_with(
     let pipeline = shipped_pipeline(pipeline);
     let release = release(version);
     let dyn_cloud: Arc<dyn Cloud> = cloud.clone();
+    // Every apply here is at the same commit: nothing changed the pipeline or the release.
+    let same_commit = |_: &red5_rollout::fleet::FailedRollout| RetryRule {
+        forced: false,
+        changed_since_failure: false,
+    };
     let job = prepare(
         dyn_cloud,
         &pipeline,
         &release,
         "c0ffee0000000000000000000000000000000000",
         crate::support::DATE,
+        &same_commit,
     )
     .await
     .unwrap_or_else(|e| panic!("{e}"));
@@ -184,6 +190,7 @@ async fn a_revert_rolls_back_without_baking() {
         &release("12.3.0"),
         "c0",
         crate::support::DATE,
+        &|_| RetryRule::ALWAYS,
     )
     .await
     .unwrap();
@@ -531,6 +538,7 @@ async fn a_refresh_started_by_someone_else_is_reported_not_adopted() {
         &release("12.4.0"),
         "c0ffee0000000000000000000000000000000000",
         crate::support::DATE,
+        &|_| RetryRule::ALWAYS,
     )
     .await;
     let Err(error) = job else {
@@ -697,4 +705,29 @@ async fn an_install_a_dead_run_sent_is_followed_to_its_end_never_sent_again() {
         Event::StageProgress { stage: Stage::ApplyUpdate, message, .. }
             if message.starts_with("following command ") && message.ends_with("it is not sent again")
     )), "{events:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_rollout_is_held_until_something_changes_not_retried_by_any_merge() {
+    let cloud = template_fleet();
+    cloud.fail_refresh_at(50);
+    let (end, _) = apply(&cloud, "stream-manager", "12.4.0").await;
+    assert_eq!(end.result, PipelineResult::RolledBack, "{}", end.message);
+    assert_eq!(
+        cloud.with_world(|w| w.group.tags.get("red5-rollout:failed").cloned()),
+        Some("12.4.0 c0ffee0000000000000000000000000000000000".to_string())
+    );
+
+    cloud.clear_calls();
+    let (end, events) = apply(&cloud, "stream-manager", "12.4.0").await;
+    assert_eq!(end.result, PipelineResult::UpToDate, "{}", end.message);
+    assert_eq!(
+        end.message,
+        "held: the refresh to 12.4.0 failed at commit c0ffee000000: it is tried again once a commit changes pipelines/stream-manager.yaml or releases/12.4.0.yaml, or with --retry"
+    );
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Planned { plan } if plan.kind == PlanKind::Held
+    )));
+    assert_eq!(cloud.mutating_calls(), Vec::<&str>::new());
 }

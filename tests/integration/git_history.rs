@@ -363,3 +363,37 @@ fn a_directory_outside_any_repository_is_refused() {
     );
     assert!(err.hint().contains("--repo DIR"), "{}", err.hint());
 }
+
+/// The retry rule: a failed rollout is tried again only once a later commit changed its
+/// pipeline's file or its release's file; an unrelated merge does not count.
+#[test]
+fn only_a_change_to_the_pipeline_or_the_release_counts_as_changed_since_a_failure() {
+    let repo = GitRepo::with_releases(&["12.3.0", "12.4.0"]);
+    let failed = repo.head();
+    let files = ["pipelines/stream-manager.yaml", "releases/12.4.0.yaml"];
+
+    repo.write("README.md", "# Stream Manager rollouts\n");
+    repo.edit(
+        "pipelines/stream-manager-legacy.yaml",
+        "instance_warmup: 180s",
+        "instance_warmup: 200s",
+    );
+    let unrelated = repo.commit("an unrelated merge");
+    assert!(!repo.open().changed_since(&failed, &unrelated, &files));
+
+    repo.edit(
+        "releases/12.4.0.yaml",
+        "notes:",
+        "notes: rebuilt artifact.\n# was:",
+    );
+    let fixed = repo.commit("fix the 12.4.0 release");
+    assert!(repo.open().changed_since(&failed, &fixed, &files));
+    assert!(!repo.open().changed_since(&fixed, &fixed, &files));
+
+    // A failed commit this repository does not have (rewritten history) counts as changed.
+    assert!(repo.open().changed_since(
+        "0000000000000000000000000000000000000001",
+        &fixed,
+        &files
+    ));
+}

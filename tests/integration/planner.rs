@@ -506,3 +506,57 @@ fn a_group_that_protects_instances_is_warned_about_when_the_pipeline_leaves_wait
         .plan();
     assert!(shipped.notes.is_empty(), "{:?}", shipped.notes);
 }
+
+#[test]
+fn a_failed_rollout_is_held_until_its_pipeline_or_release_changes_or_retry() {
+    use red5_rollout::plan::RetryRule;
+    let scenario = Scenario::new("stream-manager")
+        .release("12.4.0")
+        .fleet_on("12.3.0")
+        .failed("12.4.0", "c0ffee0000000000000000000000000000000000");
+    let held = scenario.plan_with(RetryRule {
+        forced: false,
+        changed_since_failure: false,
+    });
+    assert_eq!(held.kind, PlanKind::Held);
+    assert!(held.is_noop());
+    assert_eq!(
+        held.notes,
+        vec!["the refresh to 12.4.0 failed at commit c0ffee000000: it is tried again once a commit changes pipelines/stream-manager.yaml or releases/12.4.0.yaml, or with --retry".to_string()]
+    );
+    for (rule, why) in [
+        (
+            RetryRule {
+                forced: true,
+                changed_since_failure: false,
+            },
+            "--retry",
+        ),
+        (
+            RetryRule {
+                forced: false,
+                changed_since_failure: true,
+            },
+            "the pipeline or the release changed since",
+        ),
+    ] {
+        let retried = scenario.plan_with(rule);
+        assert_eq!(retried.kind, PlanKind::Rollout);
+        assert_eq!(
+            retried.notes,
+            vec![format!(
+                "the rollout to 12.4.0 failed before, at commit c0ffee000000: it is tried again ({why})"
+            )]
+        );
+    }
+    // A failure of another version holds nothing back.
+    let other = Scenario::new("stream-manager")
+        .release("12.4.0")
+        .fleet_on("12.3.0")
+        .failed("12.3.5", "c0ffee0000000000000000000000000000000000")
+        .plan_with(RetryRule {
+            forced: false,
+            changed_since_failure: false,
+        });
+    assert_eq!(other.kind, PlanKind::Rollout);
+}

@@ -172,6 +172,23 @@ impl Scenario {
         self
     }
 
+    /// A refresh to `version` failed at `commit`.
+    pub fn failed(mut self, version: &str, commit: &str) -> Self {
+        self.fleet.failed = Some(red5_rollout::fleet::FailedRollout {
+            version: version.parse().unwrap(),
+            commit: commit.into(),
+        });
+        self
+    }
+
+    pub fn plan_with(&self, retry: red5_rollout::plan::RetryRule) -> Plan {
+        let release =
+            desired_release(&self.pipeline, &self.releases).unwrap_or_else(|e| panic!("{e}"));
+        let names = render(&self.pipeline, release, DATE, COMMIT).unwrap_or_else(|e| panic!("{e}"));
+        red5_rollout::plan::plan_rollout_with(&self.pipeline, release, &names, &self.fleet, retry)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     pub fn try_plan(&self) -> Result<Plan, PlanError> {
         let release =
             desired_release(&self.pipeline, &self.releases).unwrap_or_else(|e| panic!("{e}"));
