@@ -13,7 +13,8 @@ Exit codes:
   5  interrupted (Ctrl-C / SIGTERM); the builder was cleaned up
   6  another run holds the group's lock
   7  git, AWS or a file could not be read
-  8  a refresh ended without a full rollback: the fleet runs a mix of versions";
+  8  a refresh ended without a full rollback: the fleet runs a mix of versions
+  9  a stage failed after the fleet was touched and it was not moved back";
 
 /// GitOps rollouts for Red5 Pro Stream Manager fleets on AWS.
 ///

@@ -28,6 +28,8 @@ pub enum Exit {
     Environment = 7,
     /// A refresh ended without a full rollback: the group runs a mix of configurations.
     MixedFleet = 8,
+    /// A stage failed after the fleet was touched, and it was not moved back.
+    FailedTouched = 9,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +111,7 @@ impl Error {
                     crate::events::PipelineResult::RolledBack => Exit::FailedRolledBack,
                     crate::events::PipelineResult::FailedUntouched => Exit::FailedUntouched,
                     crate::events::PipelineResult::MixedFleet => Exit::MixedFleet,
+                    crate::events::PipelineResult::FailedTouched => Exit::FailedTouched,
                     crate::events::PipelineResult::Interrupted => Exit::Interrupted,
                     crate::events::PipelineResult::LockHeld => Exit::LockHeld,
                 })

@@ -94,6 +94,9 @@ pub enum PipelineResult {
     RolledBack,
     /// A stage failed before the fleet was touched.
     FailedUntouched,
+    /// A stage failed after the fleet was touched (the group pinned or swapped, a refresh
+    /// started), and it was not moved back.
+    FailedTouched,
     /// A refresh ended without a full rollback (failed, cancelled, or its rollback failed):
     /// the group's instances run different configurations.
     MixedFleet,

@@ -267,13 +267,6 @@ pub async fn run_pipeline(
     renewal.abort();
     let _ = crate::lease::release(ctx.cloud.as_ref(), &group, &lock.run).await;
 
-    let cleanup_note = match &cleaned {
-        Ok(_) => String::new(),
-        Err(e) => format!(
-            "; cleanup failed, check for a builder left running: {}",
-            describe(e)
-        ),
-    };
     if let Some((_, StageError::RefreshFailed { .. })) = &failure {
         // Not tried again until the pipeline or the release changes (or --retry): an
         // unrelated merge must not replace the whole fleet twice again.
@@ -289,20 +282,80 @@ pub async fn run_pipeline(
             )
             .await;
     }
-    match failure {
-        None => match cleaned {
-            Ok(_) => end(
-                PipelineResult::Converged,
-                format!("group {} runs {}", plan.group, plan.to),
-            ),
-            Err(e) => end(
-                PipelineResult::FailedUntouched,
-                format!("the fleet converged but {}", describe(&e)),
-            ),
+    // Observe what recovery there is to do or report, then decide the ending purely.
+    let recovery = match &failure {
+        None
+        | Some((_, StageError::Interrupted { .. }))
+        | Some((_, StageError::RefreshFailed { .. })) => Recovery::Nothing,
+        Some((Stage::InstanceRefresh, _)) if refresh_is_active(ctx).await => {
+            Recovery::RefreshRunning
+        }
+        Some(_) => match undo_swap(ctx, &baked).await {
+            Some(Ok(previous)) => Recovery::SwapUndone { previous },
+            Some(Err(undo)) => Recovery::SwapUndoFailed {
+                error: undo.to_string(),
+            },
+            None => Recovery::Nothing,
         },
-        Some((_, StageError::Interrupted { stage })) => end(
+    };
+    let cleanup_error = cleaned.as_ref().err().map(|e| describe(e));
+    let (result, message) = conclude(
+        &plan.group,
+        &plan.to.to_string(),
+        failure.as_ref().map(|(stage, err)| (*stage, err)),
+        baked.touched,
+        &recovery,
+        cleanup_error.as_deref(),
+    );
+    end(result, message)
+}
+
+/// What was done about a failure before the run ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovery {
+    /// Nothing was needed, or nothing could be done.
+    Nothing,
+    /// A refresh is still running: it is left to AWS to finish or roll back.
+    RefreshRunning,
+    /// A swapped launch configuration group was moved back before any instance was
+    /// replaced.
+    SwapUndone { previous: String },
+    /// Moving it back failed too.
+    SwapUndoFailed { error: String },
+}
+
+/// How a pipeline's run ends, from its failure (the stage and the error, if any), whether
+/// the fleet was touched (the group pinned or swapped, a refresh started or followed), the
+/// recovery, and cleanup's error: a pure function, tested over its table. Exit 4 ("failed
+/// before the fleet was touched") is said only when it was not.
+pub fn conclude(
+    group: &str,
+    to: &str,
+    failure: Option<(Stage, &StageError)>,
+    touched: bool,
+    recovery: &Recovery,
+    cleanup_error: Option<&str>,
+) -> (PipelineResult, String) {
+    let cleanup_note = match cleanup_error {
+        None => String::new(),
+        Some(e) => format!("; cleanup failed, check for a builder left running: {e}"),
+    };
+    let Some((stage, err)) = failure else {
+        return match cleanup_error {
+            None => (
+                PipelineResult::Converged,
+                format!("group {group} runs {to}"),
+            ),
+            Some(e) => (
+                PipelineResult::FailedTouched,
+                format!("the fleet converged to {to} but {e}"),
+            ),
+        };
+    };
+    match (err, recovery) {
+        (StageError::Interrupted { stage }, _) => (
             PipelineResult::Interrupted,
-            if stage == Stage::InstanceRefresh {
+            if *stage == Stage::InstanceRefresh {
                 format!(
                     "interrupted during {stage}: the refresh is left to AWS to finish or roll back; run apply again to follow it{cleanup_note}"
                 )
@@ -310,73 +363,63 @@ pub async fn run_pipeline(
                 format!("interrupted during {stage}; run apply again to resume{cleanup_note}")
             },
         ),
-        Some((
-            _,
-            err @ StageError::RefreshFailed {
-                rolled_back_to: Some(_),
+        (
+            StageError::RefreshFailed {
+                rolled_back_to: Some(previous),
                 ..
             },
-        )) => {
-            let StageError::RefreshFailed {
-                rolled_back_to: Some(to),
-                ..
-            } = &err
-            else {
-                unreachable!("matched above")
-            };
-            end(
-                PipelineResult::RolledBack,
-                format!(
-                    "{}; the group was rolled back to {to}{cleanup_note}",
-                    describe(&err)
-                ),
-            )
-        }
-        Some((_, err @ StageError::RefreshFailed { .. })) => {
-            let fleet = match &err {
-                StageError::RefreshFailed {
-                    fleet: Some(fleet), ..
-                } => format!("; it was not rolled back, so the fleet is mixed: {fleet}"),
-                _ => "; it was not rolled back: check `red5-rollout status`".into(),
-            };
-            end(
-                PipelineResult::MixedFleet,
-                format!(
-                    "{}{fleet}; fix the cause and run apply again, or revert the release to move every instance back{cleanup_note}",
-                    describe(&err)
-                ),
-            )
-        }
-        Some((Stage::InstanceRefresh, err)) if refresh_is_active(ctx).await => end(
-            PipelineResult::FailedUntouched,
+            _,
+        ) => (
+            PipelineResult::RolledBack,
             format!(
-                "{}; a refresh is still running: check `red5-rollout status` and run apply again to follow it{cleanup_note}",
-                describe(&err)
+                "{}; the group was rolled back to {previous}{cleanup_note}",
+                describe(err)
             ),
         ),
-        Some((_, err)) => match undo_swap(ctx, &baked).await {
-            Some(Ok(previous)) => end(
-                PipelineResult::RolledBack,
-                format!(
-                    "{}; the group was moved back to launch configuration {previous} before any instance was replaced{cleanup_note}",
-                    describe(&err)
-                ),
+        (StageError::RefreshFailed { fleet, .. }, _) => (
+            PipelineResult::MixedFleet,
+            format!(
+                "{}{}; fix the cause and run apply again, or revert the release to move every instance back{cleanup_note}",
+                describe(err),
+                match fleet {
+                    Some(fleet) =>
+                        format!("; it was not rolled back, so the fleet is mixed: {fleet}"),
+                    None => "; it was not rolled back: check `red5-rollout status`".into(),
+                }
             ),
-            Some(Err(undo)) => end(
-                PipelineResult::FailedUntouched,
-                format!(
-                    "{}; moving the group back to its previous launch configuration failed too: {undo}{cleanup_note}",
-                    describe(&err)
-                ),
+        ),
+        (_, Recovery::RefreshRunning) => (
+            PipelineResult::FailedTouched,
+            format!(
+                "{}; a refresh is still running: check `red5-rollout status` and run apply again to follow it{cleanup_note}",
+                describe(err)
             ),
-            None => end(
-                PipelineResult::FailedUntouched,
-                format!(
-                    "{}; the fleet was not touched{cleanup_note}",
-                    describe(&err)
-                ),
+        ),
+        (_, Recovery::SwapUndone { previous }) => (
+            PipelineResult::RolledBack,
+            format!(
+                "{}; the group was moved back to launch configuration {previous} before any instance was replaced{cleanup_note}",
+                describe(err)
             ),
-        },
+        ),
+        (_, Recovery::SwapUndoFailed { error }) => (
+            PipelineResult::FailedTouched,
+            format!(
+                "{}; moving the group back to its previous launch configuration failed too: {error}{cleanup_note}",
+                describe(err)
+            ),
+        ),
+        (_, Recovery::Nothing) if touched => (
+            PipelineResult::FailedTouched,
+            format!(
+                "{}; the fleet was touched in {stage} or before it (`red5-rollout status` shows how); run apply again to resume{cleanup_note}",
+                describe(err)
+            ),
+        ),
+        (_, Recovery::Nothing) => (
+            PipelineResult::FailedUntouched,
+            format!("{}; the fleet was not touched{cleanup_note}", describe(err)),
+        ),
     }
 }
 
@@ -553,4 +596,139 @@ fn parse_day(text: &str) -> Option<time::Date> {
     let month: u8 = text[4..6].parse().ok()?;
     let day: u8 = text[6..].parse().ok()?;
     time::Date::from_calendar_date(year, time::Month::try_from(month).ok()?, day).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn precondition(stage: Stage) -> StageError {
+        StageError::Precondition {
+            stage,
+            message: "something went wrong".into(),
+        }
+    }
+
+    fn refresh_failed(rolled_back_to: Option<&str>) -> StageError {
+        StageError::RefreshFailed {
+            id: "r-1".into(),
+            status: "Failed".into(),
+            reason: None,
+            rolled_back_to: rolled_back_to.map(str::to_owned),
+            fleet: Some("group g: 1 instance(s) on template version 2".into()),
+        }
+    }
+
+    /// A failure, whether the fleet was touched, the recovery, cleanup's error, the ending.
+    type Row<'a> = (
+        Option<(Stage, &'a StageError)>,
+        bool,
+        &'a Recovery,
+        Option<&'a str>,
+        PipelineResult,
+    );
+
+    #[test]
+    fn every_ending_says_truthfully_whether_the_fleet_was_touched() {
+        use PipelineResult::*;
+        let interrupted = StageError::Interrupted {
+            stage: Stage::ApplyUpdate,
+        };
+        let rolled_back = refresh_failed(Some("template version 1"));
+        let mixed = refresh_failed(None);
+        let early = precondition(Stage::CreateImage);
+        let late = precondition(Stage::InstanceRefresh);
+        let undone = Recovery::SwapUndone {
+            previous: "LC-1".into(),
+        };
+        let undo_failed = Recovery::SwapUndoFailed {
+            error: "throttled".into(),
+        };
+        let table: Vec<Row> = vec![
+            (None, true, &Recovery::Nothing, None, Converged),
+            (
+                None,
+                true,
+                &Recovery::Nothing,
+                Some("terminate failed"),
+                FailedTouched,
+            ),
+            (
+                Some((Stage::ApplyUpdate, &interrupted)),
+                false,
+                &Recovery::Nothing,
+                None,
+                Interrupted,
+            ),
+            (
+                Some((Stage::InstanceRefresh, &rolled_back)),
+                true,
+                &Recovery::Nothing,
+                None,
+                RolledBack,
+            ),
+            (
+                Some((Stage::InstanceRefresh, &mixed)),
+                true,
+                &Recovery::Nothing,
+                None,
+                MixedFleet,
+            ),
+            (
+                Some((Stage::InstanceRefresh, &late)),
+                true,
+                &Recovery::RefreshRunning,
+                None,
+                FailedTouched,
+            ),
+            (
+                Some((Stage::InstanceRefresh, &late)),
+                true,
+                &undone,
+                None,
+                RolledBack,
+            ),
+            (
+                Some((Stage::InstanceRefresh, &late)),
+                true,
+                &undo_failed,
+                None,
+                FailedTouched,
+            ),
+            (
+                Some((Stage::InstanceRefresh, &late)),
+                true,
+                &Recovery::Nothing,
+                None,
+                FailedTouched,
+            ),
+            (
+                Some((Stage::CreateImage, &early)),
+                false,
+                &Recovery::Nothing,
+                None,
+                FailedUntouched,
+            ),
+            (
+                Some((Stage::CreateImage, &early)),
+                false,
+                &Recovery::Nothing,
+                Some("x"),
+                FailedUntouched,
+            ),
+        ];
+        for (failure, touched, recovery, cleanup, expected) in table {
+            let (result, message) = conclude("g", "12.4.0", failure, touched, recovery, cleanup);
+            assert_eq!(
+                result, expected,
+                "{failure:?} touched={touched} {recovery:?}: {message}"
+            );
+            if let Some(cleanup) = cleanup {
+                assert!(message.contains(cleanup), "{message}");
+            }
+            if result == FailedUntouched {
+                assert!(message.contains("the fleet was not touched"), "{message}");
+            }
+        }
+    }
 }

@@ -135,6 +135,7 @@ impl<W: Write + Send> Sink for PlainLines<W> {
                     PipelineResult::RolledBack => "FAILED, rolled back",
                     PipelineResult::FailedUntouched => "FAILED, fleet untouched",
                     PipelineResult::MixedFleet => "FAILED, mixed fleet",
+                    PipelineResult::FailedTouched => "FAILED, fleet touched",
                     PipelineResult::Interrupted => "interrupted",
                     PipelineResult::LockHeld => "locked",
                 }

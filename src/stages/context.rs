@@ -66,6 +66,9 @@ pub struct Baked {
     pub config: Option<String>,
     /// The configuration the group used before the swap (configurations only).
     pub previous_config: Option<String>,
+    /// Whether this run changed the group: pinned or swapped it, or started (or followed)
+    /// a refresh.
+    pub touched: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -86,6 +86,7 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
             // would otherwise go live for every scale-out before the refresh starts.
             let pinned = super::swap_asg::pin_alias(ctx, None).await?;
             if let Some(pinned) = pinned {
+                baked.touched = true;
                 ctx.events.emit(crate::events::Event::StageProgress {
                     pipeline: ctx.pipeline.name.clone(),
                     stage: STAGE,

@@ -74,6 +74,7 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
             start(ctx, &group_name, &config).await?
         }
     };
+    baked.touched = true;
     let finished = match follow(ctx, &group_name, &refresh_id).await {
         Err(StageError::TimedOut { message, .. }) => {
             return Err(

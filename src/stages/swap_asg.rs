@@ -35,7 +35,7 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
     };
     let cloud = ctx.cloud.as_ref();
     if ctx.pipeline.launch.kind == LaunchKind::Template {
-        return pin_template_version(ctx, &config).await;
+        return pin_template_version(ctx, &config, baked).await;
     }
     let group_name = &ctx.pipeline.auto_scaling_group;
     let group = cloud
@@ -65,6 +65,7 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
         .set_group_configuration(group_name, &config)
         .await
         .map_err(StageError::cloud(STAGE))?;
+    baked.touched = true;
     baked.previous_config = current.clone();
     Ok(StageOutcome::Done {
         detail: format!(
@@ -76,9 +77,16 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
 
 /// Pins a group that names `$Latest` / `$Default` to the version number its alias stands
 /// for now, so that AWS can roll the refresh back; skips a group on a number already.
-async fn pin_template_version(ctx: &Context, config: &str) -> Result<StageOutcome, StageError> {
+async fn pin_template_version(
+    ctx: &Context,
+    config: &str,
+    baked: &mut Baked,
+) -> Result<StageOutcome, StageError> {
     match pin_alias(ctx, Some(config)).await? {
-        Some(detail) => Ok(StageOutcome::Done { detail }),
+        Some(detail) => {
+            baked.touched = true;
+            Ok(StageOutcome::Done { detail })
+        }
         None => Ok(StageOutcome::Skipped {
             reason: format!(
                 "the refresh carries template version {config}; the group is not updated first"

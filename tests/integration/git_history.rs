@@ -391,9 +391,8 @@ fn only_a_change_to_the_pipeline_or_the_release_counts_as_changed_since_a_failur
     assert!(!repo.open().changed_since(&fixed, &fixed, &files));
 
     // A failed commit this repository does not have (rewritten history) counts as changed.
-    assert!(repo.open().changed_since(
-        "0000000000000000000000000000000000000001",
-        &fixed,
-        &files
-    ));
+    assert!(
+        repo.open()
+            .changed_since("0000000000000000000000000000000000000001", &fixed, &files)
+    );
 }
