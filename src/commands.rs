@@ -163,7 +163,6 @@ impl FleetSource<'_> {
     }
 }
 
-/// Plans every selected pipeline of `snap` against the observed fleets.
 /// Whether the failed rollout `failed` of `pipeline` may be tried again at `snap`: with
 /// `--retry`, or when a commit since the failed one changed the pipeline's or the
 /// release's file.
@@ -188,6 +187,9 @@ fn retry_rule(
     }
 }
 
+/// Plans every selected pipeline of `snap` against the observed fleets. Against AWS this is
+/// apply's own preparation, so the plan shows exactly the names a run creates (a name with
+/// a date keeps the date of the release's first resource).
 async fn plan_pipelines(
     snap: &Snapshot,
     names: &[String],
@@ -206,21 +208,34 @@ async fn plan_pipelines(
                 pipeline: pipeline.name.clone(),
                 source,
             })?;
+        let rule = |failed: &crate::fleet::FailedRollout| {
+            retry_rule(retry.0, snap, retry.1, pipeline, release, failed)
+        };
+        if let FleetSource::Aws(clouds) = source {
+            let cloud = clouds.region(&pipeline.region).await;
+            plans.push(
+                prepare(cloud, pipeline, release, &snap.commit, date, &rule)
+                    .await?
+                    .plan,
+            );
+            continue;
+        }
         let names = render(pipeline, release, date, &snap.commit).map_err(Error::Invalid)?;
         let fleet = source.fleet(pipeline).await?;
-        let rule = fleet
-            .failed
-            .as_ref()
-            .map_or(crate::plan::RetryRule::ALWAYS, |failed| {
-                retry_rule(retry.0, snap, retry.1, pipeline, release, failed)
-            });
-        let plan =
-            plan_rollout_with(pipeline, release, &names, &fleet, rule).map_err(|source| {
-                Error::Plan {
-                    pipeline: pipeline.name.clone(),
-                    source: Box::new(source),
-                }
-            })?;
+        let plan = plan_rollout_with(
+            pipeline,
+            release,
+            &names,
+            &fleet,
+            fleet
+                .failed
+                .as_ref()
+                .map_or(crate::plan::RetryRule::ALWAYS, rule),
+        )
+        .map_err(|source| Error::Plan {
+            pipeline: pipeline.name.clone(),
+            source: Box::new(source),
+        })?;
         plans.push(plan);
     }
     Ok(plans)
