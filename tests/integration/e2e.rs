@@ -185,6 +185,15 @@ impl Setup {
         .await
     }
 
+    /// The group's lease, if a run holds it.
+    async fn lease(&self) -> Option<red5_rollout::cloud::Lock> {
+        self.cloud()
+            .await
+            .read_lock(&red5_rollout::run::lock_name(&self.fleet.group))
+            .await
+            .unwrap()
+    }
+
     async fn images_of(&self, version: &str) -> Vec<String> {
         let cloud = self.cloud().await;
         cloud
@@ -571,12 +580,7 @@ async fn a_run_killed_at_every_stage_boundary_is_taken_over_once_its_lease_expir
     assert_eq!(setup.images_of("12.4.0").await.len(), 1);
     assert_eq!(setup.configs_of("12.4.0").await.len(), 1);
     assert!(setup.live_builders().await.is_empty());
-    let lease = setup
-        .cloud()
-        .await
-        .read_lock(&red5_rollout::run::lock_name(&setup.fleet.group))
-        .await
-        .unwrap();
+    let lease = setup.lease().await;
     assert_eq!(lease, None);
     setup.assert_fleet_on("2", "12.4.0").await;
 }
@@ -1037,12 +1041,7 @@ async fn sigterm_cleans_up_releases_the_lock_and_exits_5() {
         finished[0]
     );
     assert!(setup.live_builders().await.is_empty());
-    let lock = setup
-        .cloud()
-        .await
-        .read_lock(&red5_rollout::run::lock_name(&setup.fleet.group))
-        .await
-        .unwrap();
+    let lock = setup.lease().await;
     assert_eq!(lock, None);
     setup.assert_fleet_on("1", "12.3.0").await;
 }
@@ -1098,12 +1097,7 @@ async fn cancelled_as_github_actions_cancels_it_exits_5_within_the_window_with_n
     assert_eq!(status.code(), Some(5), "{}", seen.join("\n"));
     assert!(took.as_secs_f64() < 10.0, "took {took:?}");
     assert!(setup.live_builders().await.is_empty());
-    let lease = setup
-        .cloud()
-        .await
-        .read_lock(&red5_rollout::run::lock_name(&setup.fleet.group))
-        .await
-        .unwrap();
+    let lease = setup.lease().await;
     assert_eq!(lease, None);
     drop(killer);
 }
@@ -1175,12 +1169,7 @@ async fn killed_at_random_moments_every_run_converges_with_one_of_everything() {
         assert_eq!(setup.images_of("12.4.0").await.len(), 1, "{context}");
         assert_eq!(setup.configs_of("12.4.0").await.len(), 1, "{context}");
         assert!(setup.live_builders().await.is_empty(), "{context}");
-        let lease = setup
-            .cloud()
-            .await
-            .read_lock(&red5_rollout::run::lock_name(&setup.fleet.group))
-            .await
-            .unwrap();
+        let lease = setup.lease().await;
         assert_eq!(lease, None, "{context}");
         for (builder, installs) in emulator.installs_per_builder(&setup.pipeline).await {
             assert!(installs <= 1, "{context}: {installs} installs on {builder}");
