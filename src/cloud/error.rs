@@ -229,4 +229,47 @@ mod tests {
             assert_eq!(CloudError::classify(code, status), class, "{code}");
         }
     }
+
+    #[test]
+    fn access_denied_names_the_action_and_only_passing_failures_say_run_again() {
+        let denied = CloudError::new(
+            "StartInstanceRefresh",
+            ErrorClass::Denied,
+            "AccessDenied",
+            "not authorized",
+        );
+        assert!(
+            denied
+                .hint()
+                .starts_with("the credentials may not call autoscaling:StartInstanceRefresh:"),
+            "{}",
+            denied.hint()
+        );
+        assert_eq!(iam_action("SendCommand"), "ssm:SendCommand");
+        assert_eq!(iam_action("RunInstances"), "ec2:RunInstances");
+        for class in [
+            ErrorClass::NotFound,
+            ErrorClass::Conflict,
+            ErrorClass::Denied,
+            ErrorClass::NoCredentials,
+            ErrorClass::Unreachable,
+            ErrorClass::Invalid,
+        ] {
+            let error = CloudError::new("DescribeImages", class, "X", "y");
+            assert!(
+                !error.hint().contains("run again"),
+                "{class}: {}",
+                error.hint()
+            );
+        }
+        for class in [ErrorClass::Throttled, ErrorClass::Transient] {
+            let error = CloudError::new("DescribeImages", class, "X", "y");
+            assert!(
+                error.hint().contains("run again"),
+                "{class}: {}",
+                error.hint()
+            );
+            assert!(error.is_passing());
+        }
+    }
 }

@@ -335,6 +335,14 @@ def test_run_instances_client_token_is_idempotent(aws: Aws) -> None:
     assert (code, status) == ("InvalidParameterValue", 400)
     assert run("x" * 64)["Instances"][0]["InstanceId"] != first["Instances"][0]["InstanceId"]
 
+    # AWS's client-token filter finds the instance a token launched, and only that one.
+    def by_token(token: str) -> list[str]:
+        found = aws.ec2.describe_instances(Filters=[{"Name": "client-token", "Values": [token]}])
+        return [i["InstanceId"] for r in found["Reservations"] for i in r["Instances"]]
+
+    assert by_token("builder-run-1") == [first["Instances"][0]["InstanceId"]]
+    assert by_token("never-used") == []
+
 
 def test_invisible_switch_hides_new_instances_images_and_versions_from_describe_calls(
         aws: Aws, control: Control) -> None:

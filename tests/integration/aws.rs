@@ -373,6 +373,18 @@ async fn a_builder_launches_pending_runs_and_comes_online_for_ssm() {
         found.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
         vec![id.as_str()]
     );
+    // A launch whose answer was lost is found by its token; a retry with the same token
+    // launches nothing new.
+    let by_token = cloud.instance_by_client_token(&spec.client_token).await;
+    assert_eq!(by_token.unwrap().map(|i| i.id), Some(id.clone()));
+    assert_eq!(
+        cloud
+            .instance_by_client_token("r5r-never-used")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(cloud.run_builder(&spec).await.unwrap(), id);
 
     wait_for_state(&cloud, &id, InstanceState::Running).await;
     eventually("the builder's SSM agent", async || {

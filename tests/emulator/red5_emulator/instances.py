@@ -22,6 +22,7 @@ Launches also follow AWS where moto does not:
 - a launch template's ``IamInstanceProfile``, ``MetadataOptions`` and
   ``Monitoring`` (and a launch configuration's instance profile) apply to
   the instance;
+- DescribeInstances takes AWS's ``client-token`` filter (moto does not).
 - ``ClientToken`` makes RunInstances idempotent: the same token with the
   same parameters returns the first reservation, with other parameters it is
   ``IdempotentParameterMismatch``, and a token is at most 64 characters;
@@ -398,7 +399,31 @@ def run_instances_response(self: InstanceResponse) -> ActionResult:
     return result
 
 
+def _take_client_token_filter(response: InstanceResponse) -> list[str] | None:
+    """Takes the ``client-token`` filter, which moto does not know, out of this request's
+    filters and returns its values (None when the request has none)."""
+    filters = response._filters_from_querystring()
+    tokens = filters.pop("client-token", None)
+    if tokens is None:
+        return None
+    response._filters_from_querystring = lambda: dict(filters)  # type: ignore[method-assign]
+    return list(tokens)
+
+
 def describe_instances_response(self: InstanceResponse) -> ActionResult:
+    tokens = _take_client_token_filter(self)
+    if tokens is not None:
+        # AWS's ``client-token`` filter: the instances launched with one of these tokens.
+        reservations = {
+            CLIENT_TOKENS[key][1]
+            for key in CLIENT_TOKENS
+            if key[:2] == (self.current_account, self.region) and key[2] in tokens
+        }
+        result = describe_instances_response(self)
+        result.result["Reservations"] = [
+            r for r in result.result["Reservations"] if r.id in reservations
+        ]
+        return result
     hidden = {i.id for i in self.ec2_backend.all_instances() if is_hidden(i)}
     if not hidden:
         return _original_describe_instances_response(self)
