@@ -209,3 +209,159 @@ pub fn refuse_image(pipeline: &Pipeline, version: &Version, image: &Image) -> Op
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::{Group, GroupInstance, ImageStatus};
+    use time::macros::date;
+
+    fn pipeline() -> Pipeline {
+        Pipeline::from_yaml(
+            "pipelines/stream-manager.yaml",
+            include_str!("../pipelines/stream-manager.yaml"),
+        )
+        .expect("the shipped pipeline is valid")
+    }
+
+    fn template(version: &str) -> GroupConfig {
+        GroupConfig::Template {
+            id: "lt-0abc".into(),
+            name: "red5pro-sm".into(),
+            version: version.into(),
+        }
+    }
+
+    fn instance(id: &str, config: GroupConfig) -> GroupInstance {
+        GroupInstance {
+            id: id.into(),
+            lifecycle_state: "InService".into(),
+            health_status: "Healthy".into(),
+            config,
+            protected_from_scale_in: true,
+        }
+    }
+
+    /// A guide-built group on `$Default` (version 1) with these instances.
+    fn observation(instances: Vec<GroupInstance>, image_tags: Tags) -> Observation {
+        Observation {
+            pipeline: "stream-manager".into(),
+            region: "us-east-1".into(),
+            group: Group {
+                name: "red5pro-sm-asg".into(),
+                min_size: 1,
+                max_size: 4,
+                desired_capacity: 2,
+                config: template("$Default"),
+                subnets: Vec::new(),
+                health_check_type: "ELB".into(),
+                health_check_grace_period: 300,
+                instances,
+                tags: Tags::new(),
+                new_instances_protected: true,
+            },
+            image_id: Some("ami-0aaa".into()),
+            running_version: None,
+            images: Vec::new(),
+            launch_configs: Vec::new(),
+            builders: Vec::new(),
+            refresh: None,
+            resolved_version: Some(1),
+            running_image: Some(Image {
+                id: "ami-0aaa".into(),
+                name: "red5pro-stream-manager-12.3.0".into(),
+                status: ImageStatus::Available,
+                tags: image_tags,
+                root_device: None,
+            }),
+            lease: None,
+        }
+    }
+
+    fn decide_for(observation: &Observation, version: &str) -> Decision {
+        decide(
+            &pipeline(),
+            &version.parse().unwrap(),
+            observation,
+            None,
+            "c0ffee",
+            date!(2026 - 11 - 30),
+        )
+    }
+
+    #[test]
+    fn a_group_whose_instances_run_its_configuration_is_tagged_with_its_image() {
+        let seen = observation(
+            vec![
+                instance("i-1", template("1")),
+                instance("i-2", template("1")),
+            ],
+            tags(&[("Name", "red5pro-sm-12.3.0")]),
+        );
+        let Decision::Tag(adoption) = decide_for(&seen, "12.3.0") else {
+            panic!("{:?}", decide_for(&seen, "12.3.0"));
+        };
+        assert_eq!(adoption.image, "ami-0aaa");
+        assert_eq!(
+            adoption.image_tags.get(TAG_VERSION).map(String::as_str),
+            Some("12.3.0")
+        );
+        assert_eq!(
+            adoption.image_tags.get(TAG_DATE).map(String::as_str),
+            Some("20261130")
+        );
+        let (group, group_tags) = adoption.group_tags.as_ref().unwrap();
+        assert_eq!(group, "red5pro-sm-asg");
+        assert_eq!(
+            group_tags.get(TAG_PIPELINE).map(String::as_str),
+            Some("stream-manager")
+        );
+        assert!(
+            adoption
+                .describe()
+                .contains("launch template red5pro-sm version $Default launches that image")
+        );
+    }
+
+    #[test]
+    fn instances_on_other_configurations_are_refused_by_name() {
+        let seen = observation(
+            vec![
+                instance("i-1", template("1")),
+                instance("i-2", template("2")),
+            ],
+            Tags::new(),
+        );
+        assert_eq!(
+            decide_for(&seen, "12.3.0"),
+            Decision::Refuse(
+                "the group's instances do not all run its launch template red5pro-sm version $Default: i-2 runs launch template red5pro-sm version 2; finish or roll back whatever changed them (an instance refresh), then adopt".into()
+            )
+        );
+    }
+
+    #[test]
+    fn an_image_tagged_with_another_version_or_pipeline_is_refused_and_a_tagged_one_is_done() {
+        let instances = vec![instance("i-1", template("1"))];
+        let other_version = observation(instances.clone(), tags(&[(TAG_VERSION, "12.2.0")]));
+        assert!(matches!(
+            decide_for(&other_version, "12.3.0"),
+            Decision::Refuse(reason) if reason.contains("already tagged as release 12.2.0, not 12.3.0")
+        ));
+        let other_pipeline = observation(
+            instances.clone(),
+            tags(&[(TAG_PIPELINE, "stream-manager-staging")]),
+        );
+        assert!(matches!(
+            decide_for(&other_pipeline, "12.3.0"),
+            Decision::Refuse(reason) if reason.contains("belongs to pipeline stream-manager-staging")
+        ));
+        let adopted_tags = tags(&[(TAG_PIPELINE, "stream-manager"), (TAG_VERSION, "12.3.0")]);
+        let mut adopted = observation(instances, adopted_tags.clone());
+        adopted.group.tags = adopted_tags;
+        assert!(matches!(
+            decide_for(&adopted, "12.3.0"),
+            Decision::AlreadyDone(sentence) if sentence.starts_with("nothing to do")
+        ));
+    }
+}
