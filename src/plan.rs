@@ -701,16 +701,5 @@ pub fn refuse_base(
 
 /// Seconds as the shortest of `45s`, `3m`, `1h30m`.
 pub fn human(secs: u64) -> String {
-    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
-    let mut out = String::new();
-    if h > 0 {
-        out.push_str(&format!("{h}h"));
-    }
-    if m > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    if s > 0 || out.is_empty() {
-        out.push_str(&format!("{s}s"));
-    }
-    out
+    crate::model::format_duration(std::time::Duration::from_secs(secs))
 }
