@@ -2,7 +2,7 @@
 //! and sinks (`report/`) decide how they look: plain timestamped lines in CI and on a
 //! terminal, or JSON lines for tools.
 
-use crate::plan::{Plan, Stage};
+use crate::plan::{Plan, Stage, StagePlan};
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -65,6 +65,15 @@ pub enum Event {
     LeaseLost {
         pipeline: String,
         group: String,
+    },
+    /// Right before a stage, what AWS shows now decides another action than the plan that
+    /// was shown (someone else's run, a resource that appeared or went away); the run
+    /// follows `now`.
+    StageReplanned {
+        pipeline: String,
+        stage: Stage,
+        planned: StagePlan,
+        now: StagePlan,
     },
 }
 

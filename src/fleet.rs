@@ -25,6 +25,10 @@ pub struct FleetState {
     /// `$Latest` or `$Default` when the group names one instead of a version number.
     #[serde(default)]
     pub config_alias: Option<String>,
+    /// How many of the group's instances run another configuration than the group's (a
+    /// refresh that did not finish, a configuration changed by hand).
+    #[serde(default)]
+    pub stale_instances: u32,
     /// Whether any instance is, or new instances will be, protected from scale-in.
     #[serde(default)]
     pub protects_instances: bool,
@@ -34,6 +38,10 @@ pub struct FleetState {
     /// The last rollout whose refresh failed, until one succeeds.
     #[serde(default)]
     pub failed: Option<FailedRollout>,
+    /// The launch signature the group was last moved to by the runner (its
+    /// `red5-rollout:launch` tag; see [`crate::model::LaunchSignature`]).
+    #[serde(default)]
+    pub launch: Option<String>,
     /// Images tagged for this pipeline.
     #[serde(default)]
     pub images: Vec<ImageRecord>,
@@ -97,6 +105,11 @@ pub struct LaunchConfigRecord {
     pub id: String,
     pub version: Version,
     pub image_id: String,
+    /// The hash of the launch signature it was made with, when known (a template version's
+    /// instance tag, the group's tag for the configuration it uses, the name of a launch
+    /// configuration made for an edited `launch` block).
+    #[serde(default)]
+    pub launch_hash: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

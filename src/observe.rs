@@ -4,13 +4,13 @@
 
 use crate::cloud::{
     Cloud, CloudError, ErrorClass, Group, GroupConfig, Image, ImageStatus, Instance, LaunchConfig,
-    Lock, Refresh, TAG_PIPELINE, TAG_ROLE, TAG_RUN, TAG_UPDATED, TAG_VERSION, Tags,
+    Lock, Refresh, TAG_LAUNCH, TAG_PIPELINE, TAG_ROLE, TAG_RUN, TAG_UPDATED, TAG_VERSION, Tags,
     is_version_alias,
 };
 use crate::fleet::{
     BuilderRecord, FleetState, ImageRecord, ImageState, LaunchConfigRecord, RefreshRecord,
 };
-use crate::model::{LaunchKind, Pipeline};
+use crate::model::{LaunchKind, LaunchSignature, Pipeline};
 use semver::Version;
 use serde::Serialize;
 
@@ -148,14 +148,23 @@ impl Observation {
                 })
             })
             .collect();
+        let group_launch = self.group.tags.get(TAG_LAUNCH).cloned();
+        let hash_of = |signature: &str| LaunchSignature::parse(signature).map(|s| s.hash());
         let launch_configs = self
             .launch_configs
             .iter()
             .filter_map(|(c, v)| {
+                let uses = current_config.as_deref() == Some(c.id.as_str());
                 Some(LaunchConfigRecord {
                     id: c.id.clone(),
                     version: v.clone()?,
                     image_id: c.image_id.clone(),
+                    launch_hash: c
+                        .launch
+                        .as_deref()
+                        .and_then(hash_of)
+                        .or_else(|| configuration_launch_hash(&c.id))
+                        .or_else(|| group_launch.as_deref().filter(|_| uses).and_then(hash_of)),
                 })
             })
             .collect::<Vec<_>>();
@@ -190,6 +199,14 @@ impl Observation {
             running_version: self.running_version.clone(),
             current_config,
             config_alias: self.group.config.version_alias().map(str::to_owned),
+            stale_instances: self
+                .group
+                .instances
+                .iter()
+                .filter(|i| runs_other_config(&i.config, &self.group.config))
+                .count()
+                .try_into()
+                .unwrap_or(u32::MAX),
             protects_instances: self.group.protects_instances(),
             base_snapshot_gb: self
                 .running_image
@@ -200,10 +217,46 @@ impl Observation {
                 .tags
                 .get(crate::cloud::TAG_FAILED)
                 .and_then(|v| crate::fleet::FailedRollout::from_tag(v)),
+            launch: group_launch,
             images,
             launch_configs,
             builder,
             refresh,
         }
+    }
+}
+
+/// What separates a launch configuration made for an edited `launch` block from the name
+/// its release renders to: `-launch-` and the signature's hash.
+pub const LAUNCH_SUFFIX: &str = "-launch-";
+
+/// The name of the launch configuration for signature hash `hash`, when `name` (the
+/// rendered one) is taken by a configuration made with other launch settings; kept within
+/// AWS's 255 characters.
+pub fn configuration_name_for(name: &str, hash: &str) -> String {
+    let suffix = format!("{LAUNCH_SUFFIX}{hash}");
+    let keep = crate::model::MAX_LAUNCH_CONFIGURATION_NAME.saturating_sub(suffix.len());
+    let base: String = name.chars().take(keep).collect();
+    format!("{base}{suffix}")
+}
+
+/// The signature hash a launch configuration's name carries, if it was made by
+/// [`configuration_name_for`].
+fn configuration_launch_hash(name: &str) -> Option<String> {
+    let (_, hash) = name.rsplit_once(LAUNCH_SUFFIX)?;
+    (hash.len() == 8 && hash.chars().all(|c| c.is_ascii_hexdigit())).then(|| hash.to_owned())
+}
+
+/// Whether an instance launched with `instance` certainly runs another configuration than
+/// the group's `group`. An instance launched from `$Latest` / `$Default` may be on any
+/// number, so it does not count.
+fn runs_other_config(instance: &GroupConfig, group: &GroupConfig) -> bool {
+    match (instance, group) {
+        (GroupConfig::Template { version: a, .. }, GroupConfig::Template { version: b, .. }) => {
+            a != b && !is_version_alias(a) && !is_version_alias(b)
+        }
+        (GroupConfig::Configuration { name: a }, GroupConfig::Configuration { name: b }) => a != b,
+        (GroupConfig::Other, _) | (_, GroupConfig::Other) => false,
+        _ => true,
     }
 }

@@ -6,8 +6,13 @@
 //! resumable and a `git revert` cheap: the old image is still there, so the bake is skipped
 //! and only the fleet moves back.
 
-use crate::fleet::{FleetState, ImageState, LaunchConfigRecord};
-use crate::model::{BaseImage, Diagnostic, HeldInstances, LaunchKind, Pipeline, Release, Rendered};
+use crate::fleet::{
+    BuilderRecord, FleetState, ImageRecord, ImageState, LaunchConfigRecord, RefreshRecord,
+};
+use crate::model::{
+    BaseImage, ChangedField, Diagnostic, HeldInstances, LaunchKind, LaunchSignature, Pipeline,
+    Release, Rendered, describe_changes,
+};
 use semver::Version;
 use serde::Serialize;
 use std::fmt;
@@ -89,6 +94,9 @@ pub enum PlanKind {
     /// A rollout to this release failed and is not tried again until a commit changes the
     /// pipeline or the release (or `--retry`).
     Held,
+    /// The group runs the release, but the pipeline's `launch` block changed: a new
+    /// configuration on the same image and a refresh.
+    LaunchChange,
 }
 
 impl PlanKind {
@@ -99,6 +107,7 @@ impl PlanKind {
             PlanKind::Resume => "resume",
             PlanKind::NothingToDo => "nothing to do",
             PlanKind::Held => "held",
+            PlanKind::LaunchChange => "launch change",
         }
     }
 }
@@ -113,7 +122,14 @@ pub struct Plan {
     pub to: Version,
     pub launch_kind: LaunchKind,
     pub image_name: String,
+    /// The name the new configuration gets (a launch configuration's name, a template
+    /// version's description).
     pub launch_name: String,
+    /// The release's available image, when it exists.
+    pub image_id: Option<String>,
+    /// The configuration for the release with the pipeline's launch settings, when it
+    /// exists.
+    pub config_id: Option<String>,
     pub stages: Vec<StagePlan>,
     /// Things a reviewer should know that do not change the stages.
     pub notes: Vec<String>,
@@ -236,427 +252,603 @@ pub fn plan_rollout_with(
     fleet: &FleetState,
     retry: RetryRule,
 ) -> Result<Plan, PlanError> {
-    let to = &release.version;
-    if let Some(failed) = fleet.failed.as_ref().filter(|f| &f.version == to)
-        && !retry.forced
-        && !retry.changed_since_failure
-        && fleet.running_version.as_ref() != Some(to)
-    {
-        let commit = &failed.commit[..failed.commit.len().min(12)];
-        let reason = format!("the rollout to {to} failed at commit {commit}; not retried");
-        return Ok(Plan {
-            pipeline: pipeline.name.clone(),
-            region: pipeline.region.clone(),
-            group: pipeline.auto_scaling_group.clone(),
-            kind: PlanKind::Held,
-            from: fleet.running_version.clone(),
-            to: to.clone(),
-            launch_kind: pipeline.launch.kind,
-            image_name: names.image_name.clone(),
-            launch_name: names.launch_name.clone(),
-            stages: Stage::ALL
-                .iter()
-                .map(|stage| StagePlan {
-                    stage: *stage,
-                    action: Action::Skip,
-                    reason: reason.clone(),
-                })
-                .collect(),
-            notes: vec![format!(
-                "the refresh to {to} failed at commit {commit}: it is tried again once a commit changes {} or {}, or with --retry",
-                pipeline.origin.file, release.file
-            )],
-        });
+    if let Some(held) = held(pipeline, release, names, fleet, retry) {
+        return Ok(held);
     }
-    let mut notes = Vec::new();
-
-    let image_of = |state: ImageState| {
-        fleet
-            .images
-            .iter()
-            .find(|i| &i.version == to && i.state == state)
-    };
-    let image = image_of(ImageState::Available);
-    let pending_image = image_of(ImageState::Pending).filter(|_| image.is_none());
-    if image.is_none()
-        && pending_image.is_none()
-        && let Some(failed) = image_of(ImageState::Failed)
-    {
-        notes.push(format!(
-            "image {} for {to} failed earlier; it is baked again",
-            failed.id
-        ));
-    }
-    let builder = fleet.builder.as_ref().filter(|b| &b.version == to);
-    if let Some(stray) = fleet.builder.as_ref().filter(|b| &b.version != to) {
-        notes.push(format!(
-            "builder {} for {} (run {}) is left from another run; cleanup terminates it",
-            stray.instance_id, stray.version, stray.run_id
-        ));
-    }
-    let config: Option<&LaunchConfigRecord> = fleet
-        .launch_configs
+    let facts = Facts::gather(pipeline, release, names, fleet)?;
+    let stages = Stage::ALL
         .iter()
-        .filter(|c| &c.version == to)
-        .filter(|c| image.is_none_or(|i| i.id == c.image_id))
-        .max_by_key(|c| c.id.parse::<u64>().unwrap_or(0));
-    let group_uses_config = config.is_some_and(|c| fleet.current_config.as_deref() == Some(&c.id));
-    let refresh = fleet.refresh.as_ref().filter(|r| r.is_active());
-    if let Some(r) = refresh
-        && r.target_version.as_ref() != Some(to)
-    {
-        return Err(PlanError::OtherRefreshInFlight {
-            group: fleet.group.clone(),
-            id: r.id.clone(),
-            status: r.status.clone(),
-            target: r
-                .target_version
-                .as_ref()
-                .map_or("an unknown configuration".into(), |v| v.to_string()),
-            wanted: to.to_string(),
-        });
-    }
-
-    let is_converged = fleet.running_version.as_ref() == Some(to)
-        && refresh.is_none()
-        && (config.is_none() || group_uses_config);
-    let needs_bake = image.is_none() && !is_converged;
-    let Some(running) = fleet.running_version.as_ref() else {
-        return Err(PlanError::NotAdopted {
-            pipeline: pipeline.name.clone(),
-            group: fleet.group.clone(),
-            wanted: to.clone(),
-        });
-    };
-    if needs_bake && pending_image.is_none() && builder.is_none() {
-        if pipeline.builder.base_image == BaseImage::FromGroup && running > to {
-            return Err(PlanError::WouldBakeOverNewer {
-                pipeline: pipeline.name.clone(),
-                to: to.clone(),
-                running: running.clone(),
-            });
-        }
-        if let Some(snapshot) = fleet
-            .base_snapshot_gb
-            .filter(|_| pipeline.builder.base_image == BaseImage::FromGroup)
-            && snapshot > pipeline.builder.volume_size_gb
-        {
-            return Err(PlanError::VolumeTooSmall {
-                field: "builder.volume_size_gb",
-                size: pipeline.builder.volume_size_gb,
-                snapshot,
-            });
-        }
-    }
-    if let Some(snapshot) = image
-        .and_then(|i| i.snapshot_gb)
-        .filter(|_| config.is_none())
-        && snapshot > pipeline.launch.volume_size_gb
-    {
-        return Err(PlanError::VolumeTooSmall {
-            field: "launch.volume_size_gb",
-            size: pipeline.launch.volume_size_gb,
-            snapshot,
-        });
-    }
-    let kind_label = match pipeline.launch.kind {
-        LaunchKind::Template => "template version",
-        LaunchKind::Configuration => "launch configuration",
-    };
-
-    if fleet.protects_instances
-        && pipeline.refresh.scale_in_protected_instances == HeldInstances::Wait
-        && !is_converged
-    {
-        notes.push(format!(
-            "group {} protects instances from scale-in and refresh.scale_in_protected_instances is Wait: the refresh would wait an hour for each protected instance and then fail; set it to Refresh to replace them",
-            fleet.group
-        ));
-    }
-    let mut stages = Vec::with_capacity(Stage::ALL.len());
-    let mut add = |stage, action, reason: String| {
-        stages.push(StagePlan {
-            stage,
-            action,
-            reason,
-        })
-    };
-
-    // The bake: launch-builder, apply-update, create-image.
-    let bake_skip = |what: &str| -> Option<String> {
-        if let Some(image) = image {
-            Some(format!("{} for {to} exists", image.id))
-        } else if let Some(pending) = pending_image {
-            Some(format!("image {} for {to} is being created", pending.id))
-        } else if is_converged {
-            Some(format!("group already runs {to}; no {what} needed"))
-        } else {
-            None
-        }
-    };
-    match (bake_skip("builder"), builder) {
-        (Some(reason), _) => add(Stage::LaunchBuilder, Action::Skip, reason),
-        (None, Some(b)) => add(
-            Stage::LaunchBuilder,
-            Action::Resume,
-            format!(
-                "adopt builder {} launched by run {}",
-                b.instance_id, b.run_id
-            ),
-        ),
-        (None, None) => add(
-            Stage::LaunchBuilder,
-            Action::Run,
-            format!(
-                "launch a builder ({}) from {} and wait for it on SSM",
-                pipeline.builder.instance_type,
-                match &pipeline.builder.base_image {
-                    BaseImage::FromGroup => "the image the group runs now".to_string(),
-                    BaseImage::Ami(id) => id.clone(),
-                }
-            ),
-        ),
-    }
-    match (bake_skip("update"), builder) {
-        (Some(reason), _) => add(Stage::ApplyUpdate, Action::Skip, reason),
-        (None, Some(b)) if b.is_updated => add(
-            Stage::ApplyUpdate,
-            Action::Skip,
-            format!("builder {} already runs {to}", b.instance_id),
-        ),
-        (None, _) => add(
-            Stage::ApplyUpdate,
-            Action::Run,
-            format!(
-                "install {to} over SSM (AWS-RunShellScript, timeout {})",
-                human(pipeline.update.execution_timeout.as_secs())
-            ),
-        ),
-    }
-    match (image, pending_image) {
-        (Some(image), _) => add(
-            Stage::CreateImage,
-            Action::Skip,
-            format!("{} for {to} exists", image.id),
-        ),
-        (None, Some(pending)) => add(
-            Stage::CreateImage,
-            Action::Resume,
-            format!("wait for image {} to be available", pending.id),
-        ),
-        (None, None) if is_converged => add(
-            Stage::CreateImage,
-            Action::Skip,
-            format!("group already runs {to}"),
-        ),
-        (None, None) => add(
-            Stage::CreateImage,
-            Action::Run,
-            format!(
-                "{}create image `{}`",
-                if pipeline.image.stop_before_imaging {
-                    "stop the builder, "
-                } else {
-                    ""
-                },
-                names.image_name
-            ),
-        ),
-    }
-
-    match config {
-        Some(c) => add(
-            Stage::CreateLaunchConfig,
-            Action::Skip,
-            format!("{kind_label} {} for {to} exists", c.id),
-        ),
-        None if is_converged => add(
-            Stage::CreateLaunchConfig,
-            Action::Skip,
-            format!("group already runs {to}"),
-        ),
-        None => add(
-            Stage::CreateLaunchConfig,
-            Action::Run,
-            match (&pipeline.launch.kind, &pipeline.launch.template) {
-                (LaunchKind::Template, Some(template)) => format!(
-                    "{}create a new version of launch template {template} (`{}`) from version {}, keeping what it holds",
-                    pin_first(fleet)
-                        .map(|p| format!("{p}, then "))
-                        .unwrap_or_default(),
-                    names.launch_name,
-                    fleet.current_config.as_deref().unwrap_or("$Default")
-                ),
-                _ => format!("create launch configuration `{}`", names.launch_name),
-            },
-        ),
-    }
-
-    let config_name = config.map_or_else(
-        || format!("the new {kind_label}"),
-        |c| format!("{kind_label} {}", c.id),
-    );
-    match pipeline.launch.kind {
-        LaunchKind::Template if config.is_some() && !is_converged && pin_first(fleet).is_some() => {
-            add(
-                Stage::SwapAsg,
-                Action::Run,
-                format!(
-                    "{}; the refresh carries {config_name} (DesiredConfiguration)",
-                    pin_first(fleet).unwrap_or_default()
-                ),
-            )
-        }
-        LaunchKind::Template => add(
-            Stage::SwapAsg,
-            Action::Skip,
-            format!(
-                "the refresh carries {config_name} (DesiredConfiguration); the group is not updated first"
-            ),
-        ),
-        LaunchKind::Configuration if group_uses_config || is_converged => add(
-            Stage::SwapAsg,
-            Action::Skip,
-            format!("group already uses {config_name}"),
-        ),
-        LaunchKind::Configuration => add(
-            Stage::SwapAsg,
-            Action::Run,
-            format!(
-                "move the group from {} to {config_name}",
-                fleet
-                    .current_config
-                    .as_deref()
-                    .unwrap_or("its current configuration")
-            ),
-        ),
-    }
-
-    let r = &pipeline.refresh;
-    match refresh {
-        Some(active) => add(
-            Stage::InstanceRefresh,
-            Action::Resume,
-            format!(
-                "follow refresh {} ({}, {}% done)",
-                active.id, active.status, active.percentage
-            ),
-        ),
-        None if is_converged => add(
-            Stage::InstanceRefresh,
-            Action::Skip,
-            format!("group already runs {to}"),
-        ),
-        None => {
-            if fleet.desired_capacity == 1 && r.max_healthy_percentage == 100 {
-                return Err(PlanError::WouldTerminateOnlyInstance {
-                    group: fleet.group.clone(),
-                    diagnostic: Box::new(Diagnostic::new(
-                        pipeline.origin.file.clone(),
-                        pipeline.origin.max_healthy_at,
-                        format!(
-                            "group {} has one instance and refresh.max_healthy_percentage is 100: the only Stream Manager would be terminated first",
-                            fleet.group
-                        ),
-                    )
-                    .with_hint("set min_healthy_percentage: 100 and max_healthy_percentage: 200 to launch the replacement before terminating")),
-                });
-            }
-            add(
-                Stage::InstanceRefresh,
-                Action::Run,
-                format!(
-                    "refresh {} instance(s): min healthy {}%, max healthy {}%, warm-up {}{}{}",
-                    fleet.desired_capacity,
-                    r.min_healthy_percentage,
-                    r.max_healthy_percentage,
-                    human(r.instance_warmup.as_secs()),
-                    if r.skip_matching {
-                        ", skip matching"
-                    } else {
-                        ""
-                    },
-                    match pipeline.launch.kind {
-                        LaunchKind::Template => ", AWS rolls back on failure",
-                        LaunchKind::Configuration => ", the runner rolls back on failure",
-                    }
-                ),
-            );
-        }
-    }
-
-    match (fleet.builder.as_ref(), needs_bake) {
-        (Some(b), _) => add(
-            Stage::Cleanup,
-            Action::Run,
-            format!(
-                "terminate builder {} (always, also after a failure)",
-                b.instance_id
-            ),
-        ),
-        (None, true) => add(
-            Stage::Cleanup,
-            Action::Run,
-            "terminate the builder (always, also after a failure)".to_string(),
-        ),
-        (None, false) => add(
-            Stage::Cleanup,
-            Action::Skip,
-            "no builder to clean up".into(),
-        ),
-    }
-
-    let from = fleet.running_version.clone();
-    let is_rollback = from.as_ref().is_some_and(|f| f > to);
-    if is_rollback && needs_bake {
-        notes.push(format!(
-            "no image for {to} exists any more; it is baked again from {}",
-            match &pipeline.builder.base_image {
-                BaseImage::FromGroup => "the image the group runs now".to_string(),
-                BaseImage::Ami(id) => id.clone(),
-            }
-        ));
-    }
-    if release.requires_database_migration && !is_converged {
-        notes.push(format!(
-            "release {to} requires a database migration: run it before the refresh starts"
-        ));
-    }
-    if let Some(failed) = fleet.failed.as_ref().filter(|f| &f.version == to)
-        && !is_converged
-    {
-        notes.push(format!(
-            "the rollout to {to} failed before, at commit {}: it is tried again ({})",
-            &failed.commit[..failed.commit.len().min(12)],
-            if retry.forced {
-                "--retry"
-            } else {
-                "the pipeline or the release changed since"
-            }
-        ));
-    }
-    let kind = if stages.iter().all(|s| s.action == Action::Skip) {
-        PlanKind::NothingToDo
-    } else if is_rollback {
-        PlanKind::Rollback
-    } else if stages.iter().any(|s| s.action == Action::Resume) || is_converged {
-        PlanKind::Resume
-    } else {
-        PlanKind::Rollout
-    };
+        .map(|stage| facts.decide(*stage))
+        .collect::<Result<Vec<_>, _>>()?;
+    let kind = facts.kind(&stages);
     Ok(Plan {
         pipeline: pipeline.name.clone(),
         region: pipeline.region.clone(),
         group: pipeline.auto_scaling_group.clone(),
         kind,
-        from,
+        from: fleet.running_version.clone(),
+        to: release.version.clone(),
+        launch_kind: pipeline.launch.kind,
+        image_name: names.image_name.clone(),
+        launch_name: facts.launch_name(),
+        image_id: facts.image.map(|i| i.id.clone()),
+        config_id: facts.config.map(|c| c.id.clone()),
+        stages,
+        notes: facts.notes(retry),
+    })
+}
+
+/// What one stage does now, decided from what was observed: the same function `plan` shows
+/// and the run follows, called again by the run right before the stage acts.
+pub fn decide(
+    stage: Stage,
+    pipeline: &Pipeline,
+    release: &Release,
+    names: &Rendered,
+    fleet: &FleetState,
+) -> Result<StagePlan, PlanError> {
+    Facts::gather(pipeline, release, names, fleet)?.decide(stage)
+}
+
+/// The plan of a rollout to a release whose refresh failed and that nothing has changed
+/// since: every stage skipped, with why and how to try again.
+fn held(
+    pipeline: &Pipeline,
+    release: &Release,
+    names: &Rendered,
+    fleet: &FleetState,
+    retry: RetryRule,
+) -> Option<Plan> {
+    let to = &release.version;
+    let failed = fleet.failed.as_ref().filter(|f| &f.version == to)?;
+    if retry.forced || retry.changed_since_failure || fleet.running_version.as_ref() == Some(to) {
+        return None;
+    }
+    let commit = &failed.commit[..failed.commit.len().min(12)];
+    let reason = format!("the rollout to {to} failed at commit {commit}; not retried");
+    Some(Plan {
+        pipeline: pipeline.name.clone(),
+        region: pipeline.region.clone(),
+        group: pipeline.auto_scaling_group.clone(),
+        kind: PlanKind::Held,
+        from: fleet.running_version.clone(),
         to: to.clone(),
         launch_kind: pipeline.launch.kind,
         image_name: names.image_name.clone(),
         launch_name: names.launch_name.clone(),
-        stages,
-        notes,
+        image_id: None,
+        config_id: None,
+        stages: Stage::ALL
+            .iter()
+            .map(|stage| StagePlan {
+                stage: *stage,
+                action: Action::Skip,
+                reason: reason.clone(),
+            })
+            .collect(),
+        notes: vec![format!(
+            "the refresh to {to} failed at commit {commit}: it is tried again once a commit changes {} or {}, or with --retry",
+            pipeline.origin.file, release.file
+        )],
     })
+}
+
+/// What the planner reads off the fleet before deciding any stage: which of the release's
+/// resources exist, whether the group runs it already, and with which launch settings.
+struct Facts<'a> {
+    pipeline: &'a Pipeline,
+    release: &'a Release,
+    names: &'a Rendered,
+    fleet: &'a FleetState,
+    to: &'a Version,
+    running: &'a Version,
+    image: Option<&'a ImageRecord>,
+    pending_image: Option<&'a ImageRecord>,
+    builder: Option<&'a BuilderRecord>,
+    /// The configuration for the release with the pipeline's launch settings.
+    config: Option<&'a LaunchConfigRecord>,
+    group_uses_config: bool,
+    refresh: Option<&'a RefreshRecord>,
+    /// The pipeline's launch settings as they are now.
+    launch: LaunchSignature,
+    /// When the group runs the release with other launch settings: which fields changed
+    /// (empty when the group's record does not say).
+    launch_changes: Option<Vec<ChangedField>>,
+    is_converged: bool,
+    needs_bake: bool,
+}
+
+impl<'a> Facts<'a> {
+    fn gather(
+        pipeline: &'a Pipeline,
+        release: &'a Release,
+        names: &'a Rendered,
+        fleet: &'a FleetState,
+    ) -> Result<Facts<'a>, PlanError> {
+        let to = &release.version;
+        let image_of = |state: ImageState| {
+            fleet
+                .images
+                .iter()
+                .find(|i| &i.version == to && i.state == state)
+        };
+        let image = image_of(ImageState::Available);
+        let pending_image = image_of(ImageState::Pending).filter(|_| image.is_none());
+        let launch = LaunchSignature::of(&pipeline.launch, &names.user_data);
+        let wanted = launch.hash();
+        let fits = |c: &LaunchConfigRecord| c.launch_hash.as_deref().is_none_or(|h| h == wanted);
+        let config = fleet
+            .launch_configs
+            .iter()
+            .filter(|c| &c.version == to && fits(c))
+            .filter(|c| image.is_none_or(|i| i.id == c.image_id))
+            .max_by_key(|c| c.id.parse::<u64>().unwrap_or(0));
+        let group_uses_config =
+            config.is_some_and(|c| fleet.current_config.as_deref() == Some(&c.id));
+        let refresh = fleet.refresh.as_ref().filter(|r| r.is_active());
+        if let Some(r) = refresh
+            && r.target_version.as_ref() != Some(to)
+        {
+            return Err(PlanError::OtherRefreshInFlight {
+                group: fleet.group.clone(),
+                id: r.id.clone(),
+                status: r.status.clone(),
+                target: r
+                    .target_version
+                    .as_ref()
+                    .map_or("an unknown configuration".into(), |v| v.to_string()),
+                wanted: to.to_string(),
+            });
+        }
+        let Some(running) = fleet.running_version.as_ref() else {
+            return Err(PlanError::NotAdopted {
+                pipeline: pipeline.name.clone(),
+                group: fleet.group.clone(),
+                wanted: to.clone(),
+            });
+        };
+        let launch_changes = fleet
+            .launch_configs
+            .iter()
+            .find(|c| fleet.current_config.as_deref() == Some(&c.id))
+            .filter(|current| &current.version == to && running == to && !fits(current))
+            .map(|_| {
+                fleet
+                    .launch
+                    .as_deref()
+                    .and_then(LaunchSignature::parse)
+                    .map(|recorded| launch.changed_since(&recorded, &pipeline.launch))
+                    .unwrap_or_default()
+            });
+        let is_converged = running == to
+            && refresh.is_none()
+            && fleet.stale_instances == 0
+            && (config.is_none() || group_uses_config)
+            && launch_changes.is_none();
+        let facts = Facts {
+            pipeline,
+            release,
+            names,
+            fleet,
+            to,
+            running,
+            image,
+            pending_image,
+            builder: fleet.builder.as_ref().filter(|b| &b.version == to),
+            config,
+            group_uses_config,
+            refresh,
+            launch,
+            launch_changes,
+            is_converged,
+            needs_bake: image.is_none() && !is_converged,
+        };
+        facts.refuse()?;
+        Ok(facts)
+    }
+
+    /// Refuses what would fail in AWS or mix two installs, before anything is touched.
+    fn refuse(&self) -> Result<(), PlanError> {
+        let (pipeline, fleet, to) = (self.pipeline, self.fleet, self.to);
+        if self.needs_bake && self.pending_image.is_none() && self.builder.is_none() {
+            if pipeline.builder.base_image == BaseImage::FromGroup && self.running > to {
+                return Err(PlanError::WouldBakeOverNewer {
+                    pipeline: pipeline.name.clone(),
+                    to: to.clone(),
+                    running: self.running.clone(),
+                });
+            }
+            if let Some(snapshot) = fleet
+                .base_snapshot_gb
+                .filter(|_| pipeline.builder.base_image == BaseImage::FromGroup)
+                && snapshot > pipeline.builder.volume_size_gb
+            {
+                return Err(PlanError::VolumeTooSmall {
+                    field: "builder.volume_size_gb",
+                    size: pipeline.builder.volume_size_gb,
+                    snapshot,
+                });
+            }
+        }
+        if let Some(snapshot) = self
+            .image
+            .and_then(|i| i.snapshot_gb)
+            .filter(|_| self.config.is_none())
+            && snapshot > pipeline.launch.volume_size_gb
+        {
+            return Err(PlanError::VolumeTooSmall {
+                field: "launch.volume_size_gb",
+                size: pipeline.launch.volume_size_gb,
+                snapshot,
+            });
+        }
+        Ok(())
+    }
+
+    fn decide(&self, stage: Stage) -> Result<StagePlan, PlanError> {
+        let (action, reason) = match stage {
+            Stage::LaunchBuilder => self.launch_builder(),
+            Stage::ApplyUpdate => self.apply_update(),
+            Stage::CreateImage => self.create_image(),
+            Stage::CreateLaunchConfig => self.create_launch_config(),
+            Stage::SwapAsg => self.swap_asg(),
+            Stage::InstanceRefresh => self.instance_refresh()?,
+            Stage::Cleanup => self.cleanup(),
+        };
+        Ok(StagePlan {
+            stage,
+            action,
+            reason,
+        })
+    }
+
+    /// Why the bake's stages have nothing to do, if they have not.
+    fn bake_skip(&self, what: &str) -> Option<String> {
+        let to = self.to;
+        if let Some(image) = self.image {
+            Some(format!("{} for {to} exists", image.id))
+        } else if let Some(pending) = self.pending_image {
+            Some(format!("image {} for {to} is being created", pending.id))
+        } else if self.is_converged {
+            Some(format!("group already runs {to}; no {what} needed"))
+        } else {
+            None
+        }
+    }
+
+    fn base_image(&self) -> String {
+        match &self.pipeline.builder.base_image {
+            BaseImage::FromGroup => "the image the group runs now".to_string(),
+            BaseImage::Ami(id) => id.clone(),
+        }
+    }
+
+    fn launch_builder(&self) -> (Action, String) {
+        match (self.bake_skip("builder"), self.builder) {
+            (Some(reason), _) => (Action::Skip, reason),
+            (None, Some(b)) => (
+                Action::Resume,
+                format!(
+                    "adopt builder {} launched by run {}",
+                    b.instance_id, b.run_id
+                ),
+            ),
+            (None, None) => (
+                Action::Run,
+                format!(
+                    "launch a builder ({}) from {} and wait for it on SSM",
+                    self.pipeline.builder.instance_type,
+                    self.base_image()
+                ),
+            ),
+        }
+    }
+
+    fn apply_update(&self) -> (Action, String) {
+        match (self.bake_skip("update"), self.builder) {
+            (Some(reason), _) => (Action::Skip, reason),
+            (None, Some(b)) if b.is_updated => (
+                Action::Skip,
+                format!("builder {} already runs {}", b.instance_id, self.to),
+            ),
+            (None, _) => (
+                Action::Run,
+                format!(
+                    "install {} over SSM (AWS-RunShellScript, timeout {})",
+                    self.to,
+                    human(self.pipeline.update.execution_timeout.as_secs())
+                ),
+            ),
+        }
+    }
+
+    fn create_image(&self) -> (Action, String) {
+        let to = self.to;
+        match (self.image, self.pending_image) {
+            (Some(image), _) => (Action::Skip, format!("{} for {to} exists", image.id)),
+            (None, Some(pending)) => (
+                Action::Resume,
+                format!("wait for image {} to be available", pending.id),
+            ),
+            (None, None) if self.is_converged => (Action::Skip, format!("group already runs {to}")),
+            (None, None) => (
+                Action::Run,
+                format!(
+                    "{}create image `{}`",
+                    if self.pipeline.image.stop_before_imaging {
+                        "stop the builder, "
+                    } else {
+                        ""
+                    },
+                    self.names.image_name
+                ),
+            ),
+        }
+    }
+
+    fn kind_label(&self) -> &'static str {
+        match self.pipeline.launch.kind {
+            LaunchKind::Template => "template version",
+            LaunchKind::Configuration => "launch configuration",
+        }
+    }
+
+    /// The name the new configuration gets: the rendered one, unless a configuration of
+    /// that name was made with other launch settings (launch configurations cannot be
+    /// renamed or changed, so the edited settings get a name of their own).
+    fn launch_name(&self) -> String {
+        let rendered = &self.names.launch_name;
+        let taken = self.pipeline.launch.kind == LaunchKind::Configuration
+            && self.config.is_none()
+            && self.fleet.launch_configs.iter().any(|c| &c.id == rendered);
+        if taken {
+            crate::observe::configuration_name_for(rendered, &self.launch.hash())
+        } else {
+            rendered.clone()
+        }
+    }
+
+    /// "on the same image, for launch.user_data, …" when the launch block changed.
+    fn launch_change_reason(&self) -> String {
+        match &self.launch_changes {
+            None => String::new(),
+            Some(changes) if changes.is_empty() => format!(
+                " on the same image {}: the launch settings changed",
+                self.image.map_or("", |i| i.id.as_str())
+            ),
+            Some(changes) => format!(
+                " on the same image {}: {} changed",
+                self.image.map_or("", |i| i.id.as_str()),
+                describe_changes(changes)
+            ),
+        }
+    }
+
+    fn create_launch_config(&self) -> (Action, String) {
+        let to = self.to;
+        match self.config {
+            Some(c) => (
+                Action::Skip,
+                format!("{} {} for {to} exists", self.kind_label(), c.id),
+            ),
+            None if self.is_converged => (Action::Skip, format!("group already runs {to}")),
+            None => (
+                Action::Run,
+                match (&self.pipeline.launch.kind, &self.pipeline.launch.template) {
+                    (LaunchKind::Template, Some(template)) => format!(
+                        "{}create a new version of launch template {template} (`{}`) from version {}, keeping what it holds{}",
+                        pin_first(self.fleet)
+                            .map(|p| format!("{p}, then "))
+                            .unwrap_or_default(),
+                        self.launch_name(),
+                        self.fleet.current_config.as_deref().unwrap_or("$Default"),
+                        self.launch_change_reason()
+                    ),
+                    _ => format!(
+                        "create launch configuration `{}`{}",
+                        self.launch_name(),
+                        self.launch_change_reason()
+                    ),
+                },
+            ),
+        }
+    }
+
+    fn swap_asg(&self) -> (Action, String) {
+        let kind_label = self.kind_label();
+        let config_name = self.config.map_or_else(
+            || format!("the new {kind_label}"),
+            |c| format!("{kind_label} {}", c.id),
+        );
+        let pin = pin_first(self.fleet);
+        match self.pipeline.launch.kind {
+            LaunchKind::Template
+                if self.config.is_some() && !self.is_converged && pin.is_some() =>
+            {
+                (
+                    Action::Run,
+                    format!(
+                        "{}; the refresh carries {config_name} (DesiredConfiguration)",
+                        pin.unwrap_or_default()
+                    ),
+                )
+            }
+            LaunchKind::Template => (
+                Action::Skip,
+                format!(
+                    "the refresh carries {config_name} (DesiredConfiguration); the group is not updated first"
+                ),
+            ),
+            LaunchKind::Configuration if self.group_uses_config || self.is_converged => {
+                (Action::Skip, format!("group already uses {config_name}"))
+            }
+            LaunchKind::Configuration => (
+                Action::Run,
+                format!(
+                    "move the group from {} to {config_name}",
+                    self.fleet
+                        .current_config
+                        .as_deref()
+                        .unwrap_or("its current configuration")
+                ),
+            ),
+        }
+    }
+
+    fn instance_refresh(&self) -> Result<(Action, String), PlanError> {
+        let (pipeline, fleet, r) = (self.pipeline, self.fleet, &self.pipeline.refresh);
+        if let Some(active) = self.refresh {
+            return Ok((
+                Action::Resume,
+                format!(
+                    "follow refresh {} ({}, {}% done)",
+                    active.id, active.status, active.percentage
+                ),
+            ));
+        }
+        if self.is_converged {
+            return Ok((Action::Skip, format!("group already runs {}", self.to)));
+        }
+        if fleet.desired_capacity == 1 && r.max_healthy_percentage == 100 {
+            return Err(PlanError::WouldTerminateOnlyInstance {
+                group: fleet.group.clone(),
+                diagnostic: Box::new(Diagnostic::new(
+                    pipeline.origin.file.clone(),
+                    pipeline.origin.max_healthy_at,
+                    format!(
+                        "group {} has one instance and refresh.max_healthy_percentage is 100: the only Stream Manager would be terminated first",
+                        fleet.group
+                    ),
+                )
+                .with_hint("set min_healthy_percentage: 100 and max_healthy_percentage: 200 to launch the replacement before terminating")),
+            });
+        }
+        Ok((
+            Action::Run,
+            format!(
+                "refresh {} instance(s): min healthy {}%, max healthy {}%, warm-up {}{}{}",
+                fleet.desired_capacity,
+                r.min_healthy_percentage,
+                r.max_healthy_percentage,
+                human(r.instance_warmup.as_secs()),
+                if r.skip_matching {
+                    ", skip matching"
+                } else {
+                    ""
+                },
+                match pipeline.launch.kind {
+                    LaunchKind::Template => ", AWS rolls back on failure",
+                    LaunchKind::Configuration => ", the runner rolls back on failure",
+                }
+            ),
+        ))
+    }
+
+    fn cleanup(&self) -> (Action, String) {
+        match (self.fleet.builder.as_ref(), self.needs_bake) {
+            (Some(b), _) => (
+                Action::Run,
+                format!(
+                    "terminate builder {} (always, also after a failure)",
+                    b.instance_id
+                ),
+            ),
+            (None, true) => (
+                Action::Run,
+                "terminate the builder (always, also after a failure)".to_string(),
+            ),
+            (None, false) => (Action::Skip, "no builder to clean up".into()),
+        }
+    }
+
+    fn is_rollback(&self) -> bool {
+        self.running > self.to
+    }
+
+    fn kind(&self, stages: &[StagePlan]) -> PlanKind {
+        if stages.iter().all(|s| s.action == Action::Skip) {
+            PlanKind::NothingToDo
+        } else if self.is_rollback() {
+            PlanKind::Rollback
+        } else if self.launch_changes.is_some() && self.refresh.is_none() {
+            PlanKind::LaunchChange
+        } else if stages.iter().any(|s| s.action == Action::Resume) || self.running == self.to {
+            PlanKind::Resume
+        } else {
+            PlanKind::Rollout
+        }
+    }
+
+    /// What a reviewer should know that does not change the stages.
+    fn notes(&self, retry: RetryRule) -> Vec<String> {
+        let (pipeline, fleet, to) = (self.pipeline, self.fleet, self.to);
+        let mut notes = Vec::new();
+        if self.image.is_none()
+            && self.pending_image.is_none()
+            && let Some(failed) = fleet
+                .images
+                .iter()
+                .find(|i| &i.version == to && i.state == ImageState::Failed)
+        {
+            notes.push(format!(
+                "image {} for {to} failed earlier; it is baked again",
+                failed.id
+            ));
+        }
+        if let Some(stray) = fleet.builder.as_ref().filter(|b| &b.version != to) {
+            notes.push(format!(
+                "builder {} for {} (run {}) is left from another run; cleanup terminates it",
+                stray.instance_id, stray.version, stray.run_id
+            ));
+        }
+        if fleet.protects_instances
+            && pipeline.refresh.scale_in_protected_instances == HeldInstances::Wait
+            && !self.is_converged
+        {
+            notes.push(format!(
+                "group {} protects instances from scale-in and refresh.scale_in_protected_instances is Wait: the refresh would wait an hour for each protected instance and then fail; set it to Refresh to replace them",
+                fleet.group
+            ));
+        }
+        if self.is_rollback() && self.needs_bake {
+            notes.push(format!(
+                "no image for {to} exists any more; it is baked again from {}",
+                self.base_image()
+            ));
+        }
+        if !self.is_converged
+            && self.launch_changes.is_none()
+            && let Some(recorded) = fleet.launch.as_deref().and_then(LaunchSignature::parse)
+        {
+            let changes = self.launch.changed_since(&recorded, &pipeline.launch);
+            if !changes.is_empty() {
+                notes.push(format!(
+                    "the launch settings changed since the group's configuration was made: {}; the new {} carries them",
+                    describe_changes(&changes),
+                    self.kind_label()
+                ));
+            }
+        }
+        if self.release.requires_database_migration && !self.is_converged {
+            notes.push(format!(
+                "release {to} requires a database migration: run it before the refresh starts"
+            ));
+        }
+        if let Some(failed) = fleet.failed.as_ref().filter(|f| &f.version == to)
+            && !self.is_converged
+        {
+            notes.push(format!(
+                "the rollout to {to} failed before, at commit {}: it is tried again ({})",
+                &failed.commit[..failed.commit.len().min(12)],
+                if retry.forced {
+                    "--retry"
+                } else {
+                    "the pipeline or the release changed since"
+                }
+            ));
+        }
+        notes
+    }
 }
 
 /// What pinning a group on `$Latest` / `$Default` means, when it names one.

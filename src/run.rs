@@ -9,7 +9,7 @@ use crate::cloud::{Cloud, Lock};
 use crate::events::{Emitter, Event, PipelineResult, StageOutcome};
 use crate::lease::{Acquired, LeaseTerms};
 use crate::model::{Pipeline, Release, Rendered};
-use crate::plan::{Plan, Stage};
+use crate::plan::{Action, Plan, Stage};
 use crate::stages::{
     Baked, Context, StageError, apply_update, cleanup, create_image, create_launch_config,
     instance_refresh, launch_builder, swap_asg,
@@ -209,25 +209,51 @@ pub async fn run_pipeline(
 
     let mut baked = Baked::default();
     let mut failure: Option<(Stage, StageError)> = None;
+    // The fleet as observed right before the last stage, kept while stages only skip.
+    let mut observed: Option<Plan> = None;
     for planned in &plan.stages {
         let stage = planned.stage;
         if stage == Stage::Cleanup {
             continue;
         }
-        ctx.events.emit(Event::StageStarted {
-            pipeline: ctx.pipeline.name.clone(),
-            stage,
-            reason: planned.reason.clone(),
-        });
         let started = Instant::now();
-        let result = match stage {
-            Stage::LaunchBuilder => launch_builder::run(ctx, &mut baked).await,
-            Stage::ApplyUpdate => apply_update::run(ctx, &mut baked).await,
-            Stage::CreateImage => create_image::run(ctx, &mut baked).await,
-            Stage::CreateLaunchConfig => create_launch_config::run(ctx, &mut baked).await,
-            Stage::SwapAsg => swap_asg::run(ctx, &mut baked).await,
-            Stage::InstanceRefresh => instance_refresh::run(ctx, &mut baked).await,
-            Stage::Cleanup => unreachable!("cleanup runs after the loop"),
+        let decided = match observed.take() {
+            Some(fresh) => Ok(fresh),
+            None => replan(ctx, stage).await,
+        };
+        let result = match decided {
+            Err(err) => {
+                ctx.events.emit(Event::StageStarted {
+                    pipeline: ctx.pipeline.name.clone(),
+                    stage,
+                    reason: planned.reason.clone(),
+                });
+                Err(err)
+            }
+            Ok(fresh) => {
+                let now = fresh.stage(stage).clone();
+                if now.action != planned.action {
+                    ctx.events.emit(Event::StageReplanned {
+                        pipeline: ctx.pipeline.name.clone(),
+                        stage,
+                        planned: planned.clone(),
+                        now: now.clone(),
+                    });
+                }
+                ctx.events.emit(Event::StageStarted {
+                    pipeline: ctx.pipeline.name.clone(),
+                    stage,
+                    reason: now.reason.clone(),
+                });
+                baked.take_decided(&fresh);
+                if now.action == Action::Skip {
+                    // Nothing changed AWS since that look: the next stage decides on it too.
+                    observed = Some(fresh);
+                    Ok(StageOutcome::Skipped { reason: now.reason })
+                } else {
+                    run_stage(ctx, stage, &mut baked).await
+                }
+            }
         };
         let outcome = match &result {
             Ok(outcome) => outcome.clone(),
@@ -308,6 +334,40 @@ pub async fn run_pipeline(
         cleanup_error.as_deref(),
     );
     end(result, message)
+}
+
+/// Observes the fleet again and decides what every stage does now, with the same planner
+/// `plan` showed (a held rollout was let through already, so it is not held again here).
+async fn replan(ctx: &Context, stage: Stage) -> Result<Plan, StageError> {
+    let observation = crate::observe::observe(ctx.cloud.as_ref(), &ctx.pipeline)
+        .await
+        .map_err(StageError::cloud(stage))?;
+    crate::plan::plan_rollout(
+        &ctx.pipeline,
+        &ctx.release,
+        &ctx.names,
+        &observation.fleet_state(),
+    )
+    .map_err(|refused| StageError::Precondition {
+        stage,
+        message: format!("{refused}; {}", refused.hint()),
+    })
+}
+
+async fn run_stage(
+    ctx: &Context,
+    stage: Stage,
+    baked: &mut Baked,
+) -> Result<StageOutcome, StageError> {
+    match stage {
+        Stage::LaunchBuilder => launch_builder::run(ctx, baked).await,
+        Stage::ApplyUpdate => apply_update::run(ctx, baked).await,
+        Stage::CreateImage => create_image::run(ctx, baked).await,
+        Stage::CreateLaunchConfig => create_launch_config::run(ctx, baked).await,
+        Stage::SwapAsg => swap_asg::run(ctx, baked).await,
+        Stage::InstanceRefresh => instance_refresh::run(ctx, baked).await,
+        Stage::Cleanup => unreachable!("cleanup runs after the stages, always"),
+    }
 }
 
 /// What was done about a failure before the run ends.

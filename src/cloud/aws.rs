@@ -10,7 +10,7 @@
 use super::{
     BuilderSpec, Cloud, CloudError, CloudResult, CommandResult, ErrorClass, Group, GroupConfig,
     GroupInstance, Image, ImageStatus, Instance, InstanceState, LaunchConfig, LaunchSpec,
-    LaunchTemplate, Lock, Refresh, RefreshSpec, RefreshStatus, RootDevice, SentCommand,
+    LaunchTemplate, Lock, Refresh, RefreshSpec, RefreshStatus, RootDevice, SentCommand, TAG_LAUNCH,
     TAG_PIPELINE, Tags,
 };
 use async_trait::async_trait;
@@ -379,6 +379,16 @@ fn template_version(version: &ec2::LaunchTemplateVersion) -> CloudResult<LaunchC
             .unwrap_or_default()
             .to_owned(),
         description: version.version_description().unwrap_or_default().to_owned(),
+        launch: version
+            .launch_template_data()
+            .map(|data| data.tag_specifications())
+            .unwrap_or_default()
+            .iter()
+            .filter(|spec| spec.resource_type() == Some(&ec2::ResourceType::Instance))
+            .flat_map(|spec| spec.tags())
+            .find(|tag| tag.key() == Some(TAG_LAUNCH))
+            .and_then(|tag| tag.value())
+            .map(str::to_owned),
     })
 }
 
@@ -883,6 +893,7 @@ impl Cloud for AwsCloud {
                 id: name.to_owned(),
                 image_id: configuration.image_id().unwrap_or_default().to_owned(),
                 description: name.to_owned(),
+                launch: None,
             });
         }
         Ok(configurations)
@@ -1358,6 +1369,7 @@ impl Cloud for AwsCloud {
             id: number.to_string(),
             image_id: spec.image_id.clone(),
             description,
+            launch: spec.tags.get(TAG_LAUNCH).cloned(),
         })
     }
 
@@ -1389,6 +1401,7 @@ impl Cloud for AwsCloud {
             id: spec.name.clone(),
             image_id: spec.image_id.clone(),
             description: spec.name.clone(),
+            launch: None,
         })
     }
 

@@ -211,11 +211,13 @@ impl FakeCloud {
                 id: "1".into(),
                 image_id: image_id.into(),
                 description: format!("base {version}"),
+                launch: None,
             }),
             GroupConfig::Configuration { name } => world.launch_configurations.push(LaunchConfig {
                 id: name.clone(),
                 image_id: image_id.into(),
                 description: name.clone(),
+                launch: None,
             }),
             GroupConfig::Other => {}
         }
@@ -758,6 +760,7 @@ impl Cloud for FakeCloud {
                 id: (w.template_versions.len() + 1).to_string(),
                 image_id: spec.image_id.clone(),
                 description: spec.name.clone(),
+                launch: spec.tags.get(super::TAG_LAUNCH).cloned(),
             };
             w.template_versions.push(config.clone());
             Ok(config)
@@ -778,6 +781,7 @@ impl Cloud for FakeCloud {
                 id: spec.name.clone(),
                 image_id: spec.image_id.clone(),
                 description: spec.name.clone(),
+                launch: None,
             };
             w.launch_configurations.push(config.clone());
             Ok(config)

@@ -18,6 +18,9 @@ pub const TAG_UPDATED: &str = "red5-rollout:updated";
 /// Set on a group whose refresh failed: "VERSION COMMIT", emptied by the next success. A
 /// failed rollout is not tried again until a commit changes its pipeline or release.
 pub const TAG_FAILED: &str = "red5-rollout:failed";
+/// The launch signature ([`crate::model::LaunchSignature`]) a template version's instances, or
+/// the group once it runs one, were launched with.
+pub const TAG_LAUNCH: &str = "red5-rollout:launch";
 /// Set on an image: the image it was baked from.
 pub const TAG_SOURCE_IMAGE: &str = "red5-rollout:source-image";
 
@@ -217,6 +220,9 @@ pub struct LaunchConfig {
     pub image_id: String,
     /// The template version's description, or the configuration's name.
     pub description: String,
+    /// The launch signature recorded in a template version's instance tags
+    /// ([`TAG_LAUNCH`]); launch configurations carry no tags.
+    pub launch: Option<String>,
 }
 
 /// Everything needed to launch a builder instance.

@@ -3,6 +3,7 @@
 
 mod catalog;
 mod diagnostic;
+mod launch_spec;
 mod locate;
 mod pipeline;
 mod quoting;
@@ -13,6 +14,7 @@ mod yaml;
 
 pub use catalog::{Catalog, SourceFile};
 pub use diagnostic::{Diagnostic, Diagnostics, Location};
+pub use launch_spec::{ChangedField, LAUNCH_FIELDS, LaunchSignature, describe_changes, fnv1a};
 pub use pipeline::{
     BaseImage, Builder, DEFAULT_CHECKPOINT_DELAY, DEFAULT_REFRESH_TIMEOUT, DEFAULT_WARMUP,
     HeldInstances, Image, Launch, LaunchKind, MAX_AMI_NAME, MAX_CHECKPOINT_DELAY,

@@ -146,6 +146,18 @@ impl<W: Write + Send> Sink for PlainLines<W> {
             Event::LeaseCleared { pipeline, holder } => {
                 Some(format!("{pipeline}: removed the expired lease of {holder}"))
             }
+            Event::StageReplanned {
+                pipeline,
+                stage,
+                planned,
+                now,
+            } => Some(format!(
+                "{pipeline} {stage}: the plan said {} ({}); AWS now shows otherwise, so it will {}: {}",
+                action_word(planned.action),
+                planned.reason,
+                action_word(now.action),
+                now.reason
+            )),
             Event::LeaseLost { pipeline, group } => Some(format!(
                 "{pipeline}: WARNING: another run took over the lease of group {group}; this run was taken for dead"
             )),
@@ -154,5 +166,13 @@ impl<W: Write + Send> Sink for PlainLines<W> {
             let _ = writeln!(state.out, "{stamp} {line}");
             let _ = state.out.flush();
         }
+    }
+}
+
+fn action_word(action: crate::plan::Action) -> &'static str {
+    match action {
+        crate::plan::Action::Run => "run",
+        crate::plan::Action::Resume => "resume",
+        crate::plan::Action::Skip => "skip",
     }
 }

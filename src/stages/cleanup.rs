@@ -5,15 +5,16 @@
 //! and its launch token too, not only by tags: right after RunInstances a tag filter may
 //! not list it yet (EC2 is eventually consistent), and a launch whose answer was lost has
 //! no id. When the run converged, tag the group
-//! with the version and commit it now runs.
+//! with the version, commit and launch signature it now runs.
 //!
 //! Guarantees: no builder is left running by a run that reached cleanup. Never touches a
 //! refresh in flight: AWS finishes or rolls it back. Fails with the AWS error, naming the
 //! builder that could not be terminated so that a person can.
 
 use super::context::{Baked, Context, StageError};
-use crate::cloud::{TAG_COMMIT, TAG_FAILED, TAG_PIPELINE, TAG_ROLE, TAG_VERSION};
+use crate::cloud::{TAG_COMMIT, TAG_FAILED, TAG_LAUNCH, TAG_PIPELINE, TAG_ROLE, TAG_VERSION};
 use crate::events::StageOutcome;
+use crate::model::LaunchSignature;
 use crate::observe::tags;
 use crate::plan::Stage;
 
@@ -73,11 +74,17 @@ pub async fn run(
         let current = cloud.group(group).await.map_err(StageError::cloud(STAGE))?;
         let version = ctx.release.version.to_string();
         let failed_before = current.tags.get(TAG_FAILED).is_some_and(|v| !v.is_empty());
+        let launch = LaunchSignature::of(&ctx.pipeline.launch, &ctx.names.user_data).to_tag();
         if current.tags.get(TAG_VERSION) != Some(&version)
             || current.tags.get(TAG_COMMIT) != Some(&ctx.commit)
+            || current.tags.get(TAG_LAUNCH) != Some(&launch)
             || failed_before
         {
-            let mut written = tags(&[(TAG_VERSION, &version), (TAG_COMMIT, &ctx.commit)]);
+            let mut written = tags(&[
+                (TAG_VERSION, &version),
+                (TAG_COMMIT, &ctx.commit),
+                (TAG_LAUNCH, &launch),
+            ]);
             if failed_before {
                 // A success clears the record of the last failed rollout.
                 written.insert(TAG_FAILED.into(), String::new());

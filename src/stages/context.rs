@@ -69,6 +69,23 @@ pub struct Baked {
     /// Whether this run changed the group: pinned or swapped it, or started (or followed)
     /// a refresh.
     pub touched: bool,
+    /// The name a new configuration gets, as decided right before the stage.
+    pub launch_name: Option<String>,
+}
+
+impl Baked {
+    /// Takes what the decision before a stage found existing (the release's image and
+    /// configuration) and the name it decided for a new configuration; what a stage of this
+    /// run produced is kept.
+    pub fn take_decided(&mut self, decided: &crate::plan::Plan) {
+        if self.image.is_none() {
+            self.image.clone_from(&decided.image_id);
+        }
+        if self.config.is_none() {
+            self.config.clone_from(&decided.config_id);
+        }
+        self.launch_name = Some(decided.launch_name.clone());
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,9 @@
 //! create-launch-config: what the group will launch the new image with.
 //!
-//! Flow: with `kind: template`, skip when a version of the pipeline's launch template
-//! already launches the release's image, else create a new numbered version from the
+//! Flow: `plan::decide` says, right before the stage, whether a configuration for the
+//! release's image with the pipeline's launch settings exists (a template version's
+//! `red5-rollout:launch` tag, the group's for its configuration). With `kind: template`,
+//! create a new numbered version from the
 //! group's current version (`SourceVersion`, an alias resolved to its number), so that
 //! everything the template holds (instance profile, IMDS options, monitoring, encryption,
 //! extra volumes, tags) is kept and only the image, the rendered user data, the version
@@ -10,17 +12,17 @@
 //! `kind: configuration`, skip when a launch configuration launches the image, else create
 //! one named by `launch.name` (the guide's convention).
 //!
-//! Guarantees: one configuration per image; found again by its image, which is tagged with
-//! pipeline and version; never a volume smaller than the image's snapshot (AWS would fail
+//! Guarantees: one configuration per image and launch settings; found again by its image,
+//! which is tagged with pipeline and version, and its launch signature; never a volume smaller than the image's snapshot (AWS would fail
 //! every launch with InvalidBlockDeviceMapping). Assumes create-image produced the image.
 //! Fails with the AWS error
 //! (e.g. `UnsupportedOperation` for launch configurations on accounts created after
 //! 2024-10-01).
 
 use super::context::{Baked, Context, StageError};
-use crate::cloud::{ErrorClass, ImageStatus, LaunchConfig, LaunchSpec};
+use crate::cloud::{ErrorClass, ImageStatus, LaunchConfig, LaunchSpec, TAG_LAUNCH};
 use crate::events::StageOutcome;
-use crate::model::LaunchKind;
+use crate::model::{LaunchKind, LaunchSignature};
 use crate::plan::Stage;
 
 const STAGE: Stage = Stage::CreateLaunchConfig;
@@ -42,14 +44,15 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
     baked.image = Some(image.clone());
     let cloud = ctx.cloud.as_ref();
     let launch = &ctx.pipeline.launch;
-    if let Some(config) = existing(ctx, &image).await? {
-        let reason = format!("{} {} launches {image}", label(launch.kind), config.id);
-        baked.config = Some(config.id);
-        return Ok(StageOutcome::Skipped { reason });
-    }
+    // Whether a configuration for the image and these launch settings exists was decided
+    // right before this stage (`plan::decide`); here it is made.
     if ctx.is_interrupted() {
         return Err(StageError::Interrupted { stage: STAGE });
     }
+    let name = baked
+        .launch_name
+        .clone()
+        .unwrap_or_else(|| ctx.names.launch_name.clone());
     let found = cloud
         .image(&image)
         .await
@@ -65,8 +68,11 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
             ),
         });
     }
+    let signature = LaunchSignature::of(launch, &ctx.names.user_data);
+    let mut tags = ctx.release_tags();
+    tags.insert(TAG_LAUNCH.into(), signature.to_tag());
     let spec = LaunchSpec {
-        name: ctx.names.launch_name.clone(),
+        name: name.clone(),
         image_id: image.clone(),
         instance_type: launch.instance_type.clone(),
         security_group_ids: cloud
@@ -78,7 +84,7 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
         volume_size_gb: launch.volume_size_gb,
         root_device_name: found.root_device_name().to_owned(),
         user_data: ctx.names.user_data.clone(),
-        tags: ctx.release_tags(),
+        tags,
     };
     let created = match (launch.kind, &launch.template) {
         (LaunchKind::Template, Some(template)) => {
@@ -103,12 +109,15 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
         }
         _ => match cloud.create_launch_configuration(&spec).await {
             Ok(config) => config,
-            // A configuration of that name exists: it is ours only if it launches our image.
+            // A configuration of that name appeared since the decision (a run that died made
+            // it): it is ours only if it launches our image.
             Err(e) if e.is(ErrorClass::Conflict) => {
-                existing(ctx, &image).await?.ok_or(StageError::Cloud {
-                    stage: STAGE,
-                    source: e,
-                })?
+                existing(ctx, &name, &image)
+                    .await?
+                    .ok_or(StageError::Cloud {
+                        stage: STAGE,
+                        source: e,
+                    })?
             }
             Err(e) => return Err(StageError::cloud(STAGE)(e)),
         },
@@ -126,18 +135,19 @@ fn label(kind: LaunchKind) -> &'static str {
     }
 }
 
-/// The configuration that launches `image`, if one exists.
-async fn existing(ctx: &Context, image: &str) -> Result<Option<LaunchConfig>, StageError> {
-    let cloud = ctx.cloud.as_ref();
-    let configs = match (ctx.pipeline.launch.kind, &ctx.pipeline.launch.template) {
-        (LaunchKind::Template, Some(template)) => cloud.template_versions(template).await,
-        _ => cloud.launch_configurations("").await,
-    }
-    .map_err(StageError::cloud(STAGE))?;
-    Ok(configs
+/// The launch configuration `name`, if it launches `image`.
+async fn existing(
+    ctx: &Context,
+    name: &str,
+    image: &str,
+) -> Result<Option<LaunchConfig>, StageError> {
+    Ok(ctx
+        .cloud
+        .launch_configurations(name)
+        .await
+        .map_err(StageError::cloud(STAGE))?
         .into_iter()
-        .filter(|c| c.image_id == image)
-        .max_by_key(|c| c.id.parse::<u64>().unwrap_or(0)))
+        .find(|c| c.id == name && c.image_id == image))
 }
 
 /// The numbered version the new one starts from: the one the group launches now (an alias

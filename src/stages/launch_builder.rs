@@ -193,12 +193,7 @@ const STATE_EVERY: u32 = 4;
 /// retry of one launch, and different for every pipeline, region, version and run (AWS
 /// refuses a token used before with other parameters).
 pub fn client_token(run_id: &str, pipeline: &str, region: &str, version: &str) -> String {
-    // FNV-1a: stable across builds and platforms, unlike the standard library's hasher.
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in [pipeline, region, version].join("\n").bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
+    let hash = crate::model::fnv1a([pipeline, region, version].join("\n").as_bytes());
     let run: String = run_id
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')

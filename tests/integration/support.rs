@@ -148,6 +148,7 @@ impl Scenario {
             id: config_id(version),
             version: version.parse().unwrap(),
             image_id: image_id(version),
+            launch_hash: None,
         });
         self
     }
