@@ -19,11 +19,15 @@ fn headline(plan: &Plan) -> String {
             "held: the rollout {from} -> {} failed and is not retried",
             plan.to
         ),
+        PlanKind::LaunchChange => format!(
+            "launch change: the group runs {} with launch settings the pipeline no longer has",
+            plan.to
+        ),
         kind => format!("{} {from} -> {}", kind.label(), plan.to),
     }
 }
 
-fn action_label(action: Action) -> &'static str {
+pub(crate) fn action_label(action: Action) -> &'static str {
     match action {
         Action::Run => "run",
         Action::Resume => "resume",

@@ -153,9 +153,9 @@ impl<W: Write + Send> Sink for PlainLines<W> {
                 now,
             } => Some(format!(
                 "{pipeline} {stage}: the plan said {} ({}); AWS now shows otherwise, so it will {}: {}",
-                action_word(planned.action),
+                crate::render::action_label(planned.action),
                 planned.reason,
-                action_word(now.action),
+                crate::render::action_label(now.action),
                 now.reason
             )),
             Event::LeaseLost { pipeline, group } => Some(format!(
@@ -166,13 +166,5 @@ impl<W: Write + Send> Sink for PlainLines<W> {
             let _ = writeln!(state.out, "{stamp} {line}");
             let _ = state.out.flush();
         }
-    }
-}
-
-fn action_word(action: crate::plan::Action) -> &'static str {
-    match action {
-        crate::plan::Action::Run => "run",
-        crate::plan::Action::Resume => "resume",
-        crate::plan::Action::Skip => "skip",
     }
 }

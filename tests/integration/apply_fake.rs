@@ -5,8 +5,9 @@ use crate::support::{release, shipped_pipeline};
 use red5_rollout::cloud::fake::FakeCloud;
 use red5_rollout::cloud::{Cloud, ErrorClass, GroupConfig, Lock, RefreshStatus};
 use red5_rollout::events::{Emitter, Event, PipelineResult, Recorder, StageOutcome};
+use red5_rollout::model::{Pipeline, Template};
 use red5_rollout::plan::{PlanKind, RetryRule, Stage};
-use red5_rollout::run::{PipelineEnd, RunOptions, lock_name, prepare, run_all};
+use red5_rollout::run::{Job, PipelineEnd, RunOptions, lock_name, prepare, run_all};
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -57,7 +58,22 @@ async fn apply_with(
     version: &str,
     interrupted: watch::Receiver<bool>,
 ) -> (PipelineEnd, Vec<Event>) {
-    let pipeline = shipped_pipeline(pipeline);
+    apply_pipeline(cloud, shipped_pipeline(pipeline), version, interrupted).await
+}
+
+/// Plans and applies `version` of `pipeline` (as given, e.g. edited) on `cloud`.
+async fn apply_pipeline(
+    cloud: &Arc<FakeCloud>,
+    pipeline: Pipeline,
+    version: &str,
+    interrupted: watch::Receiver<bool>,
+) -> (PipelineEnd, Vec<Event>) {
+    let job = prepare_job(cloud, &pipeline, version).await;
+    run_job(job, interrupted).await
+}
+
+/// Observes and plans as `apply` does, at the commit every apply here uses.
+async fn prepare_job(cloud: &Arc<FakeCloud>, pipeline: &Pipeline, version: &str) -> Job {
     let release = release(version);
     let dyn_cloud: Arc<dyn Cloud> = cloud.clone();
     // Every apply here is at the same commit: nothing changed the pipeline or the release.
@@ -65,19 +81,22 @@ async fn apply_with(
         forced: false,
         changed_since_failure: false,
     };
-    let job = prepare(
+    prepare(
         dyn_cloud,
-        &pipeline,
+        pipeline,
         &release,
         "c0ffee0000000000000000000000000000000000",
         crate::support::DATE,
         &same_commit,
     )
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs a prepared job as a new run (every invocation of the binary is one).
+async fn run_job(job: Job, interrupted: watch::Receiver<bool>) -> (PipelineEnd, Vec<Event>) {
     let recorder = Arc::new(Recorder::default());
     let events = Emitter::new(vec![recorder.clone()]);
-    // Every apply is a new run, as every invocation of the binary is.
     static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
     let run = format!(
         "run-test-{}",
@@ -719,4 +738,158 @@ async fn a_failed_rollout_is_held_until_something_changes_not_retried_by_any_mer
         Event::Planned { plan } if plan.kind == PlanKind::Held
     )));
     assert_eq!(cloud.mutating_calls(), Vec::<&str>::new());
+}
+
+/// A run that is never interrupted (a dropped sender would read as one).
+fn running() -> watch::Receiver<bool> {
+    let (never, rx) = watch::channel(false);
+    std::mem::forget(never);
+    rx
+}
+
+fn template_version_image(cloud: &FakeCloud, version: &str) -> String {
+    cloud.with_world(|w| {
+        w.template_versions
+            .iter()
+            .find(|v| v.id == version)
+            .map(|v| v.image_id.clone())
+            .unwrap_or_else(|| panic!("no template version {version}"))
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_edited_launch_block_gets_a_new_template_version_on_the_same_image_and_a_refresh() {
+    let cloud = template_fleet();
+    apply(&cloud, "stream-manager", "12.4.0").await;
+    assert_eq!(group_template_version(&cloud), "2");
+    let mut edited = shipped_pipeline("stream-manager");
+    edited.launch.instance_type = "m5.xlarge".into();
+
+    let job = prepare_job(&cloud, &edited, "12.4.0").await;
+    assert_eq!(job.plan.kind, PlanKind::LaunchChange);
+    let stage = job.plan.stage(Stage::CreateLaunchConfig);
+    assert!(
+        stage
+            .reason
+            .ends_with("launch.instance_type (now m5.xlarge) changed"),
+        "{}",
+        stage.reason
+    );
+    assert_eq!(
+        job.plan.stage(Stage::LaunchBuilder).action,
+        red5_rollout::plan::Action::Skip
+    );
+    cloud.clear_calls();
+    let (end, _) = run_job(job, running()).await;
+    assert_eq!(end.result, PipelineResult::Converged, "{}", end.message);
+    let calls: Vec<&str> = cloud
+        .mutating_calls()
+        .into_iter()
+        .filter(|call| !call.ends_with("Parameter")) // the lease
+        .collect();
+    assert_eq!(
+        calls,
+        vec![
+            "CreateLaunchTemplateVersion",
+            "StartInstanceRefresh",
+            "CreateOrUpdateTags"
+        ]
+    );
+    assert_eq!(group_template_version(&cloud), "3");
+    assert_eq!(
+        template_version_image(&cloud, "3"),
+        template_version_image(&cloud, "2")
+    );
+
+    cloud.clear_calls();
+    let (end, _) = apply_pipeline(&cloud, edited, "12.4.0", running()).await;
+    assert_eq!(end.result, PipelineResult::UpToDate, "{}", end.message);
+    assert_eq!(cloud.mutating_calls(), Vec::<&str>::new());
+
+    // Reverting the edit moves the group back to the version made with those settings.
+    cloud.clear_calls();
+    let (end, _) = apply(&cloud, "stream-manager", "12.4.0").await;
+    assert_eq!(end.result, PipelineResult::Converged, "{}", end.message);
+    assert!(
+        !cloud
+            .mutating_calls()
+            .contains(&"CreateLaunchTemplateVersion"),
+        "{:?}",
+        cloud.mutating_calls()
+    );
+    assert_eq!(group_template_version(&cloud), "2");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_edited_launch_block_gets_a_launch_configuration_of_its_own_name() {
+    let cloud = configuration_fleet();
+    apply(&cloud, "stream-manager-legacy", "12.4.0").await;
+    let mut edited = shipped_pipeline("stream-manager-legacy");
+    edited.launch.user_data = Template::parse("#!/bin/bash\necho edited\n").unwrap();
+    let job = prepare_job(&cloud, &edited, "12.4.0").await;
+    assert_eq!(job.plan.kind, PlanKind::LaunchChange);
+    let name = job.plan.launch_name.clone();
+    assert!(
+        name.starts_with("SM-red5pro-server-12.4.0-nov24-m5large-LC-launch-"),
+        "{name}"
+    );
+    assert!(
+        job.plan
+            .stage(Stage::CreateLaunchConfig)
+            .reason
+            .contains(&format!("`{name}` on the same image")),
+        "{:?}",
+        job.plan.stage(Stage::CreateLaunchConfig)
+    );
+    let (end, _) = run_job(job, running()).await;
+    assert_eq!(end.result, PipelineResult::Converged, "{}", end.message);
+    assert_eq!(
+        cloud.with_world(|w| w.group.config.clone()),
+        GroupConfig::Configuration { name }
+    );
+    cloud.clear_calls();
+    let (end, _) = apply_pipeline(&cloud, edited, "12.4.0", running()).await;
+    assert_eq!(end.result, PipelineResult::UpToDate, "{}", end.message);
+    assert_eq!(cloud.mutating_calls(), Vec::<&str>::new());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stage_whose_work_another_run_did_after_the_plan_is_skipped_and_the_change_reported() {
+    let cloud = template_fleet();
+    let pipeline = shipped_pipeline("stream-manager");
+    let shown = prepare_job(&cloud, &pipeline, "12.4.0").await;
+    assert_eq!(
+        shown.plan.stage(Stage::LaunchBuilder).action,
+        red5_rollout::plan::Action::Run
+    );
+    // Another run rolls the release out between this plan and this run.
+    apply(&cloud, "stream-manager", "12.4.0").await;
+    cloud.clear_calls();
+    let (end, events) = run_job(shown, running()).await;
+    assert_eq!(end.result, PipelineResult::Converged, "{}", end.message);
+    let replanned: Vec<(Stage, String)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::StageReplanned { stage, now, .. } => Some((*stage, now.reason.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        replanned.first().map(|(stage, _)| *stage),
+        Some(Stage::LaunchBuilder),
+        "{replanned:?}"
+    );
+    assert!(
+        replanned[0].1.starts_with("ami-") && replanned[0].1.ends_with(" for 12.4.0 exists"),
+        "{replanned:?}"
+    );
+    let calls = cloud.mutating_calls();
+    for call in [
+        "RunInstances",
+        "CreateImage",
+        "CreateLaunchTemplateVersion",
+        "StartInstanceRefresh",
+    ] {
+        assert!(!calls.contains(&call), "{calls:?}");
+    }
 }

@@ -562,12 +562,16 @@ async fn a_template_version_is_created_and_listed_with_its_image() {
             .await,
     );
     assert_eq!(refused.code, "PublicIpNeedsNetworkInterface");
-    let public = launch_spec(
+    let mut public = launch_spec(
         "SM-red5pro-server-12.4.0-public",
         &new_image,
         &security_group,
         None,
     );
+    let signature = "instance_type:0123abcd user_data:89abcdef";
+    public
+        .tags
+        .insert(red5_rollout::cloud::TAG_LAUNCH.into(), signature.into());
     let created = cloud
         .create_template_version(fleet.template(), "1", &public)
         .await
@@ -597,6 +601,11 @@ async fn a_template_version_is_created_and_listed_with_its_image() {
         ]
     );
     assert_eq!(versions[1].description, "SM-red5pro-server-12.4.0-public");
+    // The launch signature is read back from the version's instance tags; the guide's
+    // version 1 has none.
+    assert_eq!(versions[1].launch.as_deref(), Some(signature));
+    assert_eq!(versions[0].launch, None);
+    assert_eq!(versions[2].launch, None);
 
     let config = |version: &str| GroupConfig::Template {
         id: String::new(),

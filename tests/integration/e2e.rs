@@ -408,6 +408,72 @@ async fn a_revert_rolls_back_without_launching_or_imaging() {
     setup.assert_fleet_on("1", "12.3.0").await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edited_launch_block_is_rolled_out_on_the_same_image_without_a_release() {
+    let emulator = Emulator::alone().await;
+    let setup = setup(&emulator, "e2e-launch", "stream-manager", 2).await;
+    setup.bump("12.4.0");
+    let out = setup.apply();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let path = setup
+        .repo
+        .path()
+        .join(format!("pipelines/{}.yaml", setup.pipeline));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let edited = text.replacen(
+        "  instance_type: m5.large\n  security_groups",
+        "  instance_type: m5.xlarge\n  security_groups",
+        1,
+    );
+    assert!(
+        edited.matches("instance_type: m5.xlarge").count() == 1
+            && edited.find("instance_type: m5.xlarge") > edited.find("launch:"),
+        "the launch block's instance type is edited, not the builder's"
+    );
+    std::fs::write(&path, edited).unwrap();
+    git(
+        setup.repo.path(),
+        &["commit", "-qam", "bigger Stream Managers"],
+    );
+
+    let plan = setup.run(&["plan", &setup.pipeline]);
+    let shown = stdout(&plan);
+    assert!(shown.contains("launch change"), "{shown}");
+    assert!(
+        shown.contains("launch.instance_type (now m5.xlarge) changed"),
+        "{shown}"
+    );
+    emulator.reset_calls();
+    let out = setup.apply();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let calls = mutating(&emulator);
+    assert_eq!(count(&calls, "ec2:RunInstances"), 0, "{calls:?}");
+    assert_eq!(count(&calls, "ec2:CreateImage"), 0, "{calls:?}");
+    assert_eq!(
+        count(&calls, "ec2:CreateLaunchTemplateVersion"),
+        1,
+        "{calls:?}"
+    );
+    assert_eq!(
+        count(&calls, "autoscaling:StartInstanceRefresh"),
+        1,
+        "{calls:?}"
+    );
+    // Version 3 launches the 12.4.0 image that version 2 launches, as an m5.xlarge.
+    assert_eq!(
+        setup.configs_of("12.4.0").await,
+        vec!["2".to_string(), "3".to_string()]
+    );
+    setup.assert_fleet_on("3", "12.4.0").await;
+    assert_template_settings_survive(&emulator, setup.fleet.template(), "3").await;
+
+    emulator.reset_calls();
+    let again = setup.apply();
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert_eq!(mutating(&emulator), Vec::<(String, u64)>::new());
+}
+
 /// Asserts that version `version` of `template`, made by the runner, kept what the guide's
 /// template holds and the runner does not manage, and put its root volume on the image's
 /// root device.
