@@ -16,7 +16,7 @@ pub enum Event {
         pipelines: Vec<String>,
     },
     Planned {
-        plan: Plan,
+        plan: Box<Plan>,
     },
     StageStarted {
         pipeline: String,

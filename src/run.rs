@@ -140,7 +140,9 @@ pub async fn run_pipeline(
         result,
         message,
     };
-    ctx.events.emit(Event::Planned { plan: plan.clone() });
+    ctx.events.emit(Event::Planned {
+        plan: Box::new(plan.clone()),
+    });
     if plan.is_noop() {
         // Nothing to do, but a lease left by a run that died would stop the next rollout.
         if let Ok(Some(dead)) =
