@@ -54,6 +54,13 @@ pub struct FleetState {
     /// The newest instance refresh of the group, when it is still active.
     #[serde(default)]
     pub refresh: Option<RefreshRecord>,
+    /// The newest instance refresh of the group, when it has ended.
+    #[serde(default)]
+    pub last_refresh: Option<RefreshRecord>,
+    /// The configuration the group used before the runner swapped it (launch configurations
+    /// only; its `red5-rollout:previous-config` tag).
+    #[serde(default)]
+    pub previous_config: Option<String>,
 }
 
 /// A rollout whose refresh failed: the version it moved to and the commit that asked.
@@ -110,6 +117,9 @@ pub struct LaunchConfigRecord {
     /// configuration made for an edited `launch` block).
     #[serde(default)]
     pub launch_hash: Option<String>,
+    /// When it was made, in seconds since the Unix epoch.
+    #[serde(default)]
+    pub created: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,6 +145,9 @@ pub struct RefreshRecord {
     /// The release the refresh moves the group to, when known.
     #[serde(default)]
     pub target_version: Option<Version>,
+    /// When it started, in seconds since the Unix epoch.
+    #[serde(default)]
+    pub started: Option<i64>,
 }
 
 impl RefreshRecord {

@@ -165,6 +165,7 @@ impl Observation {
                         .and_then(hash_of)
                         .or_else(|| configuration_launch_hash(&c.id))
                         .or_else(|| group_launch.as_deref().filter(|_| uses).and_then(hash_of)),
+                    created: c.created,
                 })
             })
             .collect::<Vec<_>>();
@@ -176,7 +177,7 @@ impl Observation {
                 is_updated: b.tags.get(TAG_UPDATED).is_some_and(|v| v == "true"),
             })
         });
-        let refresh = self.refresh.as_ref().filter(|r| r.is_active()).map(|r| {
+        let record = |r: &Refresh| {
             let target_config = r
                 .desired_template_version
                 .clone()
@@ -191,8 +192,11 @@ impl Observation {
                         .find(|c| c.id == id)
                         .map(|c| c.version.clone())
                 }),
+                started: r.started,
             }
-        });
+        };
+        let refresh = self.refresh.as_ref().filter(|r| r.is_active()).map(record);
+        let last_refresh = self.refresh.as_ref().filter(|r| !r.is_active()).map(record);
         FleetState {
             group: self.group.name.clone(),
             desired_capacity: self.group.desired_capacity,
@@ -222,6 +226,12 @@ impl Observation {
             launch_configs,
             builder,
             refresh,
+            last_refresh,
+            previous_config: self
+                .group
+                .tags
+                .get(crate::stages::TAG_PREVIOUS_CONFIG)
+                .cloned(),
         }
     }
 }

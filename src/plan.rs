@@ -349,6 +349,9 @@ struct Facts<'a> {
     config: Option<&'a LaunchConfigRecord>,
     group_uses_config: bool,
     refresh: Option<&'a RefreshRecord>,
+    /// A refresh towards the release that ended without success while no run followed it
+    /// (the run died): its outcome is reported, and a launch configuration moved back.
+    unreported: Option<&'a RefreshRecord>,
     /// The pipeline's launch settings as they are now.
     launch: LaunchSignature,
     /// When the group runs the release with other launch settings: which fields changed
@@ -420,6 +423,7 @@ impl<'a> Facts<'a> {
                     .map(|recorded| launch.changed_since(&recorded, &pipeline.launch))
                     .unwrap_or_default()
             });
+        let unreported = unreported_refresh(pipeline, fleet, to, config, group_uses_config);
         let is_converged = running == to
             && refresh.is_none()
             && fleet.stale_instances == 0
@@ -438,6 +442,7 @@ impl<'a> Facts<'a> {
             config,
             group_uses_config,
             refresh,
+            unreported,
             launch,
             launch_changes,
             is_converged,
@@ -709,6 +714,26 @@ impl<'a> Facts<'a> {
         if self.is_converged {
             return Ok((Action::Skip, format!("group already runs {}", self.to)));
         }
+        if let Some(ended) = self.unreported {
+            return Ok((
+                Action::Resume,
+                format!(
+                    "refresh {} towards {} ended {} while no run followed it: {}",
+                    ended.id,
+                    self.to,
+                    ended.status,
+                    match (pipeline.launch.kind, fleet.previous_config.as_deref()) {
+                        (LaunchKind::Configuration, Some(previous)) => format!(
+                            "move the group back to launch configuration {previous} and refresh it there"
+                        ),
+                        (LaunchKind::Configuration, None) => {
+                            "report it (the previous launch configuration is not recorded)".into()
+                        }
+                        (LaunchKind::Template, _) => "report how AWS left the fleet".into(),
+                    }
+                ),
+            ));
+        }
         if fleet.desired_capacity == 1 && r.max_healthy_percentage == 100 {
             return Err(PlanError::WouldTerminateOnlyInstance {
                 group: fleet.group.clone(),
@@ -849,6 +874,40 @@ impl<'a> Facts<'a> {
         }
         notes
     }
+}
+
+/// The newest refresh of the group when it moved towards `to` with `config`, ended without
+/// success, and no run said so (a run that follows a refresh to its end records a failure
+/// on the group): a launch template refresh by its desired version, a launch configuration
+/// refresh by starting after the configuration was made while the group uses it.
+fn unreported_refresh<'a>(
+    pipeline: &Pipeline,
+    fleet: &'a FleetState,
+    to: &Version,
+    config: Option<&LaunchConfigRecord>,
+    group_uses_config: bool,
+) -> Option<&'a RefreshRecord> {
+    let ended = fleet.last_refresh.as_ref()?;
+    let config = config?;
+    let reported = fleet.failed.as_ref().is_some_and(|f| &f.version == to);
+    if ended.status == "Successful"
+        || ended.target_version.as_ref() != Some(to)
+        || reported
+        || fleet.running_version.as_ref() == Some(to)
+    {
+        return None;
+    }
+    let towards_config = match pipeline.launch.kind {
+        LaunchKind::Template => true,
+        LaunchKind::Configuration => {
+            group_uses_config
+                && ended
+                    .started
+                    .zip(config.created)
+                    .is_some_and(|(started, created)| started >= created)
+        }
+    };
+    towards_config.then_some(ended)
 }
 
 /// What pinning a group on `$Latest` / `$Default` means, when it names one.

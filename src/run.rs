@@ -253,7 +253,7 @@ pub async fn run_pipeline(
                     observed = Some(fresh);
                     Ok(StageOutcome::Skipped { reason: now.reason })
                 } else {
-                    run_stage(ctx, stage, &mut baked).await
+                    run_stage(ctx, stage, now.action, &mut baked).await
                 }
             }
         };
@@ -359,6 +359,7 @@ async fn replan(ctx: &Context, stage: Stage) -> Result<Plan, StageError> {
 async fn run_stage(
     ctx: &Context,
     stage: Stage,
+    action: Action,
     baked: &mut Baked,
 ) -> Result<StageOutcome, StageError> {
     match stage {
@@ -367,7 +368,7 @@ async fn run_stage(
         Stage::CreateImage => create_image::run(ctx, baked).await,
         Stage::CreateLaunchConfig => create_launch_config::run(ctx, baked).await,
         Stage::SwapAsg => swap_asg::run(ctx, baked).await,
-        Stage::InstanceRefresh => instance_refresh::run(ctx, baked).await,
+        Stage::InstanceRefresh => instance_refresh::run(ctx, action, baked).await,
         Stage::Cleanup => unreachable!("cleanup runs after the stages, always"),
     }
 }

@@ -389,6 +389,7 @@ fn template_version(version: &ec2::LaunchTemplateVersion) -> CloudResult<LaunchC
             .find(|tag| tag.key() == Some(TAG_LAUNCH))
             .and_then(|tag| tag.value())
             .map(str::to_owned),
+        created: version.create_time().map(|t| t.secs()),
     })
 }
 
@@ -410,6 +411,7 @@ fn refresh(refresh: &asg::InstanceRefresh) -> CloudResult<Refresh> {
             .and_then(|desired| desired.launch_template())
             .and_then(|template| template.version())
             .map(str::to_owned),
+        started: refresh.start_time().map(|t| t.secs()),
     })
 }
 
@@ -894,6 +896,7 @@ impl Cloud for AwsCloud {
                 image_id: configuration.image_id().unwrap_or_default().to_owned(),
                 description: name.to_owned(),
                 launch: None,
+                created: configuration.created_time().map(|t| t.secs()),
             });
         }
         Ok(configurations)
@@ -1370,6 +1373,7 @@ impl Cloud for AwsCloud {
             image_id: spec.image_id.clone(),
             description,
             launch: spec.tags.get(TAG_LAUNCH).cloned(),
+            created: None,
         })
     }
 
@@ -1402,6 +1406,7 @@ impl Cloud for AwsCloud {
             image_id: spec.image_id.clone(),
             description: spec.name.clone(),
             launch: None,
+            created: None,
         })
     }
 

@@ -95,6 +95,18 @@ pub struct World {
     refresh_fails_at: Option<u8>,
     refresh_fails_as: Option<RefreshStatus>,
     counter: u64,
+    /// When the world was made: the fake's clock reads [`EPOCH`] then.
+    origin: Instant,
+}
+
+/// What the fake's clock reads (seconds since the Unix epoch) when its world is made.
+const EPOCH: i64 = 1_795_000_000;
+
+impl World {
+    /// An instant as AWS gives times: seconds since the Unix epoch.
+    fn clock(&self, at: Instant) -> i64 {
+        EPOCH + i64::try_from((at - self.origin).as_secs()).unwrap_or(i64::MAX - EPOCH)
+    }
 }
 
 /// An in-memory cloud with one Auto Scaling group.
@@ -196,6 +208,7 @@ impl FakeCloud {
             refresh_fails_at: None,
             refresh_fails_as: None,
             counter: 0,
+            origin: now,
         };
         world.images.insert(
             image_id.into(),
@@ -212,12 +225,14 @@ impl FakeCloud {
                 image_id: image_id.into(),
                 description: format!("base {version}"),
                 launch: None,
+                created: Some(EPOCH),
             }),
             GroupConfig::Configuration { name } => world.launch_configurations.push(LaunchConfig {
                 id: name.clone(),
                 image_id: image_id.into(),
                 description: name.clone(),
                 launch: None,
+                created: Some(EPOCH),
             }),
             GroupConfig::Other => {}
         }
@@ -391,7 +406,7 @@ impl World {
         }
     }
 
-    fn refresh_view(r: &FakeRefresh, now: Instant, batch: Duration) -> Refresh {
+    fn refresh_view(&self, r: &FakeRefresh, now: Instant, batch: Duration) -> Refresh {
         let (status, percentage) = match &r.ended {
             Some((status, p)) => (status.clone(), *p),
             None => {
@@ -414,6 +429,7 @@ impl World {
             percentage,
             instances_to_update: 0,
             desired_template_version: r.spec.desired_template.as_ref().map(|(_, v)| v.clone()),
+            started: Some(self.clock(r.started)),
         }
     }
 }
@@ -761,6 +777,7 @@ impl Cloud for FakeCloud {
                 image_id: spec.image_id.clone(),
                 description: spec.name.clone(),
                 launch: spec.tags.get(super::TAG_LAUNCH).cloned(),
+                created: Some(w.clock(Instant::now())),
             };
             w.template_versions.push(config.clone());
             Ok(config)
@@ -782,6 +799,7 @@ impl Cloud for FakeCloud {
                 image_id: spec.image_id.clone(),
                 description: spec.name.clone(),
                 launch: None,
+                created: Some(w.clock(Instant::now())),
             };
             w.launch_configurations.push(config.clone());
             Ok(config)
@@ -884,7 +902,7 @@ impl Cloud for FakeCloud {
             Ok(w.refreshes
                 .iter()
                 .rev()
-                .map(|r| World::refresh_view(r, now, batch))
+                .map(|r| w.refresh_view(r, now, batch))
                 .collect())
         })
     }

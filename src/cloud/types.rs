@@ -223,6 +223,8 @@ pub struct LaunchConfig {
     /// The launch signature recorded in a template version's instance tags
     /// ([`TAG_LAUNCH`]); launch configurations carry no tags.
     pub launch: Option<String>,
+    /// When it was made, in seconds since the Unix epoch (CreatedTime / CreateTime).
+    pub created: Option<i64>,
 }
 
 /// Everything needed to launch a builder instance.
@@ -403,6 +405,8 @@ pub struct Refresh {
     pub instances_to_update: u32,
     /// The launch template version the refresh moves the group to, when it carries one.
     pub desired_template_version: Option<String>,
+    /// When it started, in seconds since the Unix epoch (AWS's StartTime).
+    pub started: Option<i64>,
 }
 
 /// Whether AWS is still working on a refresh with this status (an unknown status counts as

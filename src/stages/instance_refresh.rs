@@ -25,12 +25,16 @@ use crate::cloud::{
 };
 use crate::events::StageOutcome;
 use crate::model::LaunchKind;
-use crate::plan::Stage;
+use crate::plan::{Action, Stage};
 use crate::wait::Poll;
 
 const STAGE: Stage = Stage::InstanceRefresh;
 
-pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, StageError> {
+pub async fn run(
+    ctx: &Context,
+    action: Action,
+    baked: &mut Baked,
+) -> Result<StageOutcome, StageError> {
     let Some(config) = baked.config.clone() else {
         return Err(StageError::Precondition {
             stage: STAGE,
@@ -39,14 +43,19 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
     };
     let cloud = ctx.cloud.as_ref();
     let group_name = ctx.pipeline.auto_scaling_group.clone();
-    let active = cloud
+    let refreshes = cloud
         .refreshes(&group_name)
         .await
-        .map_err(StageError::cloud(STAGE))?
-        .into_iter()
-        .find(Refresh::is_active);
+        .map_err(StageError::cloud(STAGE))?;
+    let newest = refreshes.first().cloned();
+    let active = refreshes.into_iter().find(Refresh::is_active);
     let refresh_id = match active {
         Some(r) if is_ours(ctx, &r, &config).await? => r.id,
+        // The decision found a refresh towards this release that ended while no run followed
+        // it: its outcome is this run's to report (and, for a configuration, to undo).
+        None if action == Action::Resume && newest.as_ref().is_some_and(|r| !r.is_active()) => {
+            newest.map(|r| r.id).unwrap_or_default()
+        }
         Some(r) => {
             return Err(StageError::OtherRefresh {
                 id: r.id,

@@ -12,6 +12,8 @@ pub mod swap_asg;
 
 mod context;
 
+pub use swap_asg::TAG_PREVIOUS_CONFIG;
+
 pub use context::{
     Baked, Context, PASSING_FAILURES_CAP, StageError, TAG_DATE, VISIBILITY_GRACE, Visibility,
 };

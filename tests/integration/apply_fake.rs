@@ -893,3 +893,89 @@ async fn a_stage_whose_work_another_run_did_after_the_plan_is_skipped_and_the_ch
         assert!(!calls.contains(&call), "{calls:?}");
     }
 }
+
+/// Applies `version` and interrupts the run as soon as its refresh started, as a run that
+/// dies there would leave it: the refresh goes on without anyone following it.
+async fn apply_and_die_once_the_refresh_started(cloud: &Arc<FakeCloud>, pipeline: &str) {
+    let (tx, rx) = watch::channel(false);
+    let interrupter = {
+        let cloud = cloud.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                if cloud.calls().contains(&"StartInstanceRefresh") {
+                    tx.send(true).unwrap();
+                    return;
+                }
+            }
+        })
+    };
+    let (end, _) = apply_with(cloud, pipeline, "12.4.0", rx).await;
+    interrupter.await.unwrap();
+    assert_eq!(end.result, PipelineResult::Interrupted, "{}", end.message);
+    // The refresh fails while no run follows it.
+    tokio::time::sleep(std::time::Duration::from_secs(3 * 3600)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_configuration_refresh_that_failed_after_its_run_died_is_moved_back_by_the_next_run() {
+    let cloud = configuration_fleet();
+    let before = cloud.with_world(|w| w.group.config.clone());
+    cloud.fail_refresh_at(50);
+    apply_and_die_once_the_refresh_started(&cloud, "stream-manager-legacy").await;
+    assert_ne!(cloud.with_world(|w| w.group.config.clone()), before);
+
+    let pipeline = shipped_pipeline("stream-manager-legacy");
+    let job = prepare_job(&cloud, &pipeline, "12.4.0").await;
+    let refresh = job.plan.stage(Stage::InstanceRefresh);
+    assert_eq!(
+        refresh.action,
+        red5_rollout::plan::Action::Resume,
+        "{refresh:?}"
+    );
+    assert!(
+        refresh.reason.contains("ended Failed while no run followed it: move the group back to launch configuration SM-red5pro-server-12.3.0-nov01-m5large-LC"),
+        "{}",
+        refresh.reason
+    );
+    cloud.clear_calls();
+    let (end, _) = run_job(job, running()).await;
+    assert_eq!(end.result, PipelineResult::RolledBack, "{}", end.message);
+    assert_eq!(cloud.with_world(|w| w.group.config.clone()), before);
+    let calls = cloud.mutating_calls();
+    // One refresh: the one back to the previous configuration, not a retry of the release.
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| **c == "StartInstanceRefresh")
+            .count(),
+        1,
+        "{calls:?}"
+    );
+    assert!(
+        cloud.with_world(|w| w.group.instances.iter().all(|i| i.config == before)),
+        "every instance is back"
+    );
+    // Reported once: the next merge does not try 12.4.0 again.
+    let (end, _) = apply(&cloud, "stream-manager-legacy", "12.4.0").await;
+    assert!(end.message.starts_with("held: "), "{}", end.message);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_template_refresh_that_aws_rolled_back_after_its_run_died_is_reported_not_retried() {
+    let cloud = template_fleet();
+    cloud.fail_refresh_at(50);
+    apply_and_die_once_the_refresh_started(&cloud, "stream-manager").await;
+    cloud.clear_calls();
+    let (end, _) = apply(&cloud, "stream-manager", "12.4.0").await;
+    assert_eq!(end.result, PipelineResult::RolledBack, "{}", end.message);
+    assert!(
+        !cloud.mutating_calls().contains(&"StartInstanceRefresh"),
+        "{:?}",
+        cloud.mutating_calls()
+    );
+    assert_eq!(
+        cloud.with_world(|w| w.group.tags.get("red5-rollout:failed").cloned()),
+        Some("12.4.0 c0ffee0000000000000000000000000000000000".to_string())
+    );
+}

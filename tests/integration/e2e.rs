@@ -9,8 +9,8 @@ use crate::emulator::{Emulator, Fleet, unique_name};
 use crate::support::{git, release_text};
 use red5_rollout::cloud::aws::AwsCloud;
 use red5_rollout::cloud::{
-    BuilderSpec, Cloud, GroupConfig, ImageStatus, InstanceState, TAG_PIPELINE, TAG_ROLE,
-    TAG_VERSION,
+    BuilderSpec, Cloud, GroupConfig, ImageStatus, InstanceState, RefreshStatus, TAG_PIPELINE,
+    TAG_ROLE, TAG_VERSION,
 };
 use red5_rollout::observe::tags;
 use serde_json::Value;
@@ -547,6 +547,14 @@ fn kill_after(setup: &Setup, stage: &str) -> Option<String> {
 
 /// [`kill_after`] with more arguments to apply.
 fn kill_after_with(setup: &Setup, stage: &str, extra: &[&str]) -> Option<String> {
+    kill_when(setup, extra, |event| {
+        event["event"] == "stage-finished" && event["stage"] == stage
+    })
+}
+
+/// Starts apply with JSON events and more arguments, and SIGKILLs it at the first event
+/// that `now` picks; returns the run id when it was killed.
+fn kill_when(setup: &Setup, extra: &[&str], now: impl Fn(&Value) -> bool) -> Option<String> {
     let mut args = vec!["apply", "--output", "json"];
     args.extend_from_slice(extra);
     let mut child = setup
@@ -565,7 +573,7 @@ fn kill_after_with(setup: &Setup, stage: &str, extra: &[&str]) -> Option<String>
         if event["event"] == "run-started" {
             run = event["run"].as_str().map(str::to_string);
         }
-        if event["event"] == "stage-finished" && event["stage"] == stage {
+        if now(&event) {
             child.kill().unwrap();
             killed = true;
             break;
@@ -727,6 +735,67 @@ async fn a_failing_refresh_of_a_launch_configuration_is_rolled_back_by_the_runne
     );
     let group = setup.cloud().await.group(&setup.fleet.group).await.unwrap();
     assert_eq!(group.config, GroupConfig::Configuration { name: previous });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_configuration_refresh_that_failed_after_its_run_was_killed_is_moved_back_by_the_next_run()
+ {
+    let emulator = Emulator::alone().await;
+    let setup = setup(&emulator, "e2e-lc-dead", "stream-manager-legacy", 1).await;
+    setup.bump("12.4.0");
+    emulator.set_faults(serde_json::json!({"refresh_fail_at_percent": 50}));
+    let short = ["--lease", "2s", "--lease-grace", "1s"];
+    let killed = kill_when(&setup, &short, |event| {
+        event["event"] == "stage-progress" && event["stage"] == "instance-refresh"
+    });
+    assert!(killed.is_some(), "the run ended before its refresh started");
+    let cloud = setup.cloud().await;
+    let previous = setup.fleet.configuration.clone().unwrap();
+    let group = cloud.group(&setup.fleet.group).await.unwrap();
+    assert_ne!(
+        group.config,
+        GroupConfig::Configuration {
+            name: previous.clone()
+        }
+    );
+    // The refresh fails while no run follows it; AWS does not move a configuration back.
+    for _ in 0..600 {
+        let refreshes = cloud.refreshes(&setup.fleet.group).await.unwrap();
+        if refreshes.first().is_some_and(|r| !r.is_active()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let ended = cloud.refreshes(&setup.fleet.group).await.unwrap();
+    assert_eq!(ended[0].status, RefreshStatus::Failed, "{ended:?}");
+    assert!(ended[0].started.is_some(), "{ended:?}");
+    std::thread::sleep(std::time::Duration::from_millis(3200));
+
+    let plan = setup.run(&["plan", &setup.pipeline]);
+    assert!(
+        stdout(&plan).contains("ended Failed while no run followed it"),
+        "{}",
+        stdout(&plan)
+    );
+    emulator.reset_calls();
+    let mut args = vec!["apply", "--output", "json"];
+    args.extend_from_slice(&short);
+    let out = setup.run(&args);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("rolled back to launch configuration {previous}")),
+        "{}",
+        stderr(&out)
+    );
+    let calls = mutating(&emulator);
+    assert_eq!(
+        count(&calls, "autoscaling:StartInstanceRefresh"),
+        1,
+        "only the refresh back: {calls:?}"
+    );
+    let group = cloud.group(&setup.fleet.group).await.unwrap();
+    assert_eq!(group.config, GroupConfig::Configuration { name: previous });
+    assert_eq!(setup.lease().await, None);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -149,6 +149,7 @@ impl Scenario {
             version: version.parse().unwrap(),
             image_id: image_id(version),
             launch_hash: None,
+            created: None,
         });
         self
     }
@@ -169,6 +170,7 @@ impl Scenario {
             status: status.into(),
             percentage,
             target_version: Some(version.parse().unwrap()),
+            started: None,
         });
         self
     }
