@@ -10,7 +10,7 @@ use crate::cloud::{
 use crate::fleet::{
     BuilderRecord, FleetState, ImageRecord, ImageState, LaunchConfigRecord, RefreshRecord,
 };
-use crate::model::{LaunchKind, LaunchSignature, Pipeline};
+use crate::model::{LaunchKind, LaunchSignature, LaunchTarget, Pipeline};
 use semver::Version;
 use serde::Serialize;
 
@@ -58,9 +58,9 @@ pub async fn observe(cloud: &dyn Cloud, pipeline: &Pipeline) -> Result<Observati
             .find(|i| i.id == id)
             .and_then(|i| version_tag(&i.tags))
     };
-    let configs = match (&pipeline.launch.kind, &pipeline.launch.template) {
-        (LaunchKind::Template, Some(template)) => cloud.template_versions(template).await?,
-        _ => cloud.launch_configurations("").await?,
+    let configs = match &pipeline.launch.target {
+        LaunchTarget::Template { template } => cloud.template_versions(template).await?,
+        LaunchTarget::Configuration => cloud.launch_configurations("").await?,
     };
     let launch_configs: Vec<(LaunchConfig, Option<Version>)> = configs
         .into_iter()
@@ -69,7 +69,7 @@ pub async fn observe(cloud: &dyn Cloud, pipeline: &Pipeline) -> Result<Observati
             (c, version)
         })
         .filter(|(c, v)| {
-            v.is_some() || pipeline.launch.kind == LaunchKind::Template || group.config.is(&c.id)
+            v.is_some() || pipeline.launch.kind() == LaunchKind::Template || group.config.is(&c.id)
         })
         .collect();
     let image_id = cloud.config_image(&group.config).await?;

@@ -10,8 +10,8 @@ use crate::fleet::{
     BuilderRecord, FleetState, ImageRecord, ImageState, LaunchConfigRecord, RefreshRecord,
 };
 use crate::model::{
-    BaseImage, ChangedField, Diagnostic, HeldInstances, LaunchKind, LaunchSignature, Pipeline,
-    Release, Rendered, describe_changes,
+    BaseImage, ChangedField, Diagnostic, HeldInstances, LaunchKind, LaunchSignature, LaunchTarget,
+    Pipeline, Release, Rendered, describe_changes,
 };
 use semver::Version;
 use serde::Serialize;
@@ -268,7 +268,7 @@ pub fn plan_rollout_with(
         kind,
         from: fleet.running_version.clone(),
         to: release.version.clone(),
-        launch_kind: pipeline.launch.kind,
+        launch_kind: pipeline.launch.kind(),
         image_name: names.image_name.clone(),
         launch_name: facts.launch_name(),
         image_id: facts.image.map(|i| i.id.clone()),
@@ -313,7 +313,7 @@ fn held(
         kind: PlanKind::Held,
         from: fleet.running_version.clone(),
         to: to.clone(),
-        launch_kind: pipeline.launch.kind,
+        launch_kind: pipeline.launch.kind(),
         image_name: names.image_name.clone(),
         launch_name: names.launch_name.clone(),
         image_id: None,
@@ -592,7 +592,7 @@ impl<'a> Facts<'a> {
     }
 
     fn kind_label(&self) -> &'static str {
-        match self.pipeline.launch.kind {
+        match self.pipeline.launch.kind() {
             LaunchKind::Template => "template version",
             LaunchKind::Configuration => "launch configuration",
         }
@@ -603,7 +603,7 @@ impl<'a> Facts<'a> {
     /// renamed or changed, so the edited settings get a name of their own).
     fn launch_name(&self) -> String {
         let rendered = &self.names.launch_name;
-        let taken = self.pipeline.launch.kind == LaunchKind::Configuration
+        let taken = self.pipeline.launch.kind() == LaunchKind::Configuration
             && self.config.is_none()
             && self.fleet.launch_configs.iter().any(|c| &c.id == rendered);
         if taken {
@@ -639,8 +639,8 @@ impl<'a> Facts<'a> {
             None if self.is_converged => (Action::Skip, format!("group already runs {to}")),
             None => (
                 Action::Run,
-                match (&self.pipeline.launch.kind, &self.pipeline.launch.template) {
-                    (LaunchKind::Template, Some(template)) => format!(
+                match &self.pipeline.launch.target {
+                    LaunchTarget::Template { template } => format!(
                         "{}create a new version of launch template {template} (`{}`) from version {}, keeping what it holds{}",
                         pin_first(self.fleet)
                             .map(|p| format!("{p}, then "))
@@ -649,7 +649,7 @@ impl<'a> Facts<'a> {
                         self.fleet.current_config.as_deref().unwrap_or("$Default"),
                         self.launch_change_reason()
                     ),
-                    _ => format!(
+                    LaunchTarget::Configuration => format!(
                         "create launch configuration `{}`{}",
                         self.launch_name(),
                         self.launch_change_reason()
@@ -666,7 +666,7 @@ impl<'a> Facts<'a> {
             |c| format!("{kind_label} {}", c.id),
         );
         let pin = pin_first(self.fleet);
-        match self.pipeline.launch.kind {
+        match self.pipeline.launch.kind() {
             LaunchKind::Template
                 if self.config.is_some() && !self.is_converged && pin.is_some() =>
             {
@@ -722,7 +722,7 @@ impl<'a> Facts<'a> {
                     ended.id,
                     self.to,
                     ended.status,
-                    match (pipeline.launch.kind, fleet.previous_config.as_deref()) {
+                    match (pipeline.launch.kind(), fleet.previous_config.as_deref()) {
                         (LaunchKind::Configuration, Some(previous)) => format!(
                             "move the group back to launch configuration {previous} and refresh it there"
                         ),
@@ -761,7 +761,7 @@ impl<'a> Facts<'a> {
                 } else {
                     ""
                 },
-                match pipeline.launch.kind {
+                match pipeline.launch.kind() {
                     LaunchKind::Template => ", AWS rolls back on failure",
                     LaunchKind::Configuration => ", the runner rolls back on failure",
                 }
@@ -897,7 +897,7 @@ fn unreported_refresh<'a>(
     {
         return None;
     }
-    let towards_config = match pipeline.launch.kind {
+    let towards_config = match pipeline.launch.kind() {
         LaunchKind::Template => true,
         LaunchKind::Configuration => {
             group_uses_config

@@ -526,7 +526,7 @@ async fn undo_swap(
     baked: &Baked,
 ) -> Option<Result<String, crate::cloud::CloudError>> {
     let previous = baked.previous_config.clone()?;
-    if ctx.pipeline.launch.kind != crate::model::LaunchKind::Configuration
+    if ctx.pipeline.launch.kind() != crate::model::LaunchKind::Configuration
         || baked.config.as_ref() == Some(&previous)
     {
         return None;

@@ -143,12 +143,13 @@ fn short_hash(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{LaunchKind, Template};
+    use crate::model::{LaunchTarget, Template};
 
     fn launch() -> Launch {
         Launch {
-            kind: LaunchKind::Template,
-            template: Some("red5pro-sm".into()),
+            target: LaunchTarget::Template {
+                template: "red5pro-sm".into(),
+            },
             name: Template::parse("SM-{{ version }}").expect("template"),
             instance_type: "m5.large".into(),
             security_groups: vec!["red5pro-sm-sg".into()],

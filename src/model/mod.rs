@@ -17,7 +17,7 @@ pub use diagnostic::{Diagnostic, Diagnostics, Location};
 pub use launch_spec::{ChangedField, LAUNCH_FIELDS, LaunchSignature, describe_changes, fnv1a};
 pub use pipeline::{
     BaseImage, Builder, DEFAULT_CHECKPOINT_DELAY, DEFAULT_REFRESH_TIMEOUT, DEFAULT_WARMUP,
-    HeldInstances, Image, Launch, LaunchKind, MAX_AMI_NAME, MAX_CHECKPOINT_DELAY,
+    HeldInstances, Image, Launch, LaunchKind, LaunchTarget, MAX_AMI_NAME, MAX_CHECKPOINT_DELAY,
     MAX_LAUNCH_CONFIGURATION_NAME, MAX_TEMPLATE_NAME, MIN_VOLUME_GB, Origin, Pipeline, Refresh,
     StandbyInstances, Target, Update, format_duration, parse_duration,
 };

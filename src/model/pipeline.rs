@@ -291,11 +291,18 @@ pub struct Image {
     pub timeout: Duration,
 }
 
+/// What the group launches from, with what that needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LaunchTarget {
+    /// New numbered versions of this launch template (a name or an `lt-` id).
+    Template { template: String },
+    /// New launch configurations.
+    Configuration,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Launch {
-    pub kind: LaunchKind,
-    /// The launch template that gets new versions (`kind: template` only).
-    pub template: Option<String>,
+    pub target: LaunchTarget,
     /// The launch configuration name, or the template version's description.
     pub name: Template,
     pub instance_type: String,
@@ -306,6 +313,16 @@ pub struct Launch {
     pub public_ip: Option<bool>,
     pub volume_size_gb: u32,
     pub user_data: Template,
+}
+
+impl Launch {
+    /// Template or configuration, without what each needs.
+    pub fn kind(&self) -> LaunchKind {
+        match self.target {
+            LaunchTarget::Template { .. } => LaunchKind::Template,
+            LaunchTarget::Configuration => LaunchKind::Configuration,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -852,8 +869,12 @@ impl Pipeline {
                         timeout: image_timeout,
                     },
                     launch: Launch {
-                        kind: l.kind,
-                        template: l.template,
+                        target: match (l.kind, l.template) {
+                            (LaunchKind::Template, Some(template)) => {
+                                LaunchTarget::Template { template }
+                            }
+                            _ => LaunchTarget::Configuration,
+                        },
                         name: launch_name,
                         instance_type: l.instance_type,
                         security_groups: l.security_groups,
@@ -873,7 +894,7 @@ impl Pipeline {
 
     /// The most a launch name may hold for this pipeline's launch kind.
     pub fn max_launch_name(&self) -> usize {
-        match self.launch.kind {
+        match self.launch.kind() {
             LaunchKind::Template => MAX_TEMPLATE_NAME,
             LaunchKind::Configuration => MAX_LAUNCH_CONFIGURATION_NAME,
         }

@@ -224,7 +224,7 @@ pub fn render(
         );
     }
     let max = pipeline.max_launch_name();
-    let what = match pipeline.launch.kind {
+    let what = match pipeline.launch.kind() {
         LaunchKind::Template => "with `kind: template` it",
         LaunchKind::Configuration => "a launch configuration name",
     };

@@ -22,7 +22,7 @@
 use super::context::{Baked, Context, StageError};
 use crate::cloud::{ErrorClass, ImageStatus, LaunchConfig, LaunchSpec, TAG_LAUNCH};
 use crate::events::StageOutcome;
-use crate::model::{LaunchKind, LaunchSignature};
+use crate::model::{LaunchKind, LaunchSignature, LaunchTarget};
 use crate::plan::Stage;
 
 const STAGE: Stage = Stage::CreateLaunchConfig;
@@ -86,8 +86,8 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
         user_data: ctx.names.user_data.clone(),
         tags,
     };
-    let created = match (launch.kind, &launch.template) {
-        (LaunchKind::Template, Some(template)) => {
+    let created = match &launch.target {
+        LaunchTarget::Template { template } => {
             // Pin a group on `$Latest` / `$Default` first: on `$Latest` the new version
             // would otherwise go live for every scale-out before the refresh starts.
             let pinned = super::swap_asg::pin_alias(ctx, None).await?;
@@ -107,7 +107,7 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
                 .await
                 .map_err(StageError::cloud(STAGE))?
         }
-        _ => match cloud.create_launch_configuration(&spec).await {
+        LaunchTarget::Configuration => match cloud.create_launch_configuration(&spec).await {
             Ok(config) => config,
             // A configuration of that name appeared since the decision (a run that died made
             // it): it is ours only if it launches our image.
@@ -124,7 +124,7 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
     };
     baked.config = Some(created.id.clone());
     Ok(StageOutcome::Done {
-        detail: format!("{} {} for {image}", label(launch.kind), created.id),
+        detail: format!("{} {} for {image}", label(launch.kind()), created.id),
     })
 }
 

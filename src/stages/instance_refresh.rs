@@ -24,7 +24,7 @@ use crate::cloud::{
     CloudError, ErrorClass, Group, GroupConfig, Refresh, RefreshSpec, RefreshStatus,
 };
 use crate::events::StageOutcome;
-use crate::model::LaunchKind;
+use crate::model::{LaunchKind, LaunchTarget};
 use crate::plan::{Action, Stage};
 use crate::wait::Poll;
 
@@ -96,14 +96,14 @@ pub async fn run(
         return Ok(StageOutcome::Done {
             detail: format!(
                 "refresh {refresh_id} successful: the group runs {} {config}",
-                match ctx.pipeline.launch.kind {
+                match ctx.pipeline.launch.kind() {
                     LaunchKind::Template => "template version",
                     LaunchKind::Configuration => "launch configuration",
                 }
             ),
         });
     }
-    let previous = match (ctx.pipeline.launch.kind, &finished.status) {
+    let previous = match (ctx.pipeline.launch.kind(), &finished.status) {
         (LaunchKind::Template, RefreshStatus::RollbackSuccessful) => {
             let group = read_group(ctx, &group_name).await?;
             match group.config {
@@ -145,7 +145,7 @@ async fn is_ours(ctx: &Context, refresh: &Refresh, config: &str) -> Result<bool,
         Some(version) => version == config,
         None => {
             let group = read_group(ctx, &ctx.pipeline.auto_scaling_group).await?;
-            ctx.pipeline.launch.kind == LaunchKind::Configuration && group.config.is(config)
+            ctx.pipeline.launch.kind() == LaunchKind::Configuration && group.config.is(config)
         }
     })
 }
@@ -177,9 +177,9 @@ pub fn describe_fleet(group: &Group) -> String {
 
 async fn start(ctx: &Context, group: &str, config: &str) -> Result<String, StageError> {
     let r = &ctx.pipeline.refresh;
-    let desired = match (&ctx.pipeline.launch.kind, &ctx.pipeline.launch.template) {
-        (LaunchKind::Template, Some(template)) => Some((template.clone(), config.to_string())),
-        _ => None,
+    let desired = match &ctx.pipeline.launch.target {
+        LaunchTarget::Template { template } => Some((template.clone(), config.to_string())),
+        LaunchTarget::Configuration => None,
     };
     if desired.is_some() {
         let group = read_group(ctx, group).await?;
@@ -269,7 +269,7 @@ async fn roll_back_late_refresh(
     timed_out: String,
 ) -> StageError {
     let cloud = ctx.cloud.as_ref();
-    let rolled_back_to = match ctx.pipeline.launch.kind {
+    let rolled_back_to = match ctx.pipeline.launch.kind() {
         LaunchKind::Template => {
             if let Err(e) = cloud.rollback_refresh(group).await {
                 return StageError::cloud(STAGE)(e);

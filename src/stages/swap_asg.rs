@@ -34,7 +34,7 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
         });
     };
     let cloud = ctx.cloud.as_ref();
-    if ctx.pipeline.launch.kind == LaunchKind::Template {
+    if ctx.pipeline.launch.kind() == LaunchKind::Template {
         return pin_template_version(ctx, &config, baked).await;
     }
     let group_name = &ctx.pipeline.auto_scaling_group;
