@@ -8,10 +8,10 @@
 //! field.
 
 use super::{
-    BuilderSpec, Cloud, CloudError, CloudResult, CommandResult, ErrorClass, Group, GroupConfig,
-    GroupInstance, Image, ImageStatus, Instance, InstanceState, LaunchConfig, LaunchSpec,
-    LaunchTemplate, Lock, Refresh, RefreshSpec, RefreshStatus, RootDevice, SentCommand, TAG_LAUNCH,
-    TAG_PIPELINE, Tags,
+    BuilderSpec, Cloud, CloudError, CloudResult, CommandResult, CommandStatus, ErrorClass, Group,
+    GroupConfig, GroupInstance, Image, ImageStatus, Instance, InstanceState, LaunchConfig,
+    LaunchSpec, LaunchTemplate, Lock, Refresh, RefreshSpec, RefreshStatus, RootDevice, SentCommand,
+    TAG_LAUNCH, TAG_PIPELINE, Tags,
 };
 use async_trait::async_trait;
 use aws_config::retry::RetryConfig;
@@ -1192,10 +1192,9 @@ impl Cloud for AwsCloud {
                     SentCommand {
                         id: invocation.command_id()?.to_owned(),
                         comment: invocation.comment().unwrap_or_default().to_owned(),
-                        status: invocation
-                            .status()
-                            .map_or("Pending", |s| s.as_str())
-                            .to_owned(),
+                        status: CommandStatus::parse(
+                            invocation.status().map_or("Pending", |s| s.as_str()),
+                        ),
                     },
                 ))
             })
@@ -1219,7 +1218,7 @@ impl Cloud for AwsCloud {
             .await
             .classified(OP)?;
         Ok(CommandResult {
-            status: output.status().map_or("Pending", |s| s.as_str()).to_owned(),
+            status: CommandStatus::parse(output.status().map_or("Pending", |s| s.as_str())),
             response_code: output.response_code(),
             stdout: output
                 .standard_output_content()

@@ -616,13 +616,13 @@ impl Cloud for FakeCloud {
             let id = w.next_id("cmd");
             let result = match w.next_command_fails.take() {
                 Some((output, code)) => CommandResult {
-                    status: "Failed".into(),
+                    status: CommandStatus::Failed,
                     response_code: code,
                     stdout: output,
                     stderr: String::new(),
                 },
                 None => CommandResult {
-                    status: "Success".into(),
+                    status: CommandStatus::Success,
                     response_code: 0,
                     stdout: format!("ran {} lines\n", script.lines().count()),
                     stderr: String::new(),
@@ -658,7 +658,7 @@ impl Cloud for FakeCloud {
                     id,
                     comment: c.comment.clone(),
                     status: if now < c.sent + delay {
-                        "InProgress".into()
+                        CommandStatus::InProgress
                     } else {
                         c.result.status.clone()
                     },
@@ -680,7 +680,7 @@ impl Cloud for FakeCloud {
                 .ok_or_else(|| not_found("GetCommandInvocation", command_id))?;
             if Instant::now() < cmd.sent + delay {
                 return Ok(CommandResult {
-                    status: "InProgress".into(),
+                    status: CommandStatus::InProgress,
                     response_code: -1,
                     stdout: String::new(),
                     stderr: String::new(),

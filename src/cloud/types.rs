@@ -272,15 +272,13 @@ pub struct LaunchSpec {
 pub struct SentCommand {
     pub id: String,
     pub comment: String,
-    /// Pending, InProgress, Delayed, Success, Cancelled, TimedOut, Failed, Cancelling.
-    pub status: String,
+    pub status: CommandStatus,
 }
 
 /// An SSM command's state on one instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CommandResult {
-    /// Pending, InProgress, Delayed, Success, Cancelled, TimedOut, Failed, Cancelling.
-    pub status: String,
+    pub status: CommandStatus,
     /// The script's exit code; -1 when it never started.
     pub response_code: i32,
     pub stdout: String,
@@ -293,14 +291,11 @@ impl CommandResult {
     pub const STDERR_LIMIT: usize = 8_000;
 
     pub fn is_finished(&self) -> bool {
-        !matches!(
-            self.status.as_str(),
-            "Pending" | "InProgress" | "Delayed" | "Cancelling"
-        )
+        self.status.is_finished()
     }
 
     pub fn is_success(&self) -> bool {
-        self.status == "Success"
+        self.status == CommandStatus::Success
     }
 
     /// Whether SSM may have cut the output (it reached SSM's limit).
@@ -326,6 +321,68 @@ pub struct RefreshSpec {
     pub checkpoint_delay: Option<Duration>,
     pub scale_in_protected_instances: HeldInstances,
     pub standby_instances: StandbyInstances,
+}
+
+/// A command invocation's status, as SSM names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum CommandStatus {
+    Pending,
+    InProgress,
+    Delayed,
+    Success,
+    Cancelled,
+    TimedOut,
+    Failed,
+    Cancelling,
+    /// A status this runner does not know; treated as still running.
+    Other(String),
+}
+
+impl CommandStatus {
+    pub fn parse(text: &str) -> CommandStatus {
+        match text {
+            "Pending" => CommandStatus::Pending,
+            "InProgress" => CommandStatus::InProgress,
+            "Delayed" => CommandStatus::Delayed,
+            "Success" => CommandStatus::Success,
+            "Cancelled" => CommandStatus::Cancelled,
+            "TimedOut" => CommandStatus::TimedOut,
+            "Failed" => CommandStatus::Failed,
+            "Cancelling" => CommandStatus::Cancelling,
+            other => CommandStatus::Other(other.to_owned()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            CommandStatus::Pending => "Pending",
+            CommandStatus::InProgress => "InProgress",
+            CommandStatus::Delayed => "Delayed",
+            CommandStatus::Success => "Success",
+            CommandStatus::Cancelled => "Cancelled",
+            CommandStatus::TimedOut => "TimedOut",
+            CommandStatus::Failed => "Failed",
+            CommandStatus::Cancelling => "Cancelling",
+            CommandStatus::Other(text) => text,
+        }
+    }
+
+    /// Whether the command has ended (an unknown status has not: keep following it).
+    pub fn is_finished(&self) -> bool {
+        matches!(
+            self,
+            CommandStatus::Success
+                | CommandStatus::Cancelled
+                | CommandStatus::TimedOut
+                | CommandStatus::Failed
+        )
+    }
+}
+
+impl std::fmt::Display for CommandStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// An instance refresh's status, as AWS names it.

@@ -120,7 +120,7 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
                 if result.is_finished() {
                     Ok(Poll::Ready(result.clone()))
                 } else {
-                    Ok(Poll::Pending(result.status.clone()))
+                    Ok(Poll::Pending(result.status.to_string()))
                 }
             },
         )
@@ -136,7 +136,7 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
         tail.drain(..cut);
         return Err(StageError::UpdateFailed {
             instance: builder.id.clone(),
-            status: result.status.clone(),
+            status: result.status.to_string(),
             exit_code: result.response_code,
             truncated: result.is_truncated(),
             tail,

@@ -423,7 +423,7 @@ async fn a_script_runs_to_success_with_its_output() {
     let result = finished_command(&cloud, &command, &id).await;
 
     assert!(result.is_success(), "{result:?}");
-    assert_eq!(result.status, "Success");
+    assert_eq!(result.status.as_str(), "Success");
     assert_eq!(result.response_code, 0);
     // The emulator echoes each line the command received: the script arrives line by line.
     assert!(
@@ -463,7 +463,7 @@ async fn a_failed_script_reports_its_output_and_exit_code() {
     let result = finished_command(&cloud, &command, &id).await;
 
     assert!(!result.is_success());
-    assert_eq!(result.status, "Failed");
+    assert_eq!(result.status.as_str(), "Failed");
     assert_eq!(result.response_code, 9);
     assert_eq!(
         result.stdout,
