@@ -133,7 +133,6 @@ pub async fn run_pipeline(
     lock: &Lock,
     options: &RunOptions,
 ) -> PipelineEnd {
-    let keep_builder = options.keep_builder;
     let group = ctx.pipeline.auto_scaling_group.clone();
     let end = |result, message: String| PipelineEnd {
         pipeline: ctx.pipeline.name.clone(),
@@ -144,30 +143,8 @@ pub async fn run_pipeline(
         plan: Box::new(plan.clone()),
     });
     if plan.is_noop() {
-        // Nothing to do, but a lease left by a run that died would stop the next rollout.
-        if let Ok(Some(dead)) =
-            crate::lease::clear_abandoned(ctx.cloud.as_ref(), &group, options.lease).await
-        {
-            ctx.events.emit(Event::LeaseCleared {
-                pipeline: ctx.pipeline.name.clone(),
-                holder: crate::lease::describe_holder(&dead),
-            });
-        }
-        if plan.kind == crate::plan::PlanKind::Held {
-            return end(
-                PipelineResult::UpToDate,
-                format!(
-                    "held: {}",
-                    plan.notes
-                        .first()
-                        .map_or("a failed rollout", String::as_str)
-                ),
-            );
-        }
-        return end(
-            PipelineResult::UpToDate,
-            format!("group {} already runs {}", plan.group, plan.to),
-        );
+        let (result, message) = nothing_to_do(ctx, plan, options).await;
+        return end(result, message);
     }
     if *ctx.interrupted.borrow() {
         return end(
@@ -175,30 +152,8 @@ pub async fn run_pipeline(
             "interrupted before anything started".into(),
         );
     }
-    match crate::lease::acquire(ctx.cloud.as_ref(), &group, lock, options.lease).await {
-        Ok(Acquired::Taken) => {}
-        Ok(Acquired::TookOver { previous }) => ctx.events.emit(Event::LeaseTakenOver {
-            pipeline: ctx.pipeline.name.clone(),
-            holder: crate::lease::describe_holder(&previous),
-        }),
-        Ok(Acquired::HeldBy { holder }) => {
-            let holder = holder
-                .as_ref()
-                .map_or("another run".into(), crate::lease::describe_holder);
-            return end(
-                PipelineResult::LockHeld,
-                format!(
-                    "group {group} is leased by {holder}; if that run died, the next apply takes its lease over {} after it ends (or remove it now with `red5-rollout unlock {group} --run <RUN>`)",
-                    crate::plan::human(options.lease.grace.as_secs())
-                ),
-            );
-        }
-        Err(e) => {
-            return end(
-                PipelineResult::FailedUntouched,
-                format!("cannot take the lease {}: {e}", lock_name(&group)),
-            );
-        }
+    if let Err((result, message)) = take_lease(ctx, lock, options).await {
+        return end(result, message);
     }
     let renewal = tokio::spawn(keep_renewed(
         ctx.cloud.clone(),
@@ -210,14 +165,104 @@ pub async fn run_pipeline(
     ));
 
     let mut baked = Baked::default();
-    let mut failure: Option<(Stage, StageError)> = None;
+    let failure = run_stages(ctx, plan, &mut baked).await;
+    let cleaned = run_cleanup(ctx, &baked, failure.is_none(), options.keep_builder).await;
+
+    renewal.abort();
+    let _ = crate::lease::release(ctx.cloud.as_ref(), &group, &lock.run).await;
+
+    if let Some((_, StageError::RefreshFailed { .. })) = &failure {
+        record_failed_rollout(ctx).await;
+    }
+    let recovery = recover(ctx, &baked, failure.as_ref()).await;
+    let cleanup_error = cleaned.as_ref().err().map(|e| describe(e));
+    let (result, message) = conclude(
+        &plan.group,
+        &plan.to.to_string(),
+        failure.as_ref().map(|(stage, err)| (*stage, err)),
+        baked.touched,
+        &recovery,
+        cleanup_error.as_deref(),
+    );
+    end(result, message)
+}
+
+/// The end of a run with nothing to do; a lease left by a run that died is removed, since
+/// it would stop the next rollout.
+async fn nothing_to_do(
+    ctx: &Context,
+    plan: &Plan,
+    options: &RunOptions,
+) -> (PipelineResult, String) {
+    let group = &ctx.pipeline.auto_scaling_group;
+    if let Ok(Some(dead)) =
+        crate::lease::clear_abandoned(ctx.cloud.as_ref(), group, options.lease).await
+    {
+        ctx.events.emit(Event::LeaseCleared {
+            pipeline: ctx.pipeline.name.clone(),
+            holder: crate::lease::describe_holder(&dead),
+        });
+    }
+    if plan.kind == crate::plan::PlanKind::Held {
+        return (
+            PipelineResult::UpToDate,
+            format!(
+                "held: {}",
+                plan.notes
+                    .first()
+                    .map_or("a failed rollout", String::as_str)
+            ),
+        );
+    }
+    (
+        PipelineResult::UpToDate,
+        format!("group {} already runs {}", plan.group, plan.to),
+    )
+}
+
+/// Takes the group's lease, or the expired lease of a run that died (said so); the ending
+/// when neither can be had.
+async fn take_lease(
+    ctx: &Context,
+    lock: &Lock,
+    options: &RunOptions,
+) -> Result<(), (PipelineResult, String)> {
+    let group = &ctx.pipeline.auto_scaling_group;
+    match crate::lease::acquire(ctx.cloud.as_ref(), group, lock, options.lease).await {
+        Ok(Acquired::Taken) => Ok(()),
+        Ok(Acquired::TookOver { previous }) => {
+            ctx.events.emit(Event::LeaseTakenOver {
+                pipeline: ctx.pipeline.name.clone(),
+                holder: crate::lease::describe_holder(&previous),
+            });
+            Ok(())
+        }
+        Ok(Acquired::HeldBy { holder }) => {
+            let holder = holder
+                .as_ref()
+                .map_or("another run".into(), crate::lease::describe_holder);
+            Err((
+                PipelineResult::LockHeld,
+                format!(
+                    "group {group} is leased by {holder}; if that run died, the next apply takes its lease over {} after it ends (or remove it now with `red5-rollout unlock {group} --run <RUN>`)",
+                    crate::plan::human(options.lease.grace.as_secs())
+                ),
+            ))
+        }
+        Err(e) => Err((
+            PipelineResult::FailedUntouched,
+            format!("cannot take the lease {}: {e}", lock_name(group)),
+        )),
+    }
+}
+
+/// Runs the stages before cleanup in order, each on the decision taken right before it;
+/// returns the first failure.
+async fn run_stages(ctx: &Context, plan: &Plan, baked: &mut Baked) -> Option<(Stage, StageError)> {
     // The fleet as observed right before the last stage, kept while stages only skip.
     let mut observed: Option<Plan> = None;
-    for planned in &plan.stages {
+    for planned in plan.stages.iter().filter(|s| s.stage != Stage::Cleanup) {
         let stage = planned.stage;
-        if stage == Stage::Cleanup {
-            continue;
-        }
         let started = Instant::now();
         let decided = match observed.take() {
             Some(fresh) => Ok(fresh),
@@ -253,35 +298,42 @@ pub async fn run_pipeline(
                     observed = Some(fresh);
                     Ok(StageOutcome::Skipped { reason: now.reason })
                 } else {
-                    run_stage(ctx, stage, now.action, &mut baked).await
+                    run_stage(ctx, stage, now.action, baked).await
                 }
             }
-        };
-        let outcome = match &result {
-            Ok(outcome) => outcome.clone(),
-            Err(err) => StageOutcome::Failed {
-                error: describe(err),
-            },
         };
         ctx.events.emit(Event::StageFinished {
             pipeline: ctx.pipeline.name.clone(),
             stage,
-            outcome,
+            outcome: match &result {
+                Ok(outcome) => outcome.clone(),
+                Err(err) => StageOutcome::Failed {
+                    error: describe(err),
+                },
+            },
             elapsed: started.elapsed(),
         });
         if let Err(err) = result {
-            failure = Some((stage, err));
-            break;
+            return Some((stage, err));
         }
     }
+    None
+}
 
+/// Cleanup, always: after success, failure and interruption alike.
+async fn run_cleanup(
+    ctx: &Context,
+    baked: &Baked,
+    converged: bool,
+    keep_builder: bool,
+) -> Result<StageOutcome, StageError> {
     ctx.events.emit(Event::StageStarted {
         pipeline: ctx.pipeline.name.clone(),
         stage: Stage::Cleanup,
         reason: "always".into(),
     });
     let started = Instant::now();
-    let cleaned = cleanup::run(ctx, &baked, failure.is_none(), keep_builder).await;
+    let cleaned = cleanup::run(ctx, baked, converged, keep_builder).await;
     ctx.events.emit(Event::StageFinished {
         pipeline: ctx.pipeline.name.clone(),
         stage: Stage::Cleanup,
@@ -291,51 +343,44 @@ pub async fn run_pipeline(
         },
         elapsed: started.elapsed(),
     });
+    cleaned
+}
 
-    renewal.abort();
-    let _ = crate::lease::release(ctx.cloud.as_ref(), &group, &lock.run).await;
+/// Records on the group that the rollout to this release failed at this commit: it is not
+/// tried again until the pipeline or the release changes (or `--retry`), so that an
+/// unrelated merge does not replace the whole fleet twice again.
+async fn record_failed_rollout(ctx: &Context) {
+    let failed = crate::fleet::FailedRollout {
+        version: ctx.release.version.clone(),
+        commit: ctx.commit.clone(),
+    };
+    let _ = ctx
+        .cloud
+        .tag_group(
+            &ctx.pipeline.auto_scaling_group,
+            &crate::observe::tags(&[(crate::cloud::TAG_FAILED, &failed.to_tag())]),
+        )
+        .await;
+}
 
-    if let Some((_, StageError::RefreshFailed { .. })) = &failure {
-        // Not tried again until the pipeline or the release changes (or --retry): an
-        // unrelated merge must not replace the whole fleet twice again.
-        let failed = crate::fleet::FailedRollout {
-            version: ctx.release.version.clone(),
-            commit: ctx.commit.clone(),
-        };
-        let _ = ctx
-            .cloud
-            .tag_group(
-                &group,
-                &crate::observe::tags(&[(crate::cloud::TAG_FAILED, &failed.to_tag())]),
-            )
-            .await;
-    }
-    // Observe what recovery there is to do or report, then decide the ending purely.
-    let recovery = match &failure {
+/// Observes what recovery a failure needs, and does it: a refresh still running is left to
+/// AWS; a swapped launch configuration group is moved back.
+async fn recover(ctx: &Context, baked: &Baked, failure: Option<&(Stage, StageError)>) -> Recovery {
+    match failure {
         None
         | Some((_, StageError::Interrupted { .. }))
         | Some((_, StageError::RefreshFailed { .. })) => Recovery::Nothing,
-        Some((Stage::InstanceRefresh, _)) if refresh_is_active(ctx).await => {
+        Some((Stage::InstanceRefresh, _)) if instance_refresh::is_running(ctx).await => {
             Recovery::RefreshRunning
         }
-        Some(_) => match undo_swap(ctx, &baked).await {
+        Some(_) => match swap_asg::undo(ctx, baked).await {
             Some(Ok(previous)) => Recovery::SwapUndone { previous },
             Some(Err(undo)) => Recovery::SwapUndoFailed {
                 error: undo.to_string(),
             },
             None => Recovery::Nothing,
         },
-    };
-    let cleanup_error = cleaned.as_ref().err().map(|e| describe(e));
-    let (result, message) = conclude(
-        &plan.group,
-        &plan.to.to_string(),
-        failure.as_ref().map(|(stage, err)| (*stage, err)),
-        baked.touched,
-        &recovery,
-        cleanup_error.as_deref(),
-    );
-    end(result, message)
+    }
 }
 
 /// Observes the fleet again and decides what every stage does now, with the same planner
@@ -507,47 +552,6 @@ async fn keep_renewed(
             // A failed renewal is tried again at the next turn: the lease lasts three.
             Err(_) => {}
         }
-    }
-}
-
-/// Whether the group has a refresh in flight (`true` when that cannot be read: the safe
-/// answer, since it keeps the runner from touching the group further).
-async fn refresh_is_active(ctx: &Context) -> bool {
-    match ctx.cloud.refreshes(&ctx.pipeline.auto_scaling_group).await {
-        Ok(refreshes) => refreshes.iter().any(crate::cloud::Refresh::is_active),
-        Err(_) => true,
-    }
-}
-
-/// When a launch-configuration group was swapped but no refresh replaced its instances,
-/// points it back at its previous configuration. `None` when there was no swap.
-async fn undo_swap(
-    ctx: &Context,
-    baked: &Baked,
-) -> Option<Result<String, crate::cloud::CloudError>> {
-    let previous = baked.previous_config.clone()?;
-    if ctx.pipeline.launch.kind() != crate::model::LaunchKind::Configuration
-        || baked.config.as_ref() == Some(&previous)
-    {
-        return None;
-    }
-    let group = ctx
-        .cloud
-        .group(&ctx.pipeline.auto_scaling_group)
-        .await
-        .ok()?;
-    match &group.config {
-        crate::cloud::GroupConfig::Configuration { name }
-            if Some(name) == baked.config.as_ref() =>
-        {
-            Some(
-                ctx.cloud
-                    .set_group_configuration(&ctx.pipeline.auto_scaling_group, &previous)
-                    .await
-                    .map(|()| previous),
-            )
-        }
-        _ => None,
     }
 }
 

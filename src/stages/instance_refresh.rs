@@ -347,3 +347,12 @@ async fn roll_back_configuration(
         })
     }
 }
+
+/// Whether the group has a refresh in flight (`true` when that cannot be read: the safe
+/// answer, since it keeps the runner from touching the group further).
+pub async fn is_running(ctx: &Context) -> bool {
+    match ctx.cloud.refreshes(&ctx.pipeline.auto_scaling_group).await {
+        Ok(refreshes) => refreshes.iter().any(crate::cloud::Refresh::is_active),
+        Err(_) => true,
+    }
+}

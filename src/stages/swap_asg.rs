@@ -146,3 +146,35 @@ pub(crate) async fn pin_alias(
         "pinned group {group_name} from {version} to version {resolved} of {name} (same configuration), so that AWS can roll the refresh back"
     )))
 }
+
+/// When a launch-configuration group was swapped but no refresh replaced its instances,
+/// points it back at its previous configuration. `None` when there was no swap.
+pub async fn undo(
+    ctx: &Context,
+    baked: &Baked,
+) -> Option<Result<String, crate::cloud::CloudError>> {
+    let previous = baked.previous_config.clone()?;
+    if ctx.pipeline.launch.kind() != crate::model::LaunchKind::Configuration
+        || baked.config.as_ref() == Some(&previous)
+    {
+        return None;
+    }
+    let group = ctx
+        .cloud
+        .group(&ctx.pipeline.auto_scaling_group)
+        .await
+        .ok()?;
+    match &group.config {
+        crate::cloud::GroupConfig::Configuration { name }
+            if Some(name) == baked.config.as_ref() =>
+        {
+            Some(
+                ctx.cloud
+                    .set_group_configuration(&ctx.pipeline.auto_scaling_group, &previous)
+                    .await
+                    .map(|()| previous),
+            )
+        }
+        _ => None,
+    }
+}
