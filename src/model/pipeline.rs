@@ -611,19 +611,13 @@ impl Checker<'_> {
     }
 }
 
-impl Pipeline {
-    /// Parses and checks the pipeline file at `file` (a repository path) with content `text`.
-    pub fn from_yaml(file: &str, text: &str) -> Result<Pipeline, Diagnostics> {
-        let raw: RawPipeline = yaml::parse(file, text).map_err(|d| Diagnostics(vec![d]))?;
-        let mut c = Checker {
-            file,
-            at: Locator::new(text),
-            problems: Diagnostics::default(),
-        };
-
+impl Checker<'_> {
+    /// Checks the pipeline's name against its file, its region and its group's name.
+    fn identity(&mut self, raw: &RawPipeline, text: &str) {
+        let file = self.file;
         let stem = file_stem(file);
         if raw.name != stem {
-            c.fail(
+            self.fail(
                 &["name"],
                 format!(
                     "pipeline name `{}` does not match the file name `{stem}`",
@@ -640,7 +634,7 @@ impl Pipeline {
                 .chars()
                 .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
         {
-            c.fail(
+            self.fail(
                 &["name"],
                 format!(
                     "pipeline name `{}` may only hold a-z, 0-9 and '-'",
@@ -650,7 +644,7 @@ impl Pipeline {
             );
         }
         if !is_region(&raw.region) {
-            c.fail(
+            self.fail(
                 &["region"],
                 format!("region `{}` is not an AWS region", raw.region),
                 "write a region code such as us-east-1",
@@ -658,7 +652,7 @@ impl Pipeline {
         }
         let group = raw.auto_scaling_group.trim();
         if group.is_empty() || group.len() > 255 {
-            c.fail(
+            self.fail(
                 &["auto_scaling_group"],
                 "auto_scaling_group must be 1 to 255 characters",
                 "write the name of the Auto Scaling group this pipeline rolls",
@@ -666,8 +660,8 @@ impl Pipeline {
         } else if let Some(bad) = group.chars().find(|ch| !is_lock_name_char(*ch)) {
             // The run lock is the SSM parameter /red5-rollout/locks/<group>; a group whose
             // name SSM refuses could be planned but never applied.
-            let at = char_in_value(text, c.at.value(&["auto_scaling_group"]), bad);
-            c.problems.push(
+            let at = char_in_value(text, self.at.value(&["auto_scaling_group"]), bad);
+            self.problems.push(
                 Diagnostic::new(
                     file,
                     at,
@@ -678,10 +672,13 @@ impl Pipeline {
                 )),
             );
         }
+    }
 
-        let target = match (raw.track, raw.pin) {
+    /// Which releases the pipeline follows: `track` or `pin`, never both.
+    fn target(&mut self, track: Option<Scalar>, pin: Option<Scalar>) -> Option<Target> {
+        match (track, pin) {
             (Some(_), Some(_)) => {
-                c.fail(
+                self.fail(
                     &["pin"],
                     "a pipeline has either `track` or `pin`, not both",
                     "keep `pin` to hold one exact version, or `track` to follow the newest match",
@@ -689,7 +686,7 @@ impl Pipeline {
                 None
             }
             (None, None) => {
-                c.fail(
+                self.fail(
                     &["name"],
                     "the pipeline has neither `track` nor `pin`",
                     "add `track: \"^12\"` to follow the newest 12.x release, or `pin: 12.4.0`",
@@ -699,7 +696,7 @@ impl Pipeline {
             (Some(Scalar(track)), None) => match VersionReq::parse(track.trim()) {
                 Ok(req) => Some(Target::Track(req)),
                 Err(err) => {
-                    c.fail(
+                    self.fail(
                         &["track"],
                         format!("track `{track}` is not a semver requirement ({err})"),
                         "write a requirement such as \"^12\", \"~12.4\" or \">=12.3, <13\" (quoted)",
@@ -710,89 +707,104 @@ impl Pipeline {
             (None, Some(Scalar(pin))) => match parse_version(pin.trim()) {
                 Ok(v) => Some(Target::Pin(v)),
                 Err((message, hint)) => {
-                    c.fail(&["pin"], format!("pin: {message}"), hint);
+                    self.fail(&["pin"], format!("pin: {message}"), hint);
                     None
                 }
             },
-        };
+        }
+    }
 
-        let b = raw.builder;
+    fn builder(&mut self, b: RawBuilder) -> Builder {
         let base_image = if b.base_image == FROM_GROUP {
             BaseImage::FromGroup
         } else if is_ami_id(&b.base_image) {
             BaseImage::Ami(b.base_image.clone())
         } else {
-            c.fail(
+            self.fail(
                 &["builder", "base_image"],
                 format!("builder.base_image `{}` is neither `from-group` nor an AMI id", b.base_image),
                 "use `from-group` to start from the image the group runs now, or an id such as ami-0abc1234",
             );
             BaseImage::FromGroup
         };
-        c.instance_type(&["builder", "instance_type"], &b.instance_type);
-        c.security_groups(&["builder", "security_groups"], &b.security_groups);
+        self.instance_type(&["builder", "instance_type"], &b.instance_type);
+        self.security_groups(&["builder", "security_groups"], &b.security_groups);
         if b.subnet.trim().is_empty() {
-            c.fail(
+            self.fail(
                 &["builder", "subnet"],
                 "builder.subnet is empty",
                 "name the subnet the builder runs in: an id (subnet-0abc) or its Name tag",
             );
         }
         if b.instance_profile.trim().is_empty() {
-            c.fail(
+            self.fail(
                 &["builder", "instance_profile"],
                 "builder.instance_profile is empty",
                 "the builder needs an instance profile with AmazonSSMManagedInstanceCore to receive the update",
             );
         }
-        let builder = Builder {
+        Builder {
             base_image,
             instance_type: b.instance_type,
             subnet: b.subnet,
             security_groups: b.security_groups,
             instance_profile: b.instance_profile,
             key_pair: b.key_pair,
-            volume_size_gb: c.volume(&["builder", "volume_size_gb"], b.volume_size_gb),
-            ready_timeout: c.duration(
+            volume_size_gb: self.volume(&["builder", "volume_size_gb"], b.volume_size_gb),
+            ready_timeout: self.duration(
                 &["builder", "ready_timeout"],
                 b.ready_timeout,
                 Duration::from_secs(15 * 60),
             ),
-        };
+        }
+    }
 
-        let execution_timeout = c.duration(
+    fn update(&mut self, u: RawUpdate) -> Option<Update> {
+        let execution_timeout = self.duration(
             &["update", "execution_timeout"],
-            raw.update.execution_timeout,
+            u.execution_timeout,
             Duration::from_secs(3600),
         );
         if !(1..=172_800).contains(&execution_timeout.as_secs()) {
-            c.fail(
+            self.fail(
                 &["update", "execution_timeout"],
                 "update.execution_timeout must be between 1s and 48h",
                 "SSM's AWS-RunShellScript accepts 1 to 172800 seconds",
             );
         }
-        let script = c.template(
-            &["update", "script"],
-            &raw.update.script,
-            Template::parse_shell,
-        );
+        let script = self.template(&["update", "script"], &u.script, Template::parse_shell);
 
-        let image_name = c.template(&["image", "name"], &raw.image.name, Template::parse);
-        let image_timeout = c.duration(
+        Some(Update {
+            script: script?,
+            execution_timeout,
+        })
+    }
+
+    fn image(&mut self, i: RawImage) -> Option<Image> {
+        let image_name = self.template(&["image", "name"], &i.name, Template::parse);
+        let image_timeout = self.duration(
             &["image", "timeout"],
-            raw.image.timeout,
+            i.timeout,
             Duration::from_secs(45 * 60),
         );
 
-        let l = raw.launch;
+        Some(Image {
+            name: image_name?,
+            stop_before_imaging: i.stop_before_imaging,
+            timeout: image_timeout,
+        })
+    }
+
+    /// Checks the launch settings, the volume against the builder's (whose volume becomes
+    /// the image's root snapshot).
+    fn launch(&mut self, l: RawLaunch, builder_volume: u32) -> Option<Launch> {
         match (l.kind, &l.template) {
-            (LaunchKind::Template, None) => c.fail(
+            (LaunchKind::Template, None) => self.fail(
                 &["launch", "kind"],
                 "launch.kind is `template` but launch.template is missing",
                 "add `template: NAME` naming the group's launch template",
             ),
-            (LaunchKind::Configuration, Some(_)) => c.fail(
+            (LaunchKind::Configuration, Some(_)) => self.fail(
                 &["launch", "template"],
                 "launch.template is set but launch.kind is `configuration`",
                 "remove `template`, or set `kind: template`",
@@ -800,7 +812,7 @@ impl Pipeline {
             (LaunchKind::Template, Some(name))
                 if name.trim().is_empty() || name.len() > MAX_TEMPLATE_NAME =>
             {
-                c.fail(
+                self.fail(
                     &["launch", "template"],
                     "launch.template must be 1 to 128 characters",
                     "write the name of the group's launch template",
@@ -808,33 +820,66 @@ impl Pipeline {
             }
             _ => {}
         }
-        c.instance_type(&["launch", "instance_type"], &l.instance_type);
-        c.security_groups(&["launch", "security_groups"], &l.security_groups);
-        let launch_name = c.template(&["launch", "name"], &l.name, Template::parse);
-        let user_data = c.template(
+        self.instance_type(&["launch", "instance_type"], &l.instance_type);
+        self.security_groups(&["launch", "security_groups"], &l.security_groups);
+        let launch_name = self.template(&["launch", "name"], &l.name, Template::parse);
+        let user_data = self.template(
             &["launch", "user_data"],
             &l.user_data,
             Template::parse_shell,
         );
-        let launch_volume = c.volume(&["launch", "volume_size_gb"], l.volume_size_gb);
+        let launch_volume = self.volume(&["launch", "volume_size_gb"], l.volume_size_gb);
         // The new image's root snapshot is the builder's root volume: a fleet volume smaller
         // than it fails every launch.
-        if l.volume_size_gb >= MIN_VOLUME_GB && launch_volume < builder.volume_size_gb {
-            c.fail(
+        if l.volume_size_gb >= MIN_VOLUME_GB && launch_volume < builder_volume {
+            self.fail(
                 &["launch", "volume_size_gb"],
                 format!(
                     "launch.volume_size_gb ({launch_volume}) is smaller than builder.volume_size_gb ({}): the new image's root snapshot is the builder's volume, and AWS fails every launch with a smaller volume (InvalidBlockDeviceMapping)",
-                    builder.volume_size_gb
+                    builder_volume
                 ),
                 format!(
                     "set launch.volume_size_gb to at least {}, or make the builder's volume smaller",
-                    builder.volume_size_gb
+                    builder_volume
                 ),
             );
         }
 
-        let refresh = c.refresh(raw.refresh, l.kind);
+        Some(Launch {
+            target: match (l.kind, l.template) {
+                (LaunchKind::Template, Some(template)) => LaunchTarget::Template { template },
+                _ => LaunchTarget::Configuration,
+            },
+            name: launch_name?,
+            instance_type: l.instance_type,
+            security_groups: l.security_groups,
+            key_pair: l.key_pair,
+            public_ip: l.public_ip,
+            volume_size_gb: launch_volume,
+            user_data: user_data?,
+        })
+    }
+}
 
+impl Pipeline {
+    /// Parses and checks the pipeline file at `file` (a repository path) with content `text`.
+    /// Every problem is collected, each with its line and fix, before any is returned.
+    pub fn from_yaml(file: &str, text: &str) -> Result<Pipeline, Diagnostics> {
+        let raw: RawPipeline = yaml::parse(file, text).map_err(|d| Diagnostics(vec![d]))?;
+        let mut c = Checker {
+            file,
+            at: Locator::new(text),
+            problems: Diagnostics::default(),
+        };
+        c.identity(&raw, text);
+        let group = raw.auto_scaling_group.trim().to_string();
+        let target = c.target(raw.track, raw.pin);
+        let builder = c.builder(raw.builder);
+        let update = c.update(raw.update);
+        let image = c.image(raw.image);
+        let launch_kind = raw.launch.kind;
+        let launch = c.launch(raw.launch, builder.volume_size_gb);
+        let refresh = c.refresh(raw.refresh, launch_kind);
         let origin = Origin {
             file: file.to_string(),
             target_at: c.at.value(&[if c.at.key(&["pin"]).line > 1 {
@@ -848,47 +893,23 @@ impl Pipeline {
             script_at: c.at.line_in_value(&["update", "script"], 0),
             user_data_at: c.at.line_in_value(&["launch", "user_data"], 0),
         };
-        let problems = c.problems;
-        match (target, script, image_name, launch_name, user_data) {
-            (Some(target), Some(script), Some(image_name), Some(launch_name), Some(user_data))
-                if problems.is_empty() =>
-            {
+        match (target, update, image, launch) {
+            (Some(target), Some(update), Some(image), Some(launch)) if c.problems.is_empty() => {
                 Ok(Pipeline {
                     name: raw.name,
                     region: raw.region,
-                    auto_scaling_group: group.to_string(),
+                    auto_scaling_group: group,
                     target,
                     builder,
-                    update: Update {
-                        script,
-                        execution_timeout,
-                    },
-                    image: Image {
-                        name: image_name,
-                        stop_before_imaging: raw.image.stop_before_imaging,
-                        timeout: image_timeout,
-                    },
-                    launch: Launch {
-                        target: match (l.kind, l.template) {
-                            (LaunchKind::Template, Some(template)) => {
-                                LaunchTarget::Template { template }
-                            }
-                            _ => LaunchTarget::Configuration,
-                        },
-                        name: launch_name,
-                        instance_type: l.instance_type,
-                        security_groups: l.security_groups,
-                        key_pair: l.key_pair,
-                        public_ip: l.public_ip,
-                        volume_size_gb: launch_volume,
-                        user_data,
-                    },
+                    update,
+                    image,
+                    launch,
                     refresh,
                     github_report: raw.github.report,
                     origin,
                 })
             }
-            _ => Err(problems),
+            _ => Err(c.problems),
         }
     }
 
