@@ -271,3 +271,11 @@ pub enum Format {
     /// The documented JSON schema (docs/plan-schema.md).
     Json,
 }
+
+impl Command {
+    /// Whether this command's stderr is a stream of JSON lines (`apply --output json`):
+    /// its errors are JSON lines too.
+    pub fn writes_json_events(&self) -> bool {
+        matches!(self, Command::Apply(args) if args.output == crate::report::OutputChoice::Json)
+    }
+}

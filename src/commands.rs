@@ -367,17 +367,16 @@ async fn apply(args: &ApplyArgs) -> Result<String, Error> {
     };
     let events = Emitter::new(vec![sink]);
     let (stop, interrupted) = tokio::sync::watch::channel(false);
+    let signals = events.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
-        eprintln!(
-            "interrupted: starting nothing new, terminating the builder and releasing the lease; an instance refresh in flight is left to AWS to finish or roll back"
-        );
+        signals.emit(crate::events::Event::Interrupted { count: 1 });
         let _ = stop.send(true);
         // GitHub Actions cancels with SIGINT, then SIGTERM about 7.5 s later, then kills
         // the process tree 2.5 s after that: the second signal must not cut the cleanup
         // short. Only a third one quits at once.
         wait_for_signal().await;
-        eprintln!("still cleaning up (signal once more to quit at once, leaving the builder)");
+        signals.emit(crate::events::Event::Interrupted { count: 2 });
         wait_for_signal().await;
         std::process::exit(crate::error::Exit::Interrupted as i32);
     });

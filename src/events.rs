@@ -1,11 +1,16 @@
 //! What a run reports while it works. Stages and the run never print: they emit [`Event`]s
 //! and sinks (`report/`) decide how they look: plain timestamped lines in CI and on a
-//! terminal, or JSON lines for tools.
+//! terminal, or JSON lines for tools. The emitter stamps each event with its time and the
+//! run's elapsed time, from a clock that tests replace.
 
 use crate::plan::{Plan, Stage, StagePlan};
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use time::OffsetDateTime;
+
+/// The name and version of the JSON events' shape (docs/events-schema.md).
+pub const EVENTS_SCHEMA: &str = "red5-rollout/events/v1";
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
@@ -75,14 +80,58 @@ pub enum Event {
         planned: StagePlan,
         now: StagePlan,
     },
+    /// Ctrl-C or SIGTERM arrived (`count` 1: start nothing new and clean up; 2: cleanup
+    /// goes on, one more quits at once).
+    Interrupted { count: u8 },
+    /// Every pipeline of the run has ended.
+    RunFinished {
+        run: String,
+        pipelines: Vec<PipelineOutcome>,
+    },
+}
+
+/// How one pipeline ended, in `run-finished`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PipelineOutcome {
+    pub pipeline: String,
+    pub result: PipelineResult,
+}
+
+/// An event with when it happened: the time of day and how long the run had been going.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stamped {
+    pub schema: &'static str,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    #[serde(with = "secs")]
+    pub run_elapsed: Duration,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// Where events get their time: the system's, or a test's.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> OffsetDateTime;
+}
+
+/// The system's clock, in UTC.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "outcome", rename_all = "kebab-case")]
 pub enum StageOutcome {
-    /// The stage did its work; `detail` names the resource (an id, a version).
+    /// The stage did its work; `detail` says what in a sentence, `produced` names the
+    /// resources it made or followed.
     Done {
         detail: String,
+        #[serde(default, skip_serializing_if = "Produced::is_empty")]
+        produced: Produced,
     },
     Skipped {
         reason: String,
@@ -90,6 +139,53 @@ pub enum StageOutcome {
     Failed {
         error: String,
     },
+}
+
+/// The resources a stage made, adopted or followed, by kind: what a summary table or a pull
+/// request comment lists next to the stage.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Produced {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub builder: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_name: Option<String>,
+    /// A template version number or a launch configuration name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub percentage: Option<u8>,
+    /// Builders terminated by cleanup.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub terminated: Vec<String>,
+}
+
+impl Produced {
+    pub fn is_empty(&self) -> bool {
+        *self == Produced::default()
+    }
+
+    /// The resource ids, in the order of the fields, for a table cell.
+    pub fn ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = [
+            &self.builder,
+            &self.command,
+            &self.image,
+            &self.config,
+            &self.refresh,
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+        ids.extend(self.terminated.iter().cloned());
+        ids
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -126,23 +222,48 @@ mod secs {
 
 /// Where events go. Sinks must be cheap: they are called on the run's tasks.
 pub trait Sink: Send + Sync {
-    fn emit(&self, event: &Event);
+    fn emit(&self, event: &Stamped);
 }
 
-/// Hands every event to several sinks.
-#[derive(Clone, Default)]
+/// Stamps every event and hands it to several sinks.
+#[derive(Clone)]
 pub struct Emitter {
     sinks: Vec<Arc<dyn Sink>>,
+    clock: Arc<dyn Clock>,
+    started: OffsetDateTime,
+}
+
+impl Default for Emitter {
+    fn default() -> Self {
+        Emitter::new(Vec::new())
+    }
 }
 
 impl Emitter {
+    /// Sinks stamped with the system clock; the run's time starts now.
     pub fn new(sinks: Vec<Arc<dyn Sink>>) -> Self {
-        Emitter { sinks }
+        Emitter::with_clock(sinks, Arc::new(SystemClock))
+    }
+
+    pub fn with_clock(sinks: Vec<Arc<dyn Sink>>, clock: Arc<dyn Clock>) -> Self {
+        let started = clock.now();
+        Emitter {
+            sinks,
+            clock,
+            started,
+        }
     }
 
     pub fn emit(&self, event: Event) {
+        let at = self.clock.now();
+        let stamped = Stamped {
+            schema: EVENTS_SCHEMA,
+            at,
+            run_elapsed: (at - self.started).try_into().unwrap_or_default(),
+            event,
+        };
         for sink in &self.sinks {
-            sink.emit(&event);
+            sink.emit(&stamped);
         }
     }
 }
@@ -150,17 +271,21 @@ impl Emitter {
 /// Keeps every event, for tests and for summaries.
 #[derive(Default)]
 pub struct Recorder {
-    events: Mutex<Vec<Event>>,
+    events: Mutex<Vec<Stamped>>,
 }
 
 impl Recorder {
     pub fn events(&self) -> Vec<Event> {
+        self.stamped().into_iter().map(|s| s.event).collect()
+    }
+
+    pub fn stamped(&self) -> Vec<Stamped> {
         self.events.lock().expect("recorder lock").clone()
     }
 }
 
 impl Sink for Recorder {
-    fn emit(&self, event: &Event) {
+    fn emit(&self, event: &Stamped) {
         self.events
             .lock()
             .expect("recorder lock")

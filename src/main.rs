@@ -20,12 +20,29 @@ fn main() -> ExitCode {
             return ExitCode::from(Exit::Environment as u8);
         }
     };
+    let json_errors = cli.command.writes_json_events();
     match runtime.block_on(commands::run(cli.command)) {
         Ok(output) => {
             let mut stdout = std::io::stdout().lock();
             // A closed pipe (`| head`) is not an error worth reporting.
             let _ = stdout.write_all(output.as_bytes());
             ExitCode::SUCCESS
+        }
+        Err(err) if json_errors => {
+            // Nothing but JSON on the JSON stream.
+            let line = serde_json::json!({
+                "schema": red5_rollout::events::EVENTS_SCHEMA,
+                "at": time::OffsetDateTime::now_utc()
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default(),
+                "event": "error",
+                "message": err.to_string(),
+                "hint": err.hint(),
+                "detail": err.render(),
+                "exit": err.exit() as u8,
+            });
+            eprintln!("{line}");
+            ExitCode::from(err.exit() as u8)
         }
         Err(err) => {
             eprint!("{}", err.render());

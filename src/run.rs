@@ -117,6 +117,16 @@ pub async fn run_all(
         }
     }
     ends.sort_by_key(|e| names.iter().position(|n| n == &e.pipeline));
+    events.emit(Event::RunFinished {
+        run: run_id.to_string(),
+        pipelines: ends
+            .iter()
+            .map(|e| crate::events::PipelineOutcome {
+                pipeline: e.pipeline.clone(),
+                result: e.result,
+            })
+            .collect(),
+    });
     ends
 }
 

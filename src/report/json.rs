@@ -1,6 +1,6 @@
 //! One JSON object per event on a writer (stderr by default), for tools.
 
-use crate::events::{Event, Sink};
+use crate::events::{Sink, Stamped};
 use std::io::Write;
 use std::sync::Mutex;
 
@@ -17,7 +17,7 @@ impl<W: Write + Send> JsonLines<W> {
 }
 
 impl<W: Write + Send> Sink for JsonLines<W> {
-    fn emit(&self, event: &Event) {
+    fn emit(&self, event: &Stamped) {
         let Ok(line) = serde_json::to_string(event) else {
             return;
         };

@@ -2,12 +2,12 @@
 //! every 15 s per stage (or when the status changes), so a CI log stays readable.
 
 use super::mode::Display;
-use crate::events::{Event, PipelineResult, Sink, StageOutcome};
+use crate::events::{Event, PipelineResult, Sink, StageOutcome, Stamped};
 use crate::plan::human;
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const PROGRESS_EVERY: Duration = Duration::from_secs(15);
 
@@ -18,8 +18,8 @@ pub struct PlainLines<W: Write + Send> {
 
 struct State<W> {
     out: W,
-    /// Last progress printed per (pipeline, stage): when, and what.
-    last_progress: HashMap<(String, String), (Instant, String)>,
+    /// Last progress printed per (pipeline, stage): when (the event's time), and what.
+    last_progress: HashMap<(String, String), (time::OffsetDateTime, String)>,
 }
 
 impl<W: Write + Send> PlainLines<W> {
@@ -33,8 +33,7 @@ impl<W: Write + Send> PlainLines<W> {
         }
     }
 
-    fn stamp(&self) -> String {
-        let now = time::OffsetDateTime::now_utc();
+    fn stamp(&self, now: time::OffsetDateTime) -> String {
         match self.display {
             Display::Terminal => {
                 format!("{:02}:{:02}:{:02}", now.hour(), now.minute(), now.second())
@@ -57,8 +56,9 @@ fn secs(d: Duration) -> String {
 }
 
 impl<W: Write + Send> Sink for PlainLines<W> {
-    fn emit(&self, event: &Event) {
-        let stamp = self.stamp();
+    fn emit(&self, stamped: &Stamped) {
+        let stamp = self.stamp(stamped.at);
+        let event = &stamped.event;
         let mut state = self.state.lock().expect("sink lock");
         let line = match event {
             Event::RunStarted {
@@ -85,13 +85,13 @@ impl<W: Write + Send> Sink for PlainLines<W> {
             } => {
                 let key = (pipeline.clone(), stage.to_string());
                 let due = match state.last_progress.get(&key) {
-                    Some((at, last)) => last != message || at.elapsed() >= PROGRESS_EVERY,
+                    Some((at, last)) => last != message || stamped.at - *at >= PROGRESS_EVERY,
                     None => true,
                 };
                 if due {
                     state
                         .last_progress
-                        .insert(key, (Instant::now(), message.clone()));
+                        .insert(key, (stamped.at, message.clone()));
                     Some(format!(
                         "{pipeline} {stage}: {message} ({} of {})",
                         secs(*elapsed),
@@ -112,7 +112,7 @@ impl<W: Write + Send> Sink for PlainLines<W> {
                 outcome,
                 elapsed,
             } => Some(match outcome {
-                StageOutcome::Done { detail } => {
+                StageOutcome::Done { detail, .. } => {
                     format!("{pipeline} {stage}: done in {}: {detail}", secs(*elapsed))
                 }
                 StageOutcome::Skipped { reason } => {
@@ -127,19 +127,7 @@ impl<W: Write + Send> Sink for PlainLines<W> {
                 pipeline,
                 result,
                 message,
-            } => Some(format!(
-                "{pipeline}: {}: {message}",
-                match result {
-                    PipelineResult::Converged => "converged",
-                    PipelineResult::UpToDate => "up to date",
-                    PipelineResult::RolledBack => "FAILED, rolled back",
-                    PipelineResult::FailedUntouched => "FAILED, fleet untouched",
-                    PipelineResult::MixedFleet => "FAILED, mixed fleet",
-                    PipelineResult::FailedTouched => "FAILED, fleet touched",
-                    PipelineResult::Interrupted => "interrupted",
-                    PipelineResult::LockHeld => "locked",
-                }
-            )),
+            } => Some(format!("{pipeline}: {}: {message}", result_label(*result))),
             Event::LeaseTakenOver { pipeline, holder } => Some(format!(
                 "{pipeline}: took over the expired lease of {holder}; resuming its work"
             )),
@@ -158,6 +146,20 @@ impl<W: Write + Send> Sink for PlainLines<W> {
                 crate::render::action_label(now.action),
                 now.reason
             )),
+            Event::Interrupted { count: 1 } => Some(
+                "interrupted: starting nothing new, terminating the builder and releasing the lease; an instance refresh in flight is left to AWS to finish or roll back".into(),
+            ),
+            Event::Interrupted { .. } => Some(
+                "still cleaning up (signal once more to quit at once, leaving the builder)".into(),
+            ),
+            Event::RunFinished { run, pipelines } => Some(format!(
+                "run {run} finished: {}",
+                pipelines
+                    .iter()
+                    .map(|p| format!("{} {}", p.pipeline, result_label(p.result)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
             Event::LeaseLost { pipeline, group } => Some(format!(
                 "{pipeline}: WARNING: another run took over the lease of group {group}; this run was taken for dead"
             )),
@@ -166,5 +168,18 @@ impl<W: Write + Send> Sink for PlainLines<W> {
             let _ = writeln!(state.out, "{stamp} {line}");
             let _ = state.out.flush();
         }
+    }
+}
+
+fn result_label(result: PipelineResult) -> &'static str {
+    match result {
+        PipelineResult::Converged => "converged",
+        PipelineResult::UpToDate => "up to date",
+        PipelineResult::RolledBack => "FAILED, rolled back",
+        PipelineResult::FailedUntouched => "FAILED, fleet untouched",
+        PipelineResult::MixedFleet => "FAILED, mixed fleet",
+        PipelineResult::FailedTouched => "FAILED, fleet touched",
+        PipelineResult::Interrupted => "interrupted",
+        PipelineResult::LockHeld => "locked",
     }
 }

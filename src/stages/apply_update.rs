@@ -15,7 +15,7 @@
 
 use super::context::{Baked, Context, StageError};
 use crate::cloud::{CommandResult, ErrorClass, TAG_UPDATED};
-use crate::events::{Event, StageOutcome};
+use crate::events::{Event, Produced, StageOutcome};
 use crate::observe::tags;
 use crate::plan::Stage;
 use crate::wait::Poll;
@@ -148,5 +148,10 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
         .map_err(StageError::cloud(STAGE))?;
     Ok(StageOutcome::Done {
         detail: format!("command {command} succeeded on {}", builder.id),
+        produced: Produced {
+            builder: Some(builder.id.clone()),
+            command: Some(command.clone()),
+            ..Produced::default()
+        },
     })
 }

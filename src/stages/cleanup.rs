@@ -13,7 +13,7 @@
 
 use super::context::{Baked, Context, StageError};
 use crate::cloud::{TAG_COMMIT, TAG_FAILED, TAG_LAUNCH, TAG_PIPELINE, TAG_ROLE, TAG_VERSION};
-use crate::events::StageOutcome;
+use crate::events::{Produced, StageOutcome};
 use crate::model::LaunchSignature;
 use crate::observe::tags;
 use crate::plan::Stage;
@@ -103,6 +103,10 @@ pub async fn run(
     } else {
         StageOutcome::Done {
             detail: done.join("; "),
+            produced: Produced {
+                terminated: if keep_builder { Vec::new() } else { live },
+                ..Produced::default()
+            },
         }
     })
 }

@@ -12,7 +12,7 @@
 
 use super::context::{Baked, Context, StageError, Visibility};
 use crate::cloud::{ImageStatus, InstanceState, TAG_SOURCE_IMAGE};
-use crate::events::StageOutcome;
+use crate::events::{Produced, StageOutcome};
 use crate::plan::Stage;
 use crate::wait::Poll;
 use std::time::Duration;
@@ -32,6 +32,10 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
         wait_until_available(ctx, &pending.id).await?;
         return Ok(StageOutcome::Done {
             detail: format!("image {} (adopted) is available", pending.id),
+            produced: Produced {
+                image: Some(pending.id.clone()),
+                ..Produced::default()
+            },
         });
     }
     let Some(builder) = ctx.builder_for(STAGE, baked).await? else {
@@ -85,6 +89,12 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
     wait_until_available(ctx, &image).await?;
     Ok(StageOutcome::Done {
         detail: format!("image {image} `{}` is available", ctx.names.image_name),
+        produced: Produced {
+            builder: Some(builder.id.clone()),
+            image: Some(image.clone()),
+            image_name: Some(ctx.names.image_name.clone()),
+            ..Produced::default()
+        },
     })
 }
 

@@ -21,7 +21,7 @@
 
 use super::context::{Baked, Context, StageError};
 use crate::cloud::{ErrorClass, ImageStatus, LaunchConfig, LaunchSpec, TAG_LAUNCH};
-use crate::events::StageOutcome;
+use crate::events::{Produced, StageOutcome};
 use crate::model::{LaunchKind, LaunchSignature, LaunchTarget};
 use crate::plan::Stage;
 
@@ -125,6 +125,11 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
     baked.config = Some(created.id.clone());
     Ok(StageOutcome::Done {
         detail: format!("{} {} for {image}", label(launch.kind()), created.id),
+        produced: Produced {
+            image: Some(image.clone()),
+            config: Some(created.id.clone()),
+            ..Produced::default()
+        },
     })
 }
 

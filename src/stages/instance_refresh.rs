@@ -23,7 +23,7 @@ use super::swap_asg::TAG_PREVIOUS_CONFIG;
 use crate::cloud::{
     CloudError, ErrorClass, Group, GroupConfig, Refresh, RefreshSpec, RefreshStatus,
 };
-use crate::events::StageOutcome;
+use crate::events::{Produced, StageOutcome};
 use crate::model::{LaunchKind, LaunchTarget};
 use crate::plan::{Action, Stage};
 use crate::wait::Poll;
@@ -101,6 +101,12 @@ pub async fn run(
                     LaunchKind::Configuration => "launch configuration",
                 }
             ),
+            produced: Produced {
+                config: Some(config.clone()),
+                refresh: Some(refresh_id.clone()),
+                percentage: Some(finished.percentage),
+                ..Produced::default()
+            },
         });
     }
     let previous = match (ctx.pipeline.launch.kind(), &finished.status) {

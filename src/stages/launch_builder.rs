@@ -20,7 +20,7 @@ use super::context::{Baked, Context, StageError, Visibility};
 use crate::cloud::{
     BuilderSpec, InstanceState, TAG_ROLE, TAG_SOURCE_IMAGE, TAG_UPDATED, TAG_VERSION,
 };
-use crate::events::StageOutcome;
+use crate::events::{Produced, StageOutcome};
 use crate::model::BaseImage;
 use crate::plan::Stage;
 use crate::wait::Poll;
@@ -53,11 +53,19 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
                     builder.id,
                     format!("{:?}", builder.state).to_lowercase()
                 ),
+                produced: Produced {
+                    builder: Some(builder.id.clone()),
+                    ..Produced::default()
+                },
             });
         }
         wait_until_ready(ctx, &builder.id).await?;
         return Ok(StageOutcome::Done {
             detail: format!("adopted builder {}", builder.id),
+            produced: Produced {
+                builder: Some(builder.id.clone()),
+                ..Produced::default()
+            },
         });
     }
     if ctx.is_interrupted() {
@@ -139,6 +147,10 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
     wait_until_ready(ctx, &id).await?;
     Ok(StageOutcome::Done {
         detail: format!("builder {id} from {base}"),
+        produced: Produced {
+            builder: Some(id),
+            ..Produced::default()
+        },
     })
 }
 

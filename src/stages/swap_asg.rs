@@ -17,7 +17,7 @@
 
 use super::context::{Baked, Context, StageError};
 use crate::cloud::GroupConfig;
-use crate::events::StageOutcome;
+use crate::events::{Produced, StageOutcome};
 use crate::model::LaunchKind;
 use crate::observe::tags;
 use crate::plan::Stage;
@@ -72,6 +72,10 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
             "group moved from {} to {config}",
             current.as_deref().unwrap_or("its previous configuration")
         ),
+        produced: Produced {
+            config: Some(config.clone()),
+            ..Produced::default()
+        },
     })
 }
 
@@ -85,7 +89,10 @@ async fn pin_template_version(
     match pin_alias(ctx, Some(config)).await? {
         Some(detail) => {
             baked.touched = true;
-            Ok(StageOutcome::Done { detail })
+            Ok(StageOutcome::Done {
+                detail,
+                produced: Produced::default(),
+            })
         }
         None => Ok(StageOutcome::Skipped {
             reason: format!(

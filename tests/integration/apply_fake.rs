@@ -683,7 +683,7 @@ async fn an_updated_builder_left_stopping_goes_on_to_the_image() {
     assert_eq!(calls.iter().filter(|c| **c == "CreateImage").count(), 1);
     assert!(events.iter().any(|e| matches!(
         e,
-        Event::StageFinished { stage: Stage::LaunchBuilder, outcome: StageOutcome::Done { detail }, .. }
+        Event::StageFinished { stage: Stage::LaunchBuilder, outcome: StageOutcome::Done { detail, .. }, .. }
             if detail == &format!("adopted builder {builder} (updated, stopping) for the image")
     )), "{events:?}");
     assert!(cloud.live_builders().is_empty());

@@ -11,5 +11,6 @@ mod emulator;
 mod git_history;
 mod iam;
 mod planner;
+mod reporting;
 mod support;
 mod validation;
