@@ -82,7 +82,9 @@ pub enum Event {
     },
     /// Ctrl-C or SIGTERM arrived (`count` 1: start nothing new and clean up; 2: cleanup
     /// goes on, one more quits at once).
-    Interrupted { count: u8 },
+    Interrupted {
+        count: u8,
+    },
     /// Every pipeline of the run has ended.
     RunFinished {
         run: String,
