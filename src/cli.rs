@@ -150,9 +150,16 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub concurrency: usize,
 
-    /// How progress is shown on stderr.
+    /// What stderr carries: `auto` for people (see --progress), `plain` lines with full
+    /// timestamps, or `json` lines for tools (docs/events-schema.md).
     #[arg(long, value_enum, default_value_t = crate::report::OutputChoice::Auto)]
     pub output: crate::report::OutputChoice,
+
+    /// How progress shows with `--output auto`: `auto` draws bars on a terminal outside CI
+    /// (`CI` set) and plain lines elsewhere; `bar` draws bars on any terminal; `plain`
+    /// prints lines; `none` prints nothing until the end.
+    #[arg(long, value_enum, default_value_t = crate::report::ProgressChoice::Auto)]
+    pub progress: crate::report::ProgressChoice,
 
     /// How long a group's lease lasts unless renewed (it is renewed every third of it).
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = duration)]

@@ -360,12 +360,19 @@ async fn apply(args: &ApplyArgs) -> Result<String, Error> {
     }
     confirm(args.yes, "Apply these plans?")?;
 
-    let display = resolve_display(args.output, std::io::stderr().is_terminal(), is_ci());
-    let sink: Arc<dyn Sink> = match display {
-        Display::Json => Arc::new(JsonLines::new(std::io::stderr())),
-        other => Arc::new(PlainLines::new(std::io::stderr(), other)),
+    let display = resolve_display(
+        args.output,
+        args.progress,
+        std::io::stderr().is_terminal(),
+        is_ci(),
+    );
+    let sinks: Vec<Arc<dyn Sink>> = match display {
+        Display::Json => vec![Arc::new(JsonLines::new(std::io::stderr()))],
+        Display::Bars => vec![Arc::new(crate::report::Bars::stderr())],
+        Display::Quiet => Vec::new(),
+        other => vec![Arc::new(PlainLines::new(std::io::stderr(), other))],
     };
-    let events = Emitter::new(vec![sink]);
+    let events = Emitter::new(sinks);
     let (stop, interrupted) = tokio::sync::watch::channel(false);
     let signals = events.clone();
     tokio::spawn(async move {

@@ -38,6 +38,12 @@ pub enum Event {
         #[serde(with = "secs")]
         budget: Duration,
     },
+    /// An instance refresh's percentage, when it changes.
+    RefreshProgress {
+        pipeline: String,
+        refresh: String,
+        percentage: u8,
+    },
     /// A line of the update script's output.
     StageOutput {
         pipeline: String,
@@ -138,8 +144,12 @@ pub enum StageOutcome {
     Skipped {
         reason: String,
     },
+    /// The stage failed: the error and its causes on one line, and for a failed update
+    /// script its last lines of output (shown once, by the sink).
     Failed {
         error: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        output_tail: Vec<String>,
     },
 }
 

@@ -317,9 +317,7 @@ async fn run_stages(ctx: &Context, plan: &Plan, baked: &mut Baked) -> Option<(St
             stage,
             outcome: match &result {
                 Ok(outcome) => outcome.clone(),
-                Err(err) => StageOutcome::Failed {
-                    error: describe(err),
-                },
+                Err(err) => failed(err),
             },
             elapsed: started.elapsed(),
         });
@@ -349,7 +347,7 @@ async fn run_cleanup(
         stage: Stage::Cleanup,
         outcome: match &cleaned {
             Ok(o) => o.clone(),
-            Err(e) => StageOutcome::Failed { error: describe(e) },
+            Err(e) => failed(e),
         },
         elapsed: started.elapsed(),
     });
@@ -574,13 +572,18 @@ fn describe(err: &(dyn std::error::Error + 'static)) -> String {
         text.push_str(&c.to_string());
         cause = c.source();
     }
-    if let Some(StageError::UpdateFailed { tail, .. }) = err.downcast_ref::<StageError>()
-        && !tail.is_empty()
-    {
-        text.push_str("\n  last lines of output:\n    ");
-        text.push_str(&tail.join("\n    "));
-    }
     text
+}
+
+/// A stage's failure as its event carries it: typed, with the output tail once.
+fn failed(err: &StageError) -> StageOutcome {
+    StageOutcome::Failed {
+        error: describe(err),
+        output_tail: match err {
+            StageError::UpdateFailed { tail, .. } => tail.clone(),
+            _ => Vec::new(),
+        },
+    }
 }
 
 /// Why a job could not be prepared.

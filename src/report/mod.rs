@@ -2,10 +2,14 @@
 //! or JSON lines for tools. The display mode is resolved once, from the user's choice,
 //! whether stderr is a terminal, and whether this is CI.
 
+mod bars;
 mod json;
 mod mode;
 mod plain;
+mod summary;
 
+pub use bars::Bars;
 pub use json::JsonLines;
-pub use mode::{Display, OutputChoice, resolve_display};
-pub use plain::PlainLines;
+pub use mode::{Display, OutputChoice, ProgressChoice, resolve_display};
+pub use plain::{PlainLines, sentence};
+pub use summary::{PipelineRow, StageRow, Summary};

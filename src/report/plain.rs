@@ -57,121 +57,128 @@ fn secs(d: Duration) -> String {
 
 impl<W: Write + Send> Sink for PlainLines<W> {
     fn emit(&self, stamped: &Stamped) {
-        let stamp = self.stamp(stamped.at);
-        let event = &stamped.event;
         let mut state = self.state.lock().expect("sink lock");
-        let line = match event {
-            Event::RunStarted {
-                run,
-                commit,
-                pipelines,
-            } => Some(format!(
-                "run {run} applies {} at {}",
-                pipelines.join(", "),
-                &commit[..commit.len().min(12)]
-            )),
-            Event::Planned { .. } => None,
-            Event::StageStarted {
-                pipeline,
-                stage,
-                reason,
-            } => Some(format!("{pipeline} {stage}: {reason}")),
-            Event::StageProgress {
-                pipeline,
-                stage,
-                message,
-                elapsed,
-                budget,
-            } => {
-                let key = (pipeline.clone(), stage.to_string());
-                let due = match state.last_progress.get(&key) {
-                    Some((at, last)) => last != message || stamped.at - *at >= PROGRESS_EVERY,
-                    None => true,
-                };
-                if due {
-                    state
-                        .last_progress
-                        .insert(key, (stamped.at, message.clone()));
-                    Some(format!(
-                        "{pipeline} {stage}: {message} ({} of {})",
-                        secs(*elapsed),
-                        secs(*budget)
-                    ))
-                } else {
-                    None
-                }
+        if let Event::StageProgress {
+            pipeline,
+            stage,
+            message,
+            ..
+        } = &stamped.event
+        {
+            // Progress at most every 15 s per stage, or when its status changes.
+            let key = (pipeline.clone(), stage.to_string());
+            let due = match state.last_progress.get(&key) {
+                Some((at, last)) => last != message || stamped.at - *at >= PROGRESS_EVERY,
+                None => true,
+            };
+            if !due {
+                return;
             }
-            Event::StageOutput {
-                pipeline,
-                stage,
-                line,
-            } => Some(format!("{pipeline} {stage}: | {line}")),
-            Event::StageFinished {
-                pipeline,
-                stage,
-                outcome,
-                elapsed,
-            } => Some(match outcome {
-                StageOutcome::Done { detail, .. } => {
-                    format!("{pipeline} {stage}: done in {}: {detail}", secs(*elapsed))
-                }
-                StageOutcome::Skipped { reason } => {
-                    format!("{pipeline} {stage}: skipped: {reason}")
-                }
-                StageOutcome::Failed { error } => format!(
-                    "{pipeline} {stage}: FAILED after {}: {error}",
-                    secs(*elapsed)
-                ),
-            }),
-            Event::PipelineFinished {
-                pipeline,
-                result,
-                message,
-            } => Some(format!("{pipeline}: {}: {message}", result_label(*result))),
-            Event::LeaseTakenOver { pipeline, holder } => Some(format!(
-                "{pipeline}: took over the expired lease of {holder}; resuming its work"
-            )),
-            Event::LeaseCleared { pipeline, holder } => {
-                Some(format!("{pipeline}: removed the expired lease of {holder}"))
-            }
-            Event::StageReplanned {
-                pipeline,
-                stage,
-                planned,
-                now,
-            } => Some(format!(
-                "{pipeline} {stage}: the plan said {} ({}); AWS now shows otherwise, so it will {}: {}",
-                crate::render::action_label(planned.action),
-                planned.reason,
-                crate::render::action_label(now.action),
-                now.reason
-            )),
-            Event::Interrupted { count: 1 } => Some(
-                "interrupted: starting nothing new, terminating the builder and releasing the lease; an instance refresh in flight is left to AWS to finish or roll back".into(),
-            ),
-            Event::Interrupted { .. } => Some(
-                "still cleaning up (signal once more to quit at once, leaving the builder)".into(),
-            ),
-            Event::RunFinished { run, pipelines } => Some(format!(
-                "run {run} finished: {}",
-                pipelines
-                    .iter()
-                    .map(|p| format!("{} {}", p.pipeline, result_label(p.result)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-            Event::LeaseLost { pipeline, group } => Some(format!(
-                "{pipeline}: WARNING: another run took over the lease of group {group}; this run was taken for dead"
-            )),
-        };
-        if let Some(line) = line {
+            state
+                .last_progress
+                .insert(key, (stamped.at, message.clone()));
+        }
+        if let Some(line) = sentence(&stamped.event) {
+            let stamp = self.stamp(stamped.at);
             let _ = writeln!(state.out, "{stamp} {line}");
             let _ = state.out.flush();
         }
     }
 }
 
-fn result_label(result: PipelineResult) -> &'static str {
+/// The sentence a person reads for `event`, if it has one: what the plain log prints, and
+/// what the terminal prints above its bars.
+pub fn sentence(event: &Event) -> Option<String> {
+    Some(match event {
+        Event::RunStarted {
+            run,
+            commit,
+            pipelines,
+        } => format!(
+            "run {run} applies {} at {}",
+            pipelines.join(", "),
+            &commit[..commit.len().min(12)]
+        ),
+        Event::Planned { .. } | Event::RefreshProgress { .. } => return None,
+        Event::StageStarted {
+            pipeline,
+            stage,
+            reason,
+        } => format!("{pipeline} {stage}: {reason}"),
+        Event::StageProgress {
+            pipeline,
+            stage,
+            message,
+            elapsed,
+            budget,
+        } => format!(
+            "{pipeline} {stage}: {message} ({} of {})",
+            secs(*elapsed),
+            secs(*budget)
+        ),
+        Event::StageOutput {
+            pipeline,
+            stage,
+            line,
+        } => format!("{pipeline} {stage}: | {line}"),
+        Event::StageFinished {
+            pipeline,
+            stage,
+            outcome,
+            elapsed,
+        } => match outcome {
+            StageOutcome::Done { detail, .. } => {
+                format!("{pipeline} {stage}: done in {}: {detail}", secs(*elapsed))
+            }
+            StageOutcome::Skipped { reason } => format!("{pipeline} {stage}: skipped: {reason}"),
+            // The script's output was printed as it came (`stage-output`): not again here.
+            StageOutcome::Failed { error, .. } => format!(
+                "{pipeline} {stage}: FAILED after {}: {error}",
+                secs(*elapsed)
+            ),
+        },
+        Event::PipelineFinished {
+            pipeline,
+            result,
+            message,
+        } => format!("{pipeline}: {}: {message}", result_label(*result)),
+        Event::LeaseTakenOver { pipeline, holder } => {
+            format!("{pipeline}: took over the expired lease of {holder}; resuming its work")
+        }
+        Event::LeaseCleared { pipeline, holder } => {
+            format!("{pipeline}: removed the expired lease of {holder}")
+        }
+        Event::StageReplanned {
+            pipeline,
+            stage,
+            planned,
+            now,
+        } => format!(
+            "{pipeline} {stage}: the plan said {} ({}); AWS now shows otherwise, so it will {}: {}",
+            crate::render::action_label(planned.action),
+            planned.reason,
+            crate::render::action_label(now.action),
+            now.reason
+        ),
+        Event::Interrupted { count: 1 } => "interrupted: starting nothing new, terminating the builder and releasing the lease; an instance refresh in flight is left to AWS to finish or roll back".into(),
+        Event::Interrupted { .. } => {
+            "still cleaning up (signal once more to quit at once, leaving the builder)".into()
+        }
+        Event::RunFinished { run, pipelines } => format!(
+            "run {run} finished: {}",
+            pipelines
+                .iter()
+                .map(|p| format!("{} {}", p.pipeline, result_label(p.result)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Event::LeaseLost { pipeline, group } => format!(
+            "{pipeline}: WARNING: another run took over the lease of group {group}; this run was taken for dead"
+        ),
+    })
+}
+
+pub fn result_label(result: PipelineResult) -> &'static str {
     match result {
         PipelineResult::Converged => "converged",
         PipelineResult::UpToDate => "up to date",

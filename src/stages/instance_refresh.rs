@@ -23,10 +23,11 @@ use super::swap_asg::TAG_PREVIOUS_CONFIG;
 use crate::cloud::{
     CloudError, ErrorClass, Group, GroupConfig, Refresh, RefreshSpec, RefreshStatus,
 };
-use crate::events::{Produced, StageOutcome};
+use crate::events::{Event, Produced, StageOutcome};
 use crate::model::{LaunchKind, LaunchTarget};
 use crate::plan::{Action, Stage};
 use crate::wait::Poll;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 const STAGE: Stage = Stage::InstanceRefresh;
 
@@ -233,6 +234,8 @@ async fn start(ctx: &Context, group: &str, config: &str) -> Result<String, Stage
 /// Follows refresh `id` to a terminal status.
 async fn follow(ctx: &Context, group: &str, id: &str) -> Result<Refresh, StageError> {
     let cloud = ctx.cloud.as_ref();
+    // No percentage reported yet (a refresh's is at most 100).
+    let last_percentage = AtomicU8::new(u8::MAX);
     ctx.wait_with(
         STAGE,
         &format!("refresh {id} of {group}"),
@@ -252,6 +255,14 @@ async fn follow(ctx: &Context, group: &str, id: &str) -> Result<Refresh, StageEr
                 )));
             };
             if refresh.is_active() {
+                if last_percentage.swap(refresh.percentage, Ordering::Relaxed) != refresh.percentage
+                {
+                    ctx.events.emit(Event::RefreshProgress {
+                        pipeline: ctx.pipeline.name.clone(),
+                        refresh: id.to_string(),
+                        percentage: refresh.percentage,
+                    });
+                }
                 Ok(Poll::Pending(format!(
                     "{} {}%",
                     refresh.status, refresh.percentage
