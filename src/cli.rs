@@ -93,6 +93,40 @@ pub enum Command {
         after_help = "Examples:\n  red5-rollout adopt stream-manager --version 12.3.0\n  red5-rollout adopt stream-manager --version 12.3.0 --image ami-0123456789abcdef0 --yes"
     )]
     Adopt(AdoptArgs),
+
+    /// Print, as JSON for a workflow's `strategy.matrix`, the pipelines a range of commits
+    /// changes.
+    ///
+    /// A pipeline changes when its own file changes or when the release it selects (by
+    /// `track` or `pin`) changes: a new release, a reverted one, a raised pin. Removed
+    /// pipelines are not listed (their fleets are left as they are). When --base cannot be
+    /// read (a new branch, a force push, a shallow clone), every pipeline is listed. The
+    /// JSON goes to stdout, e.g. {"pipeline":["stream-manager"]}; what changed and how goes
+    /// to stderr.
+    #[command(
+        after_help = "Examples:\n  red5-rollout matrix --base HEAD^ --head HEAD\n  red5-rollout matrix --base \"$BEFORE\" --head \"$GITHUB_SHA\"   # in a push workflow, BEFORE=${{ github.event.before }}"
+    )]
+    Matrix(MatrixArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MatrixArgs {
+    /// The GitOps repository (any directory inside its work tree).
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = ".",
+        env = "RED5_ROLLOUT_REPO"
+    )]
+    pub repo: PathBuf,
+
+    /// The commit before the range (a push's `github.event.before`).
+    #[arg(long, value_name = "REV", default_value = "HEAD^")]
+    pub base: String,
+
+    /// The commit the range ends at.
+    #[arg(long, value_name = "REV", default_value = "HEAD")]
+    pub head: String,
 }
 
 #[derive(Debug, Args)]

@@ -2,8 +2,8 @@
 //! Results go to stdout; problems are returned as [`Error`] for `main` to show on stderr.
 
 use crate::cli::{
-    AdoptArgs, ApplyArgs, AwsArgs, Command, Format, PlanArgs, RepoArgs, StatusArgs, StatusFormat,
-    UnlockArgs,
+    AdoptArgs, ApplyArgs, AwsArgs, Command, Format, MatrixArgs, PlanArgs, RepoArgs, StatusArgs,
+    StatusFormat, UnlockArgs,
 };
 use crate::cloud::Cloud;
 use crate::cloud::aws::AwsCloud;
@@ -35,6 +35,7 @@ pub async fn run(command: Command) -> Result<String, Error> {
         Command::Apply(args) => apply(&args).await,
         Command::Unlock(args) => unlock(&args).await,
         Command::Adopt(args) => adopt(&args).await,
+        Command::Matrix(args) => matrix(&args),
     }
 }
 
@@ -109,6 +110,54 @@ fn validate(args: &RepoArgs) -> Result<String, Error> {
         catalog.releases.len(),
         &snap.commit[..12]
     ))
+}
+
+/// The pipelines that commits `base..head` change, as a workflow matrix.
+fn matrix(args: &MatrixArgs) -> Result<String, Error> {
+    let repo = Repo::open(&args.repo)?;
+    let after = repo.snapshot(&args.head, today())?;
+    if !after.catalog.problems.is_empty() {
+        return Err(Error::Invalid(after.catalog.problems));
+    }
+    let mut names: Vec<String> = match repo.snapshot(&args.base, today()) {
+        Ok(before) => {
+            let changes = crate::repo::compare(&before, &after);
+            for change in &changes {
+                let version = |v: &Option<semver::Version>| {
+                    v.as_ref().map_or("none".to_string(), ToString::to_string)
+                };
+                eprintln!(
+                    "{}: {} ({} -> {})",
+                    change.pipeline,
+                    serde_json::to_value(change.kind)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                    version(&change.from),
+                    version(&change.to)
+                );
+            }
+            changes
+                .into_iter()
+                .filter(|c| c.kind != crate::repo::ChangeKind::Removed)
+                .map(|c| c.pipeline)
+                .collect()
+        }
+        Err(unreadable) => {
+            eprintln!(
+                "{} cannot be read ({unreadable}): every pipeline counts as changed",
+                args.base
+            );
+            after
+                .catalog
+                .pipelines
+                .iter()
+                .map(|p| p.name.clone())
+                .collect()
+        }
+    };
+    names.sort();
+    Ok(format!("{}\n", serde_json::json!({ "pipeline": names })))
 }
 
 /// The pipelines named on the command line, or all of them, refusing unknown names.

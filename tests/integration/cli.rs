@@ -317,3 +317,57 @@ fn an_unreachable_endpoint_says_so_and_names_where_to_look() {
         "{text}"
     );
 }
+
+#[test]
+fn matrix_lists_the_pipelines_a_range_of_commits_changes_as_json() {
+    let repo = shipped_repo();
+    let dir = repo.path();
+    let matrix = |args: &[&str]| {
+        let mut all = vec!["matrix"];
+        all.extend_from_slice(args);
+        let out = red5_rollout(dir, &all);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let value: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        (value, stderr(&out))
+    };
+    // A new release that both pipelines track.
+    std::fs::write(
+        dir.join("releases/12.5.0.yaml"),
+        crate::support::release_text("12.5.0"),
+    )
+    .unwrap();
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", "release 12.5.0"]);
+    let (value, said) = matrix(&[]);
+    assert_eq!(
+        value,
+        serde_json::json!({"pipeline": ["stream-manager", "stream-manager-legacy"]})
+    );
+    assert!(
+        said.contains("stream-manager: rollout (12.4.0 -> 12.5.0)"),
+        "{said}"
+    );
+    // Editing one pipeline's launch block changes only that pipeline.
+    let path = dir.join("pipelines/stream-manager-legacy.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("public_ip: true", "public_ip: false")).unwrap();
+    git(dir, &["commit", "-qam", "no public IP"]);
+    let (value, _) = matrix(&["--base", "HEAD^", "--head", "HEAD"]);
+    assert_eq!(
+        value,
+        serde_json::json!({"pipeline": ["stream-manager-legacy"]})
+    );
+    // Nothing in pipelines/ or releases/: an empty matrix.
+    std::fs::write(dir.join("NOTES.md"), "notes\n").unwrap();
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", "notes"]);
+    let (value, _) = matrix(&[]);
+    assert_eq!(value, serde_json::json!({"pipeline": []}));
+    // A base that cannot be read (a push that created the branch): every pipeline.
+    let (value, said) = matrix(&["--base", "0000000000000000000000000000000000000000"]);
+    assert_eq!(
+        value,
+        serde_json::json!({"pipeline": ["stream-manager", "stream-manager-legacy"]})
+    );
+    assert!(said.contains("every pipeline counts as changed"), "{said}");
+}
