@@ -165,6 +165,17 @@ impl Error {
 
     /// The error as shown on stderr: problems first (when it carries them), the headline,
     /// each cause, then the hint.
+    /// The problems as GitHub Actions annotations, when the error is made of problems.
+    pub fn github_annotations(&self) -> Option<String> {
+        match self {
+            Error::Invalid(problems)
+            | Error::Prepare(crate::run::PrepareError::Render { problems, .. }) => {
+                Some(problems.github_annotations())
+            }
+            _ => None,
+        }
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         match self {

@@ -46,6 +46,12 @@ fn main() -> ExitCode {
         }
         Err(err) => {
             eprint!("{}", err.render());
+            // Inside GitHub Actions the problems also become annotations on the diff.
+            if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true")
+                && let Some(annotations) = err.github_annotations()
+            {
+                print!("{annotations}");
+            }
             ExitCode::from(err.exit() as u8)
         }
     }

@@ -90,6 +90,26 @@ impl Diagnostics {
         self
     }
 
+    /// GitHub Actions workflow commands, one `::error file=…,line=…,col=…::` per problem:
+    /// the runner turns them into annotations on the lines of the pull request's diff.
+    pub fn github_annotations(&self) -> String {
+        let mut out = String::new();
+        for d in self.iter() {
+            let message = match &d.hint {
+                Some(hint) => format!("{}\nhint: {hint}", d.message),
+                None => d.message.clone(),
+            };
+            out.push_str(&format!(
+                "::error file={},line={},col={},title=red5-rollout::{}\n",
+                escape_property(&d.file),
+                d.location.line,
+                d.location.column,
+                escape_data(&message)
+            ));
+        }
+        out
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Diagnostic> {
         self.0.iter()
     }
@@ -108,3 +128,14 @@ impl fmt::Display for Diagnostics {
 }
 
 impl std::error::Error for Diagnostics {}
+/// A workflow command's message: `%`, CR and LF escaped, as GitHub's toolkit does.
+fn escape_data(text: &str) -> String {
+    text.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+/// A workflow command's property value: its message's escapes, and `:` and `,`.
+fn escape_property(text: &str) -> String {
+    escape_data(text).replace(':', "%3A").replace(',', "%2C")
+}

@@ -371,3 +371,34 @@ fn matrix_lists_the_pipelines_a_range_of_commits_changes_as_json() {
     );
     assert!(said.contains("every pipeline counts as changed"), "{said}");
 }
+
+#[test]
+fn inside_github_actions_problems_are_also_annotations_on_their_lines() {
+    let repo = shipped_repo();
+    std::fs::write(
+        repo.path().join("releases/12.5.0.yaml"),
+        "version: 12.5.0\nartifact:\n  url: http://downloads.example.com/red5pro.zip\n",
+    )
+    .unwrap();
+    git(repo.path(), &["add", "-A"]);
+    git(repo.path(), &["commit", "-q", "-m", "bad release"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_red5-rollout"))
+        .arg("validate")
+        .current_dir(repo.path())
+        .env_remove("RED5_ROLLOUT_REPO")
+        .env("GITHUB_ACTIONS", "true")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let annotations: Vec<String> = stdout(&out).lines().map(str::to_owned).collect();
+    assert_eq!(
+        annotations,
+        vec![
+            "::error file=releases/12.5.0.yaml,line=2,col=1,title=red5-rollout::artifact has no sha256%0Ahint: add `sha256:` with the artifact's SHA-256 (`sha256sum FILE`); the builder refuses to install an unverified artifact".to_string(),
+            "::error file=releases/12.5.0.yaml,line=3,col=8,title=red5-rollout::artifact.url must use https:// or s3://, not http://%0Ahint: host the artifact on HTTPS or S3: a plain download can be altered in transit".to_string(),
+        ]
+    );
+    // Outside Actions, no workflow commands.
+    let plain = red5_rollout(repo.path(), &["validate"]);
+    assert_eq!(stdout(&plain), "");
+}
