@@ -415,12 +415,21 @@ async fn apply(args: &ApplyArgs) -> Result<String, Error> {
         std::io::stderr().is_terminal(),
         is_ci(),
     );
-    let sinks: Vec<Arc<dyn Sink>> = match display {
+    let in_actions = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
+    let mut sinks: Vec<Arc<dyn Sink>> = match display {
         Display::Json => vec![Arc::new(JsonLines::new(std::io::stderr()))],
         Display::Bars => vec![Arc::new(crate::report::Bars::stderr())],
         Display::Quiet => Vec::new(),
+        Display::Log if in_actions => {
+            vec![Arc::new(
+                PlainLines::new(std::io::stderr(), Display::Log).with_groups(),
+            )]
+        }
         other => vec![Arc::new(PlainLines::new(std::io::stderr(), other))],
     };
+    if in_actions && let Some(files) = crate::report::ActionsFiles::from_env() {
+        sinks.push(Arc::new(files));
+    }
     let events = Emitter::new(sinks);
     let (stop, interrupted) = tokio::sync::watch::channel(false);
     let signals = events.clone();

@@ -2,12 +2,14 @@
 //! or JSON lines for tools. The display mode is resolved once, from the user's choice,
 //! whether stderr is a terminal, and whether this is CI.
 
+mod actions;
 mod bars;
 mod json;
 mod mode;
 mod plain;
 mod summary;
 
+pub use actions::{ActionsFiles, markdown};
 pub use bars::Bars;
 pub use json::JsonLines;
 pub use mode::{Display, OutputChoice, ProgressChoice, resolve_display};

@@ -13,11 +13,16 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(15);
 
 pub struct PlainLines<W: Write + Send> {
     display: Display,
+    /// Fold each stage's lines into a GitHub Actions log group (`::group::`).
+    groups: bool,
     state: Mutex<State<W>>,
 }
 
 struct State<W> {
     out: W,
+    /// Whether stages are folded now: only when one pipeline runs, since the lines of
+    /// concurrent pipelines interleave.
+    grouping: bool,
     /// Last progress printed per (pipeline, stage): when (the event's time), and what.
     last_progress: HashMap<(String, String), (time::OffsetDateTime, String)>,
 }
@@ -26,11 +31,19 @@ impl<W: Write + Send> PlainLines<W> {
     pub fn new(out: W, display: Display) -> Self {
         PlainLines {
             display,
+            groups: false,
             state: Mutex::new(State {
                 out,
+                grouping: false,
                 last_progress: HashMap::new(),
             }),
         }
+    }
+
+    /// Inside GitHub Actions: each stage of a one-pipeline run folds into a log group.
+    pub fn with_groups(mut self) -> Self {
+        self.groups = true;
+        self
     }
 
     fn stamp(&self, now: time::OffsetDateTime) -> String {
@@ -78,10 +91,25 @@ impl<W: Write + Send> Sink for PlainLines<W> {
                 .last_progress
                 .insert(key, (stamped.at, message.clone()));
         }
+        if let Event::RunStarted { pipelines, .. } = &stamped.event {
+            state.grouping = self.groups && pipelines.len() == 1;
+        }
         if let Some(line) = sentence(&stamped.event) {
             let stamp = self.stamp(stamped.at);
-            let _ = writeln!(state.out, "{stamp} {line}");
-            let _ = state.out.flush();
+            let grouping = state.grouping;
+            let out = &mut state.out;
+            match &stamped.event {
+                Event::StageStarted { .. } if grouping => {
+                    let _ = writeln!(out, "::group::{stamp} {line}");
+                }
+                Event::StageFinished { .. } if grouping => {
+                    let _ = writeln!(out, "{stamp} {line}\n::endgroup::");
+                }
+                _ => {
+                    let _ = writeln!(out, "{stamp} {line}");
+                }
+            }
+            let _ = out.flush();
         }
     }
 }

@@ -6,7 +6,7 @@ use crate::support::{release, shipped_pipeline};
 use red5_rollout::cloud::Cloud;
 use red5_rollout::events::{Clock, EVENTS_SCHEMA, Emitter, Recorder, Sink};
 use red5_rollout::plan::RetryRule;
-use red5_rollout::report::{Bars, Display, JsonLines, PlainLines, Summary};
+use red5_rollout::report::{ActionsFiles, Bars, Display, JsonLines, PlainLines, Summary};
 use red5_rollout::run::{RunOptions, prepare, run_all};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -257,4 +257,43 @@ async fn a_failed_update_prints_its_last_lines_above_the_bars_and_the_summary_at
     ] {
         assert!(shown.contains(expected), "{expected:?} not in:\n{shown}");
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn inside_actions_the_job_summary_outputs_and_log_groups_are_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (summary_file, output_file) = (dir.path().join("summary.md"), dir.path().join("output"));
+    std::fs::write(&summary_file, "earlier steps' summary\n").unwrap();
+    let log = Buffer::default();
+    let sinks: Vec<Arc<dyn Sink>> = vec![
+        Arc::new(ActionsFiles::new(
+            Some(summary_file.clone()),
+            Some(output_file.clone()),
+        )),
+        Arc::new(PlainLines::new(log.clone(), Display::Log).with_groups()),
+    ];
+    rollout_to(crate::apply_fake::template_fleet(), sinks).await;
+
+    let summary = std::fs::read_to_string(&summary_file).unwrap();
+    assert!(
+        summary.starts_with("earlier steps' summary\n"),
+        "appended, not replaced"
+    );
+    insta::with_settings!({filters => vec![
+        (r"\| (done|FAILED) \| [0-9hms]+ \|", "| $1 | [duration] |"),
+    ]}, {
+        insta::assert_snapshot!("step_summary", summary);
+    });
+    assert_eq!(
+        std::fs::read_to_string(&output_file).unwrap(),
+        "pipelines=[\"stream-manager\"]\nversions={\"stream-manager\":\"12.4.0\"}\nresults={\"stream-manager\":\"converged\"}\n"
+    );
+    let log = log.text();
+    assert_eq!(log.matches("::group::").count(), 7, "{log}");
+    assert_eq!(log.matches("::endgroup::").count(), 7, "{log}");
+    assert!(
+        log.lines().any(|l| l.starts_with("::group::2026-11-24T")
+            && l.ends_with("stream-manager cleanup: always")),
+        "{log}"
+    );
 }
