@@ -180,6 +180,12 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub retry: bool,
 
+    /// The repository to report to, OWNER/NAME (default: GITHUB_REPOSITORY). With a
+    /// GITHUB_TOKEN, each pipeline gets a commit status, a deployment and a comment on the
+    /// pull request that brought the commit in (`github.report: false` turns it off).
+    #[arg(long, value_name = "OWNER/NAME")]
+    pub github_repo: Option<String>,
+
     /// How many pipelines run at once.
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub concurrency: usize,
@@ -301,6 +307,16 @@ pub struct PlanArgs {
     /// Plan to try again a rollout whose refresh failed (as `apply --retry`).
     #[arg(long)]
     pub retry: bool,
+
+    /// Also post the plan as a comment on the pull request (one per pipeline, edited in
+    /// place on later pushes). Reads the pull request from GITHUB_EVENT_PATH, the token
+    /// from GITHUB_TOKEN and the API from GITHUB_API_URL.
+    #[arg(long)]
+    pub comment: bool,
+
+    /// The repository to report to, OWNER/NAME (default: GITHUB_REPOSITORY).
+    #[arg(long, value_name = "OWNER/NAME")]
+    pub github_repo: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

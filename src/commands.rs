@@ -304,11 +304,73 @@ async fn plan(args: &PlanArgs) -> Result<String, Error> {
         (&args.repo, args.retry),
     )
     .await?;
-    Ok(match args.format {
+    let mut out = match args.format {
         Format::Text => plans_as_text(&plans),
         Format::Markdown => plans_as_markdown(&plans),
         Format::Json => plans_as_json(&plans),
-    })
+    };
+    if args.comment {
+        out.push_str(&comment_plans(args, &snap, &plans).await?);
+    }
+    Ok(out)
+}
+
+/// Posts (or edits) one plan comment per pipeline on the pull request the workflow runs
+/// for; says what it did. GitHub failing is a warning, never a failed plan.
+async fn comment_plans(args: &PlanArgs, snap: &Snapshot, plans: &[Plan]) -> Result<String, Error> {
+    let settings =
+        crate::github::Settings::from_env(args.github_repo.as_deref()).ok_or_else(|| {
+            Error::GitHubSetting("GITHUB_TOKEN and GITHUB_REPOSITORY (or --github-repo)".into())
+        })?;
+    let event = std::env::var_os("GITHUB_EVENT_PATH")
+        .and_then(|path| crate::github::pull_request_event(std::path::Path::new(&path)))
+        .ok_or_else(|| {
+            Error::GitHubSetting(
+                "GITHUB_EVENT_PATH naming a pull_request event (plan --comment runs in a pull_request workflow)".into(),
+            )
+        })?;
+    let (number, _head) = event;
+    let client = crate::github::Client::new(settings).map_err(|e| Error::GitHubSetting(e.0))?;
+    let mut said = String::new();
+    for plan in plans {
+        let refresh = snap
+            .catalog
+            .pipeline(&plan.pipeline)
+            .filter(|p| p.github_report)
+            .map(|p| {
+                (
+                    p.refresh.min_healthy_percentage,
+                    p.refresh.max_healthy_percentage,
+                )
+            });
+        let Some(refresh) = refresh else { continue };
+        let body = crate::github::plan_comment(plan, Some(refresh));
+        match client
+            .upsert_comment(
+                number,
+                None,
+                &crate::github::plan_marker(&plan.pipeline),
+                &body,
+            )
+            .await
+        {
+            Ok(_) => {
+                let _ = writeln!(
+                    said,
+                    "commented the plan of {} on pull request #{number}",
+                    plan.pipeline
+                );
+            }
+            Err(failure) => {
+                let _ = writeln!(
+                    said,
+                    "WARNING: the plan comment of {} was not posted: {failure}",
+                    plan.pipeline
+                );
+            }
+        }
+    }
+    Ok(said)
 }
 
 /// Asks `question` on a terminal unless `yes` or CI; refuses without a terminal.
@@ -430,7 +492,48 @@ async fn apply(args: &ApplyArgs) -> Result<String, Error> {
     if in_actions && let Some(files) = crate::report::ActionsFiles::from_env() {
         sinks.push(Arc::new(files));
     }
+    // GitHub: statuses, deployments and the pull request comment, off the run's path.
+    let mut github_setup_failed = None;
+    let reporting = match crate::github::Settings::from_env(args.github_repo.as_deref()) {
+        Some(settings) => match crate::github::Client::new(settings) {
+            Ok(client) => {
+                let setup = crate::github::ReporterSetup {
+                    client,
+                    sha: snap.commit.clone(),
+                    silent: jobs
+                        .iter()
+                        .filter(|j| !j.pipeline.github_report)
+                        .map(|j| j.pipeline.name.clone())
+                        .collect(),
+                    environments: jobs
+                        .iter()
+                        .map(|j| {
+                            (
+                                j.pipeline.name.clone(),
+                                j.pipeline.github_environment.clone(),
+                            )
+                        })
+                        .collect(),
+                    warnings: Emitter::new(sinks.clone()),
+                };
+                let (reporter, task) = crate::github::start(setup);
+                sinks.push(Arc::new(reporter));
+                Some(task)
+            }
+            Err(failure) => {
+                github_setup_failed = Some(failure);
+                None
+            }
+        },
+        None => None,
+    };
     let events = Emitter::new(sinks);
+    if let Some(failure) = github_setup_failed {
+        events.emit(crate::events::Event::ReportWarning {
+            pipeline: "github".into(),
+            message: failure.0,
+        });
+    }
     let (stop, interrupted) = tokio::sync::watch::channel(false);
     let signals = events.clone();
     tokio::spawn(async move {
@@ -467,6 +570,10 @@ async fn apply(args: &ApplyArgs) -> Result<String, Error> {
         options,
     )
     .await;
+    if let Some(task) = reporting {
+        // The last statuses and comment edits; a stalled GitHub does not hold the exit.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(60), task).await;
+    }
     let mut summary = String::new();
     for end in &ends {
         let _ = writeln!(summary, "{}: {}", end.pipeline, end.message);

@@ -70,6 +70,8 @@ pub enum Error {
         summary: String,
         results: Vec<crate::events::PipelineResult>,
     },
+    #[error("plan --comment needs {0}")]
+    GitHubSetting(String),
     #[error("no pipeline rolls group {group}")]
     UnknownGroup { group: String },
     #[error(
@@ -94,9 +96,10 @@ pub enum Error {
 impl Error {
     pub fn exit(&self) -> Exit {
         match self {
-            Error::Repo(_) | Error::FleetStateFile { .. } | Error::Cloud { .. } => {
-                Exit::Environment
-            }
+            Error::Repo(_)
+            | Error::FleetStateFile { .. }
+            | Error::Cloud { .. }
+            | Error::GitHubSetting(_) => Exit::Environment,
             Error::Prepare(crate::run::PrepareError::Cloud { .. }) => Exit::Environment,
             Error::Prepare(_)
             | Error::NotConfirmed
@@ -128,6 +131,9 @@ impl Error {
     pub fn hint(&self) -> Option<String> {
         match self {
             Error::Repo(e) => Some(e.hint().to_string()),
+            Error::GitHubSetting(_) => Some(
+                "run it in a pull_request workflow with `permissions: pull-requests: write`, or drop --comment".into(),
+            ),
             Error::Invalid(_) => {
                 Some("fix the problems above; `red5-rollout validate` lists them all".into())
             }

@@ -91,6 +91,11 @@ pub enum Event {
     Interrupted {
         count: u8,
     },
+    /// Reporting somewhere (GitHub) failed after its retries; the rollout goes on.
+    ReportWarning {
+        pipeline: String,
+        message: String,
+    },
     /// Every pipeline of the run has ended.
     RunFinished {
         run: String,

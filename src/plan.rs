@@ -18,7 +18,7 @@ use serde::Serialize;
 use std::fmt;
 
 /// The stages of a run, in order (DESIGN.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Stage {
     LaunchBuilder,

@@ -134,11 +134,17 @@ impl Default for RawRefresh {
 struct RawGithub {
     #[serde(default = "yes")]
     report: bool,
+    /// The GitHub deployment environment (default: the pipeline's name).
+    #[serde(default)]
+    environment: Option<String>,
 }
 
 impl Default for RawGithub {
     fn default() -> Self {
-        RawGithub { report: true }
+        RawGithub {
+            report: true,
+            environment: None,
+        }
     }
 }
 
@@ -260,6 +266,8 @@ pub struct Pipeline {
     pub launch: Launch,
     pub refresh: Refresh,
     pub github_report: bool,
+    /// The GitHub deployment environment its rollouts are recorded in.
+    pub github_environment: String,
     pub origin: Origin,
 }
 
@@ -895,6 +903,11 @@ impl Pipeline {
         };
         match (target, update, image, launch) {
             (Some(target), Some(update), Some(image), Some(launch)) if c.problems.is_empty() => {
+                let github_environment = raw
+                    .github
+                    .environment
+                    .filter(|e| !e.trim().is_empty())
+                    .unwrap_or_else(|| raw.name.clone());
                 Ok(Pipeline {
                     name: raw.name,
                     region: raw.region,
@@ -906,6 +919,7 @@ impl Pipeline {
                     launch,
                     refresh,
                     github_report: raw.github.report,
+                    github_environment,
                     origin,
                 })
             }

@@ -200,6 +200,9 @@ pub fn sentence(event: &Event) -> Option<String> {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
+        Event::ReportWarning { pipeline, message } => {
+            format!("{pipeline}: WARNING: {message}; the rollout goes on")
+        }
         Event::LeaseLost { pipeline, group } => format!(
             "{pipeline}: WARNING: another run took over the lease of group {group}; this run was taken for dead"
         ),
