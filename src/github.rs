@@ -624,7 +624,10 @@ async fn report(setup: ReporterSetup, mut rx: mpsc::UnboundedReceiver<Work>) {
                                 StageOutcome::Skipped { .. } => "skipped",
                                 StageOutcome::Failed { .. } => "failed",
                             },
-                            duration: Some(*elapsed),
+                            duration: match outcome {
+                                StageOutcome::Skipped { .. } => None,
+                                _ => Some(*elapsed),
+                            },
                             resources: match outcome {
                                 StageOutcome::Done { produced, .. } => produced.ids(),
                                 _ => Vec::new(),

@@ -9,6 +9,7 @@ mod cli;
 mod e2e;
 mod emulator;
 mod git_history;
+mod github;
 mod iam;
 mod planner;
 mod reporting;
