@@ -378,3 +378,31 @@ fn settings_never_show_the_token() {
     assert!(Settings::new("https://api.github.com", "no-slash", TOKEN, None).is_none());
     assert!(Settings::new("https://api.github.com", "acme/fleet", "", None).is_none());
 }
+
+#[test]
+fn the_rollout_comment_reads_planned_then_in_progress() {
+    let plan = crate::support::Scenario::new("stream-manager")
+        .release("12.3.0")
+        .release("12.4.0")
+        .fleet_on("12.3.0")
+        .plan();
+    let mut report = red5_rollout::github::RolloutReport::new(plan, None);
+    insta::assert_snapshot!("rollout_comment_planned", report.comment());
+    report.stages.insert(
+        red5_rollout::plan::Stage::LaunchBuilder,
+        red5_rollout::github::StageReport {
+            state: "done",
+            duration: Some(Duration::from_secs(34)),
+            resources: vec!["i-0123456789abcdef0".into()],
+        },
+    );
+    report.stages.insert(
+        red5_rollout::plan::Stage::ApplyUpdate,
+        red5_rollout::github::StageReport {
+            state: "running",
+            duration: None,
+            resources: Vec::new(),
+        },
+    );
+    insta::assert_snapshot!("rollout_comment_in_progress", report.comment());
+}
