@@ -26,6 +26,12 @@ Exit codes:
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+
+    /// Log more on stderr: -v for red5-rollout's own calls (every AWS and GitHub call),
+    /// -vv for the AWS SDK's too. RUST_LOG (e.g. RUST_LOG=red5_rollout=debug) overrides.
+    /// Logs never break the progress bars; with `--output json` they are off unless asked.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 #[derive(Debug, Subcommand)]

@@ -126,6 +126,7 @@ impl Client {
     ) -> Result<Value, Failure> {
         let mut waits = self.backoff.iter();
         loop {
+            tracing::debug!(method, route, "GitHub call");
             let answer: Result<Value, octocrab::Error> = match method {
                 "POST" => self.octocrab.post(route, body).await,
                 "PATCH" => self.octocrab.patch(route, body).await,

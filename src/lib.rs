@@ -13,6 +13,7 @@ pub mod events;
 pub mod fleet;
 pub mod github;
 pub mod lease;
+pub mod logging;
 pub mod model;
 pub mod observe;
 pub mod plan;

@@ -21,6 +21,7 @@ fn main() -> ExitCode {
         }
     };
     let json_errors = cli.command.writes_json_events();
+    red5_rollout::logging::init(cli.verbose, json_errors);
     match runtime.block_on(commands::run(cli.command)) {
         Ok(output) => {
             let mut stdout = std::io::stdout().lock();

@@ -177,7 +177,17 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
     fn classified(self, operation: &'static str) -> CloudResult<T> {
-        self.map_err(|error| classify(operation, &error))
+        match self {
+            Ok(value) => {
+                tracing::debug!(operation, "AWS call");
+                Ok(value)
+            }
+            Err(error) => {
+                let error = classify(operation, &error);
+                tracing::debug!(operation, code = %error.code, class = %error.class, "AWS call failed");
+                Err(error)
+            }
+        }
     }
 }
 

@@ -25,9 +25,11 @@ struct State {
 }
 
 impl Bars {
-    /// Bars drawn on stderr.
+    /// Bars drawn on stderr; the debug log writes around them.
     pub fn stderr() -> Self {
-        Bars::with_target(ProgressDrawTarget::stderr())
+        let bars = Bars::with_target(ProgressDrawTarget::stderr());
+        crate::logging::draw_around(&bars.multi);
+        bars
     }
 
     pub fn with_target(target: ProgressDrawTarget) -> Self {

@@ -1321,3 +1321,32 @@ async fn killed_at_random_moments_every_run_converges_with_one_of_everything() {
         "kill-anywhere: {trials} trials (seed {seed}) over a {whole:?} rollout; re-runs until converged: {reruns:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verbose_logs_every_aws_call_on_stderr_and_only_when_asked() {
+    let emulator = Emulator::shared().await;
+    let setup = setup(&emulator, "e2e-verbose", "stream-manager", 1).await;
+    let quiet = setup.run(&["status", &setup.pipeline]);
+    assert_eq!(quiet.status.code(), Some(0), "{}", stderr(&quiet));
+    assert!(!stderr(&quiet).contains("AWS call"), "{}", stderr(&quiet));
+    let verbose = setup.run(&["-v", "status", &setup.pipeline]);
+    assert_eq!(verbose.status.code(), Some(0), "{}", stderr(&verbose));
+    let log = stderr(&verbose);
+    assert!(
+        log.contains("AWS call") && log.contains("operation=\"DescribeAutoScalingGroups\""),
+        "{log}"
+    );
+    // The log goes to stderr: what status prints stays as it was.
+    assert_eq!(stdout(&verbose), stdout(&quiet));
+    // RUST_LOG decides when set.
+    let filtered = setup
+        .command(&["-v", "status", &setup.pipeline])
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert!(
+        !stderr(&filtered).contains("AWS call"),
+        "{}",
+        stderr(&filtered)
+    );
+}
