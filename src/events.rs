@@ -61,6 +61,14 @@ pub enum Event {
         pipeline: String,
         result: PipelineResult,
         message: String,
+        /// The stage that failed, if one did.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        failed_stage: Option<Stage>,
+        /// Whether the run changed the group.
+        touched: bool,
+        /// What was done about the failure, if there was one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        recovery: Option<Recovery>,
     },
     /// The lease of a run that died was taken over; this run resumes its work.
     LeaseTakenOver {
@@ -101,6 +109,21 @@ pub enum Event {
         run: String,
         pipelines: Vec<PipelineOutcome>,
     },
+}
+
+/// What was done about a failure before the run ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "recovery", rename_all = "kebab-case")]
+pub enum Recovery {
+    /// Nothing was needed, or nothing could be done.
+    Nothing,
+    /// A refresh is still running: it is left to AWS to finish or roll back.
+    RefreshRunning,
+    /// A swapped launch configuration group was moved back before any instance was
+    /// replaced.
+    SwapUndone { previous: String },
+    /// Moving it back failed too.
+    SwapUndoFailed { error: String },
 }
 
 /// How one pipeline ended, in `run-finished`.

@@ -6,7 +6,7 @@
 //! that was interrupted anywhere resumes where it was.
 
 use crate::cloud::{Cloud, Lock};
-use crate::events::{Emitter, Event, PipelineResult, StageOutcome};
+use crate::events::{Emitter, Event, PipelineResult, Recovery, StageOutcome};
 use crate::lease::{Acquired, LeaseTerms};
 use crate::model::{Pipeline, Release, Rendered};
 use crate::plan::{Action, Plan, Stage};
@@ -48,6 +48,13 @@ pub struct PipelineEnd {
     pub pipeline: String,
     pub result: PipelineResult,
     pub message: String,
+    /// The stage that failed, if one did.
+    pub failed_stage: Option<Stage>,
+    /// Whether this run changed the group (pinned or swapped it, started or followed a
+    /// refresh).
+    pub touched: bool,
+    /// What was done about the failure.
+    pub recovery: Option<Recovery>,
 }
 
 /// The SSM parameter that holds a group's lease.
@@ -105,6 +112,9 @@ pub async fn run_all(
                 pipeline: end.pipeline.clone(),
                 result: end.result,
                 message: end.message.clone(),
+                failed_stage: end.failed_stage,
+                touched: end.touched,
+                recovery: end.recovery.clone(),
             });
             end
         });
@@ -148,6 +158,9 @@ pub async fn run_pipeline(
         pipeline: ctx.pipeline.name.clone(),
         result,
         message,
+        failed_stage: None,
+        touched: false,
+        recovery: None,
     };
     ctx.events.emit(Event::Planned {
         plan: Box::new(plan.clone()),
@@ -194,7 +207,12 @@ pub async fn run_pipeline(
         &recovery,
         cleanup_error.as_deref(),
     );
-    end(result, message)
+    PipelineEnd {
+        failed_stage: failure.as_ref().map(|(stage, _)| *stage),
+        touched: baked.touched,
+        recovery: failure.as_ref().map(|_| recovery),
+        ..end(result, message)
+    }
 }
 
 /// The end of a run with nothing to do; a lease left by a run that died is removed, since
@@ -424,20 +442,6 @@ async fn run_stage(
         Stage::InstanceRefresh => instance_refresh::run(ctx, action, baked).await,
         Stage::Cleanup => unreachable!("cleanup runs after the stages, always"),
     }
-}
-
-/// What was done about a failure before the run ends.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Recovery {
-    /// Nothing was needed, or nothing could be done.
-    Nothing,
-    /// A refresh is still running: it is left to AWS to finish or roll back.
-    RefreshRunning,
-    /// A swapped launch configuration group was moved back before any instance was
-    /// replaced.
-    SwapUndone { previous: String },
-    /// Moving it back failed too.
-    SwapUndoFailed { error: String },
 }
 
 /// How a pipeline's run ends, from its failure (the stage and the error, if any), whether

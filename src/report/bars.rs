@@ -146,6 +146,7 @@ impl Sink for Bars {
                 pipeline,
                 result,
                 message,
+                ..
             } => {
                 let line = self.line(&mut state, pipeline);
                 line.set_style(Bars::spinner());

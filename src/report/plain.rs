@@ -169,6 +169,7 @@ pub fn sentence(event: &Event) -> Option<String> {
             pipeline,
             result,
             message,
+            ..
         } => format!("{pipeline}: {}: {message}", result_label(*result)),
         Event::LeaseTakenOver { pipeline, holder } => {
             format!("{pipeline}: took over the expired lease of {holder}; resuming its work")

@@ -59,6 +59,7 @@ impl Summary {
                 pipeline,
                 result,
                 message,
+                ..
             } => self.pipelines.push(PipelineRow {
                 pipeline: pipeline.clone(),
                 result: *result,

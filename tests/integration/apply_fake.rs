@@ -453,8 +453,31 @@ async fn a_swapped_configuration_group_is_moved_back_when_the_refresh_cannot_sta
         ErrorClass::Transient,
         "InternalFailure",
     );
-    let (end, _) = apply(&cloud, "stream-manager-legacy", "12.4.0").await;
+    let (end, events) = apply(&cloud, "stream-manager-legacy", "12.4.0").await;
     assert_eq!(end.result, PipelineResult::RolledBack, "{}", end.message);
+    // The end is typed: which stage failed, that the fleet was touched, what was undone.
+    let finished = events
+        .iter()
+        .find_map(|e| match e {
+            Event::PipelineFinished {
+                failed_stage,
+                touched,
+                recovery,
+                ..
+            } => Some((*failed_stage, *touched, recovery.clone())),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        finished,
+        (
+            Some(Stage::InstanceRefresh),
+            true,
+            Some(red5_rollout::events::Recovery::SwapUndone {
+                previous: "SM-red5pro-server-12.3.0-nov01-m5large-LC".into()
+            })
+        )
+    );
     assert!(
         end.message.ends_with("the group was moved back to launch configuration SM-red5pro-server-12.3.0-nov01-m5large-LC before any instance was replaced"),
         "{}",
