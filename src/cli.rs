@@ -117,14 +117,8 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct MatrixArgs {
-    /// The GitOps repository (any directory inside its work tree).
-    #[arg(
-        long,
-        value_name = "DIR",
-        default_value = ".",
-        env = "RED5_ROLLOUT_REPO"
-    )]
-    pub repo: PathBuf,
+    #[command(flatten)]
+    pub dir: RepoDir,
 
     /// The commit before the range (a push's `github.event.before`).
     #[arg(long, value_name = "REV", default_value = "HEAD^")]
@@ -275,7 +269,7 @@ pub enum StatusFormat {
 }
 
 #[derive(Debug, Args)]
-pub struct RepoArgs {
+pub struct RepoDir {
     /// The GitOps repository (any directory inside its work tree).
     #[arg(
         long,
@@ -284,6 +278,12 @@ pub struct RepoArgs {
         env = "RED5_ROLLOUT_REPO"
     )]
     pub repo: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RepoArgs {
+    #[command(flatten)]
+    pub dir: RepoDir,
 
     /// The commit to read pipelines and releases from.
     #[arg(long, value_name = "REV", default_value = "HEAD")]

@@ -94,7 +94,7 @@ fn today() -> Date {
 }
 
 fn snapshot(args: &RepoArgs) -> Result<Snapshot, Error> {
-    let repo = Repo::open(&args.repo)?;
+    let repo = Repo::open(&args.dir.repo)?;
     Ok(repo.snapshot(&args.rev, today())?)
 }
 
@@ -114,7 +114,7 @@ fn validate(args: &RepoArgs) -> Result<String, Error> {
 
 /// The pipelines that commits `base..head` change, as a workflow matrix.
 fn matrix(args: &MatrixArgs) -> Result<String, Error> {
-    let repo = Repo::open(&args.repo)?;
+    let repo = Repo::open(&args.dir.repo)?;
     let after = repo.snapshot(&args.head, today())?;
     if !after.catalog.problems.is_empty() {
         return Err(Error::Invalid(after.catalog.problems));
@@ -223,7 +223,7 @@ fn retry_rule(
     release: &crate::model::Release,
     failed: &crate::fleet::FailedRollout,
 ) -> crate::plan::RetryRule {
-    let changed_since_failure = Repo::open(&repo.repo).is_ok_and(|git| {
+    let changed_since_failure = Repo::open(&repo.dir.repo).is_ok_and(|git| {
         git.changed_since(
             &failed.commit,
             &snap.commit,

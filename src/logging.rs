@@ -14,8 +14,8 @@ pub fn draw_around(bars: &indicatif::MultiProgress) {
     let _ = BARS.set(bars.clone());
 }
 
-/// Starts the log: RUST_LOG when set, else `verbose` (0: warnings, 1: red5-rollout's
-/// debug log, 2 and more: every crate's). With `quiet_unless_asked` (a JSON event stream
+/// Starts the log: RUST_LOG when set, else `verbose` (0: nothing, 1: red5-rollout's
+/// debug log and every crate's warnings, 2 and more: every crate's debug log). With `quiet_unless_asked` (a JSON event stream
 /// on stderr), nothing is logged unless RUST_LOG or `-v` asks.
 pub fn init(verbose: u8, quiet_unless_asked: bool) {
     let from_env = std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty());
@@ -25,7 +25,7 @@ pub fn init(verbose: u8, quiet_unless_asked: bool) {
     let filter = match from_env {
         Some(spec) => EnvFilter::new(spec),
         None => EnvFilter::new(match verbose {
-            0 => "warn",
+            0 => "off",
             1 => "warn,red5_rollout=debug",
             _ => "debug",
         }),

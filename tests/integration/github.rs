@@ -6,12 +6,8 @@
 //! The events are those of a real rollout against the in-memory cloud, recorded once
 //! with paused time and replayed to the reporter in real time (HTTP needs real time).
 
-use crate::support::{release, shipped_pipeline};
-use red5_rollout::cloud::Cloud;
 use red5_rollout::events::{Emitter, Event, Recorder, Sink};
 use red5_rollout::github::{Client, ReporterSetup, Settings, plan_comment, plan_marker, start};
-use red5_rollout::plan::RetryRule;
-use red5_rollout::run::{RunOptions, prepare, run_all};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,35 +30,8 @@ fn recorded_rollout(fail: bool) -> Vec<Event> {
         if fail {
             cloud.fail_refresh_at(50);
         }
-        let dyn_cloud: Arc<dyn Cloud> = cloud.clone();
-        let job = prepare(
-            dyn_cloud,
-            &shipped_pipeline("stream-manager"),
-            &release("12.4.0"),
-            SHA,
-            crate::support::DATE,
-            &|_| RetryRule::ALWAYS,
-        )
-        .await
-        .unwrap();
         let recorder = Arc::new(Recorder::default());
-        let (_keep, interrupted) = tokio::sync::watch::channel(false);
-        run_all(
-            vec![job],
-            "20261124T080000Z-4f2a",
-            SHA,
-            "build-host",
-            Emitter::new(vec![recorder.clone()]),
-            interrupted,
-            RunOptions {
-                keep_builder: false,
-                concurrency: 1,
-                lease: red5_rollout::lease::LeaseTerms::DEFAULT,
-                ci_run: None,
-                ci_url: None,
-            },
-        )
-        .await;
+        crate::reporting::rollout_to(cloud, vec![recorder.clone()]).await;
         recorder.events()
     })
 }

@@ -57,7 +57,10 @@ async fn rollout() -> (String, String) {
 }
 
 /// Rolls 12.4.0 out on `cloud` with the ticking clock, reporting to `sinks`.
-async fn rollout_to(cloud: Arc<red5_rollout::cloud::fake::FakeCloud>, sinks: Vec<Arc<dyn Sink>>) {
+pub(crate) async fn rollout_to(
+    cloud: Arc<red5_rollout::cloud::fake::FakeCloud>,
+    sinks: Vec<Arc<dyn Sink>>,
+) {
     let pipeline = shipped_pipeline("stream-manager");
     let dyn_cloud: Arc<dyn Cloud> = cloud.clone();
     let job = prepare(
