@@ -162,12 +162,10 @@ impl Clock for SystemClock {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "outcome", rename_all = "kebab-case")]
 pub enum StageOutcome {
-    /// The stage did its work; `detail` says what in a sentence, `produced` names the
-    /// resources it made or followed.
+    /// The stage did its work: `produced` names what it made, adopted or followed (sinks
+    /// write the sentence).
     Done {
-        detail: String,
-        #[serde(default, skip_serializing_if = "Produced::is_empty")]
-        produced: Produced,
+        produced: Box<Produced>,
     },
     Skipped {
         reason: String,
@@ -175,10 +173,23 @@ pub enum StageOutcome {
     /// The stage failed: the error and its causes on one line, and for a failed update
     /// script its last lines of output (shown once, by the sink).
     Failed {
+        /// What kind of failure: `aws` (an AWS call failed; `error` has its code and
+        /// class), `timed-out`, `update-failed`, `image-failed`, `no-base-image`,
+        /// `precondition`, `refresh-failed`, `other-refresh`, `interrupted`.
+        kind: &'static str,
         error: String,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         output_tail: Vec<String>,
     },
+}
+
+impl StageOutcome {
+    /// The stage did its work, producing `produced`.
+    pub fn done(produced: Produced) -> StageOutcome {
+        StageOutcome::Done {
+            produced: Box::new(produced),
+        }
+    }
 }
 
 /// The resources a stage made, adopted or followed, by kind: what a summary table or a pull
@@ -203,6 +214,40 @@ pub struct Produced {
     /// Builders terminated by cleanup.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub terminated: Vec<String>,
+    /// Builders left running on purpose (`--keep-builder`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<String>,
+    /// The builder or image was left by an earlier run and adopted.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub adopted: bool,
+    /// The state of an adopted, updated builder that goes on to the image as it is
+    /// (`stopping`, `stopped`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub builder_state: Option<String>,
+    /// The image a builder was launched from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_image: Option<String>,
+    /// What `config` is: a template version or a launch configuration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_kind: Option<crate::model::LaunchKind>,
+    /// The configuration the group was moved from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_config: Option<String>,
+    /// A group on `$Latest` / `$Default` pinned to the number it stood for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<Pinned>,
+    /// The group tagged with the release it runs now, and that release.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tagged: Option<(String, String)>,
+}
+
+/// A launch template group pinned from an alias to a version number.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Pinned {
+    pub group: String,
+    pub template: String,
+    pub alias: String,
+    pub version: u64,
 }
 
 impl Produced {
@@ -212,6 +257,11 @@ impl Produced {
 
     /// The resource ids, in the order of the fields, for a table cell.
     pub fn ids(&self) -> Vec<String> {
+        if let Some(pinned) = &self.pinned
+            && self.config.is_none()
+        {
+            return vec![format!("{} v{}", pinned.template, pinned.version)];
+        }
         let mut ids: Vec<String> = [
             &self.builder,
             &self.command,

@@ -582,6 +582,17 @@ fn describe(err: &(dyn std::error::Error + 'static)) -> String {
 /// A stage's failure as its event carries it: typed, with the output tail once.
 fn failed(err: &StageError) -> StageOutcome {
     StageOutcome::Failed {
+        kind: match err {
+            StageError::Cloud { .. } => "aws",
+            StageError::TimedOut { .. } => "timed-out",
+            StageError::UpdateFailed { .. } => "update-failed",
+            StageError::ImageFailed { .. } => "image-failed",
+            StageError::NoBaseImage(_) => "no-base-image",
+            StageError::Precondition { .. } => "precondition",
+            StageError::RefreshFailed { .. } => "refresh-failed",
+            StageError::OtherRefresh { .. } => "other-refresh",
+            StageError::Interrupted { .. } => "interrupted",
+        },
         error: describe(err),
         output_tail: match err {
             StageError::UpdateFailed { tail, .. } => tail.clone(),

@@ -13,5 +13,5 @@ pub use actions::{ActionsFiles, markdown};
 pub use bars::Bars;
 pub use json::JsonLines;
 pub use mode::{Display, OutputChoice, ProgressChoice, resolve_display};
-pub use plain::{PlainLines, sentence};
+pub use plain::{PlainLines, done, sentence};
 pub use summary::{PipelineRow, StageRow, Summary};

@@ -2,7 +2,9 @@
 //! every 15 s per stage (or when the status changes), so a CI log stays readable.
 
 use super::mode::Display;
-use crate::events::{Event, PipelineResult, Sink, StageOutcome, Stamped};
+use crate::events::{Event, Pinned, PipelineResult, Produced, Sink, StageOutcome, Stamped};
+use crate::model::LaunchKind;
+use crate::plan::Stage;
 use crate::plan::human;
 use std::collections::HashMap;
 use std::io::Write;
@@ -155,9 +157,11 @@ pub fn sentence(event: &Event) -> Option<String> {
             outcome,
             elapsed,
         } => match outcome {
-            StageOutcome::Done { detail, .. } => {
-                format!("{pipeline} {stage}: done in {}: {detail}", secs(*elapsed))
-            }
+            StageOutcome::Done { produced } => format!(
+                "{pipeline} {stage}: done in {}: {}",
+                secs(*elapsed),
+                done(*stage, produced)
+            ),
             StageOutcome::Skipped { reason } => format!("{pipeline} {stage}: skipped: {reason}"),
             // The script's output was printed as it came (`stage-output`): not again here.
             StageOutcome::Failed { error, .. } => format!(
@@ -221,4 +225,81 @@ pub fn result_label(result: PipelineResult) -> &'static str {
         PipelineResult::Interrupted => "interrupted",
         PipelineResult::LockHeld => "locked",
     }
+}
+
+/// What a stage did, in a sentence, from what it produced.
+pub fn done(stage: Stage, p: &Produced) -> String {
+    let or = |value: &Option<String>, fallback: &str| {
+        value.clone().unwrap_or_else(|| fallback.to_string())
+    };
+    let builder = or(&p.builder, "the builder");
+    let config_label = match p.config_kind {
+        Some(LaunchKind::Configuration) => "launch configuration",
+        _ => "template version",
+    };
+    match stage {
+        Stage::LaunchBuilder => match (&p.builder_state, p.adopted) {
+            (Some(state), _) => {
+                format!("adopted builder {builder} (updated, {state}) for the image")
+            }
+            (None, true) => format!("adopted builder {builder}"),
+            (None, false) => format!("builder {builder} from {}", or(&p.base_image, "its image")),
+        },
+        Stage::ApplyUpdate => format!(
+            "command {} succeeded on {builder}",
+            or(&p.command, "the update")
+        ),
+        Stage::CreateImage => match (&p.image, &p.image_name, p.adopted) {
+            (Some(image), _, true) => format!("image {image} (adopted) is available"),
+            (Some(image), Some(name), false) => format!("image {image} `{name}` is available"),
+            _ => format!("image {} is available", or(&p.image, "")),
+        },
+        Stage::CreateLaunchConfig => {
+            let made = format!(
+                "{config_label} {} for {}",
+                or(&p.config, "?"),
+                or(&p.image, "the image")
+            );
+            match &p.pinned {
+                Some(pinned) => format!("{}; then {made}", pinned_sentence(pinned)),
+                None => made,
+            }
+        }
+        Stage::SwapAsg => match &p.pinned {
+            Some(pinned) => pinned_sentence(pinned),
+            None => format!(
+                "group moved from {} to {}",
+                or(&p.previous_config, "its previous configuration"),
+                or(&p.config, "the new configuration")
+            ),
+        },
+        Stage::InstanceRefresh => format!(
+            "refresh {} successful: the group runs {config_label} {}",
+            or(&p.refresh, "?"),
+            or(&p.config, "?")
+        ),
+        Stage::Cleanup => {
+            let mut parts = Vec::new();
+            if !p.kept.is_empty() {
+                parts.push(format!(
+                    "kept builder {} (--keep-builder)",
+                    p.kept.join(", ")
+                ));
+            }
+            if !p.terminated.is_empty() {
+                parts.push(format!("terminated builder {}", p.terminated.join(", ")));
+            }
+            if let Some((group, version)) = &p.tagged {
+                parts.push(format!("tagged group {group} with {version}"));
+            }
+            parts.join("; ")
+        }
+    }
+}
+
+fn pinned_sentence(p: &Pinned) -> String {
+    format!(
+        "pinned group {} from {} to version {} of {} (same configuration), so that AWS can roll the refresh back",
+        p.group, p.alias, p.version, p.template
+    )
 }

@@ -146,12 +146,9 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
         .tag_instance(&builder.id, &tags(&[(TAG_UPDATED, "true")]))
         .await
         .map_err(StageError::cloud(STAGE))?;
-    Ok(StageOutcome::Done {
-        detail: format!("command {command} succeeded on {}", builder.id),
-        produced: Produced {
-            builder: Some(builder.id.clone()),
-            command: Some(command.clone()),
-            ..Produced::default()
-        },
-    })
+    Ok(StageOutcome::done(Produced {
+        builder: Some(builder.id.clone()),
+        command: Some(command.clone()),
+        ..Produced::default()
+    }))
 }

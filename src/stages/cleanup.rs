@@ -53,11 +53,9 @@ pub async fn run(
             live.push(id.clone());
         }
     }
-    let mut done = Vec::new();
+    let mut produced = Produced::default();
     if keep_builder {
-        if !live.is_empty() {
-            done.push(format!("kept builder {} (--keep-builder)", live.join(", ")));
-        }
+        produced.kept = live;
     } else {
         for id in &live {
             cloud
@@ -65,9 +63,7 @@ pub async fn run(
                 .await
                 .map_err(StageError::cloud(STAGE))?;
         }
-        if !live.is_empty() {
-            done.push(format!("terminated builder {}", live.join(", ")));
-        }
+        produced.terminated = live;
     }
     if converged {
         let group = &ctx.pipeline.auto_scaling_group;
@@ -93,20 +89,14 @@ pub async fn run(
                 .tag_group(group, &written)
                 .await
                 .map_err(StageError::cloud(STAGE))?;
-            done.push(format!("tagged group {group} with {version}"));
+            produced.tagged = Some((group.clone(), version));
         }
     }
-    Ok(if done.is_empty() {
+    Ok(if produced.is_empty() {
         StageOutcome::Skipped {
             reason: "no builder to clean up".into(),
         }
     } else {
-        StageOutcome::Done {
-            detail: done.join("; "),
-            produced: Produced {
-                terminated: if keep_builder { Vec::new() } else { live },
-                ..Produced::default()
-            },
-        }
+        StageOutcome::done(produced)
     })
 }

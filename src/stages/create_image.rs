@@ -30,13 +30,11 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
     if let Some(pending) = images.first() {
         baked.image = Some(pending.id.clone());
         wait_until_available(ctx, &pending.id).await?;
-        return Ok(StageOutcome::Done {
-            detail: format!("image {} (adopted) is available", pending.id),
-            produced: Produced {
-                image: Some(pending.id.clone()),
-                ..Produced::default()
-            },
-        });
+        return Ok(StageOutcome::done(Produced {
+            image: Some(pending.id.clone()),
+            adopted: true,
+            ..Produced::default()
+        }));
     }
     let Some(builder) = ctx.builder_for(STAGE, baked).await? else {
         return Err(StageError::Precondition {
@@ -87,15 +85,12 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
         .map_err(StageError::cloud(STAGE))?;
     baked.image = Some(image.clone());
     wait_until_available(ctx, &image).await?;
-    Ok(StageOutcome::Done {
-        detail: format!("image {image} `{}` is available", ctx.names.image_name),
-        produced: Produced {
-            builder: Some(builder.id.clone()),
-            image: Some(image.clone()),
-            image_name: Some(ctx.names.image_name.clone()),
-            ..Produced::default()
-        },
-    })
+    Ok(StageOutcome::done(Produced {
+        builder: Some(builder.id.clone()),
+        image: Some(image.clone()),
+        image_name: Some(ctx.names.image_name.clone()),
+        ..Produced::default()
+    }))
 }
 
 async fn wait_until_available(ctx: &Context, image: &str) -> Result<(), StageError> {

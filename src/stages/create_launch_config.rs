@@ -22,7 +22,7 @@
 use super::context::{Baked, Context, StageError};
 use crate::cloud::{ErrorClass, ImageStatus, LaunchConfig, LaunchSpec, TAG_LAUNCH};
 use crate::events::{Produced, StageOutcome};
-use crate::model::{LaunchKind, LaunchSignature, LaunchTarget};
+use crate::model::{LaunchSignature, LaunchTarget};
 use crate::plan::Stage;
 
 const STAGE: Stage = Stage::CreateLaunchConfig;
@@ -86,20 +86,14 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
         user_data: ctx.names.user_data.clone(),
         tags,
     };
+    let mut pinned = None;
     let created = match &launch.target {
         LaunchTarget::Template { template } => {
             // Pin a group on `$Latest` / `$Default` first: on `$Latest` the new version
             // would otherwise go live for every scale-out before the refresh starts.
-            let pinned = super::swap_asg::pin_alias(ctx, None).await?;
-            if let Some(pinned) = pinned {
+            pinned = super::swap_asg::pin_alias(ctx, None).await?;
+            if pinned.is_some() {
                 baked.touched = true;
-                ctx.events.emit(crate::events::Event::StageProgress {
-                    pipeline: ctx.pipeline.name.clone(),
-                    stage: STAGE,
-                    message: pinned,
-                    elapsed: std::time::Duration::ZERO,
-                    budget: std::time::Duration::ZERO,
-                });
             }
             let source = source_version(ctx, template).await?;
             cloud
@@ -123,21 +117,13 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
         },
     };
     baked.config = Some(created.id.clone());
-    Ok(StageOutcome::Done {
-        detail: format!("{} {} for {image}", label(launch.kind()), created.id),
-        produced: Produced {
-            image: Some(image.clone()),
-            config: Some(created.id.clone()),
-            ..Produced::default()
-        },
-    })
-}
-
-fn label(kind: LaunchKind) -> &'static str {
-    match kind {
-        LaunchKind::Template => "template version",
-        LaunchKind::Configuration => "launch configuration",
-    }
+    Ok(StageOutcome::done(Produced {
+        image: Some(image.clone()),
+        config: Some(created.id.clone()),
+        config_kind: Some(launch.kind()),
+        pinned,
+        ..Produced::default()
+    }))
 }
 
 /// The launch configuration `name`, if it launches `image`.

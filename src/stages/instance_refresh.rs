@@ -94,21 +94,13 @@ pub async fn run(
         other => other?,
     };
     if finished.status == RefreshStatus::Successful {
-        return Ok(StageOutcome::Done {
-            detail: format!(
-                "refresh {refresh_id} successful: the group runs {} {config}",
-                match ctx.pipeline.launch.kind() {
-                    LaunchKind::Template => "template version",
-                    LaunchKind::Configuration => "launch configuration",
-                }
-            ),
-            produced: Produced {
-                config: Some(config.clone()),
-                refresh: Some(refresh_id.clone()),
-                percentage: Some(finished.percentage),
-                ..Produced::default()
-            },
-        });
+        return Ok(StageOutcome::done(Produced {
+            config: Some(config.clone()),
+            config_kind: Some(ctx.pipeline.launch.kind()),
+            refresh: Some(refresh_id.clone()),
+            percentage: Some(finished.percentage),
+            ..Produced::default()
+        }));
     }
     let previous = match (ctx.pipeline.launch.kind(), &finished.status) {
         (LaunchKind::Template, RefreshStatus::RollbackSuccessful) => {

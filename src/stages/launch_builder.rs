@@ -47,26 +47,19 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
                 InstanceState::Stopping | InstanceState::Stopped
             )
         {
-            return Ok(StageOutcome::Done {
-                detail: format!(
-                    "adopted builder {} (updated, {}) for the image",
-                    builder.id,
-                    format!("{:?}", builder.state).to_lowercase()
-                ),
-                produced: Produced {
-                    builder: Some(builder.id.clone()),
-                    ..Produced::default()
-                },
-            });
+            return Ok(StageOutcome::done(Produced {
+                builder: Some(builder.id.clone()),
+                adopted: true,
+                builder_state: Some(format!("{:?}", builder.state).to_lowercase()),
+                ..Produced::default()
+            }));
         }
         wait_until_ready(ctx, &builder.id).await?;
-        return Ok(StageOutcome::Done {
-            detail: format!("adopted builder {}", builder.id),
-            produced: Produced {
-                builder: Some(builder.id.clone()),
-                ..Produced::default()
-            },
-        });
+        return Ok(StageOutcome::done(Produced {
+            builder: Some(builder.id.clone()),
+            adopted: true,
+            ..Produced::default()
+        }));
     }
     if ctx.is_interrupted() {
         return Err(StageError::Interrupted { stage: STAGE });
@@ -145,13 +138,11 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
         .map_err(StageError::cloud(STAGE))?;
     baked.builder = Some(id.clone());
     wait_until_ready(ctx, &id).await?;
-    Ok(StageOutcome::Done {
-        detail: format!("builder {id} from {base}"),
-        produced: Produced {
-            builder: Some(id),
-            ..Produced::default()
-        },
-    })
+    Ok(StageOutcome::done(Produced {
+        builder: Some(id),
+        base_image: Some(base),
+        ..Produced::default()
+    }))
 }
 
 /// Waits until the builder runs and its SSM agent is Online. An online agent implies a

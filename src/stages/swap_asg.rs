@@ -17,7 +17,7 @@
 
 use super::context::{Baked, Context, StageError};
 use crate::cloud::GroupConfig;
-use crate::events::{Produced, StageOutcome};
+use crate::events::{Pinned, Produced, StageOutcome};
 use crate::model::LaunchKind;
 use crate::observe::tags;
 use crate::plan::Stage;
@@ -67,16 +67,12 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
         .map_err(StageError::cloud(STAGE))?;
     baked.touched = true;
     baked.previous_config = current.clone();
-    Ok(StageOutcome::Done {
-        detail: format!(
-            "group moved from {} to {config}",
-            current.as_deref().unwrap_or("its previous configuration")
-        ),
-        produced: Produced {
-            config: Some(config.clone()),
-            ..Produced::default()
-        },
-    })
+    Ok(StageOutcome::done(Produced {
+        config: Some(config.clone()),
+        config_kind: Some(LaunchKind::Configuration),
+        previous_config: current,
+        ..Produced::default()
+    }))
 }
 
 /// Pins a group that names `$Latest` / `$Default` to the version number its alias stands
@@ -87,12 +83,12 @@ async fn pin_template_version(
     baked: &mut Baked,
 ) -> Result<StageOutcome, StageError> {
     match pin_alias(ctx, Some(config)).await? {
-        Some(detail) => {
+        Some(pinned) => {
             baked.touched = true;
-            Ok(StageOutcome::Done {
-                detail,
-                produced: Produced::default(),
-            })
+            Ok(StageOutcome::done(Produced {
+                pinned: Some(pinned),
+                ..Produced::default()
+            }))
         }
         None => Ok(StageOutcome::Skipped {
             reason: format!(
@@ -103,14 +99,14 @@ async fn pin_template_version(
 }
 
 /// When the group names `$Latest` or `$Default` of its launch template, points it at the
-/// number the alias stands for now (its configuration unchanged) and says so; `None` when
-/// there was nothing to pin. `ours` is the version made for the release, which the group
+/// number the alias stands for now (its configuration unchanged) and says what it pinned;
+/// `None` when there was nothing to pin. `ours` is the version made for the release, which the group
 /// must never be pinned to before its refresh: a `$Latest` that already stands for it
 /// (a run died between creating it and pinning) is refused with what to do.
 pub(crate) async fn pin_alias(
     ctx: &Context,
     ours: Option<&str>,
-) -> Result<Option<String>, StageError> {
+) -> Result<Option<Pinned>, StageError> {
     let cloud = ctx.cloud.as_ref();
     let group_name = &ctx.pipeline.auto_scaling_group;
     let group = cloud
@@ -149,9 +145,12 @@ pub(crate) async fn pin_alias(
         .set_group_template_version(group_name, template, &resolved.to_string())
         .await
         .map_err(StageError::cloud(STAGE))?;
-    Ok(Some(format!(
-        "pinned group {group_name} from {version} to version {resolved} of {name} (same configuration), so that AWS can roll the refresh back"
-    )))
+    Ok(Some(Pinned {
+        group: group_name.clone(),
+        template: name.clone(),
+        alias: version.clone(),
+        version: resolved,
+    }))
 }
 
 /// When a launch-configuration group was swapped but no refresh replaced its instances,

@@ -551,10 +551,22 @@ async fn a_group_on_default_is_pinned_to_its_number_before_the_new_version_and_r
             .count(),
         1
     );
-    assert!(events.iter().any(|e| matches!(
-        e,
-        Event::StageProgress { message, .. } if message == "pinned group red5pro-sm-asg from $Default to version 1 of red5pro-sm (same configuration), so that AWS can roll the refresh back"
-    )));
+    // The pin is typed in what create-launch-config produced; the sentence is the sink's.
+    let pinned = events
+        .iter()
+        .find_map(|e| match e {
+            Event::StageFinished {
+                stage: Stage::CreateLaunchConfig,
+                outcome: StageOutcome::Done { produced },
+                ..
+            } => Some(produced.clone()),
+            _ => None,
+        })
+        .expect("create-launch-config is done");
+    assert_eq!(
+        red5_rollout::report::done(Stage::CreateLaunchConfig, &pinned),
+        "pinned group red5pro-sm-asg from $Default to version 1 of red5pro-sm (same configuration), so that AWS can roll the refresh back; then template version 2 for ami-00000000000000005"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -719,8 +731,9 @@ async fn an_updated_builder_left_stopping_goes_on_to_the_image() {
     assert_eq!(calls.iter().filter(|c| **c == "CreateImage").count(), 1);
     assert!(events.iter().any(|e| matches!(
         e,
-        Event::StageFinished { stage: Stage::LaunchBuilder, outcome: StageOutcome::Done { detail, .. }, .. }
-            if detail == &format!("adopted builder {builder} (updated, stopping) for the image")
+        Event::StageFinished { stage: Stage::LaunchBuilder, outcome: StageOutcome::Done { produced }, .. }
+            if red5_rollout::report::done(Stage::LaunchBuilder, produced) == format!("adopted builder {builder} (updated, stopping) for the image")
+                && produced.builder_state.as_deref() == Some("stopping")
     )), "{events:?}");
     assert!(cloud.live_builders().is_empty());
 }
