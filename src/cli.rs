@@ -243,6 +243,26 @@ pub struct AwsArgs {
     /// instance role); the region of each call is the pipeline's.
     #[arg(long, value_name = "URL", env = "AWS_ENDPOINT_URL")]
     pub endpoint_url: Option<String>,
+
+    /// At most this many AWS calls per second per region, on average, so that a rollout
+    /// never crowds out the Stream Manager's own EC2 calls on the account's rate limits.
+    /// 0: no limit.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = crate::cloud::meter::DEFAULT_CALLS_PER_SECOND,
+        env = "RED5_ROLLOUT_AWS_CALLS_PER_SECOND"
+    )]
+    pub aws_calls_per_second: f64,
+
+    /// How many AWS calls may go at once after a quiet spell (the budget's burst).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = crate::cloud::meter::DEFAULT_BURST,
+        env = "RED5_ROLLOUT_AWS_CALLS_BURST"
+    )]
+    pub aws_calls_burst: u32,
 }
 
 #[derive(Debug, Args)]

@@ -42,6 +42,8 @@ pub async fn run(command: Command) -> Result<String, Error> {
 /// AWS clients per region, made on first use.
 struct Clouds {
     endpoint: Option<String>,
+    calls_per_second: f64,
+    burst: u32,
     by_region: HashMap<String, Arc<dyn Cloud>>,
 }
 
@@ -49,6 +51,8 @@ impl Clouds {
     fn new(args: &AwsArgs) -> Self {
         Clouds {
             endpoint: args.endpoint_url.clone(),
+            calls_per_second: args.aws_calls_per_second,
+            burst: args.aws_calls_burst,
             by_region: HashMap::new(),
         }
     }
@@ -56,6 +60,7 @@ impl Clouds {
     async fn region(&mut self, region: &str) -> Arc<dyn Cloud> {
         if !self.by_region.contains_key(region) {
             let cloud = AwsCloud::connect(region, self.endpoint.as_deref()).await;
+            cloud.limit(self.calls_per_second, self.burst);
             self.by_region.insert(region.to_string(), Arc::new(cloud));
         }
         self.by_region[region].clone()

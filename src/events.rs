@@ -69,6 +69,10 @@ pub enum Event {
         /// What was done about the failure, if there was one.
         #[serde(skip_serializing_if = "Option::is_none")]
         recovery: Option<Recovery>,
+        /// The AWS calls this pipeline made (every HTTP request, retries included), when
+        /// they are counted.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        aws_calls: Option<crate::cloud::meter::CallCount>,
     },
     /// The lease of a run that died was taken over; this run resumes its work.
     LeaseTakenOver {

@@ -105,7 +105,8 @@ pub async fn run_all(
         let limit = limit.clone();
         let plan = job.plan;
         let options = options.clone();
-        set.spawn(async move {
+        let name = ctx.pipeline.name.clone();
+        set.spawn(crate::cloud::meter::in_pipeline(name.clone(), async move {
             let _permit = limit.acquire_owned().await.expect("semaphore stays open");
             let end = run_pipeline(&ctx, &plan, &lock, &options).await;
             ctx.events.emit(Event::PipelineFinished {
@@ -115,9 +116,10 @@ pub async fn run_all(
                 failed_stage: end.failed_stage,
                 touched: end.touched,
                 recovery: end.recovery.clone(),
+                aws_calls: ctx.cloud.calls(&name),
             });
             end
-        });
+        }));
     }
     let mut ends = Vec::new();
     while let Some(joined) = set.join_next().await {
@@ -178,13 +180,17 @@ pub async fn run_pipeline(
     if let Err((result, message)) = take_lease(ctx, lock, options).await {
         return end(result, message);
     }
-    let renewal = tokio::spawn(keep_renewed(
-        ctx.cloud.clone(),
-        group.clone(),
-        lock.clone(),
-        options.lease,
-        ctx.events.clone(),
+    // The renewals are this pipeline's calls too.
+    let renewal = tokio::spawn(crate::cloud::meter::in_pipeline(
         ctx.pipeline.name.clone(),
+        keep_renewed(
+            ctx.cloud.clone(),
+            group.clone(),
+            lock.clone(),
+            options.lease,
+            ctx.events.clone(),
+            ctx.pipeline.name.clone(),
+        ),
     ));
 
     let mut baked = Baked::default();

@@ -7,6 +7,7 @@
 //! neutral default, and a missing identifier becomes an `Invalid` error that names the
 //! field.
 
+use super::meter::{self, CallCount, Meter};
 use super::{
     BuilderSpec, Cloud, CloudError, CloudResult, CommandResult, CommandStatus, ErrorClass, Group,
     GroupConfig, GroupInstance, Image, ImageStatus, Instance, InstanceState, LaunchConfig,
@@ -22,7 +23,15 @@ use aws_sdk_ec2::config::Credentials;
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types as ec2;
 use aws_sdk_ssm::types as ssm;
+use aws_smithy_http_client::tls;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Every call gets this many attempts in all: throttling and 5xx answers are retried by
@@ -44,11 +53,12 @@ const TEMPLATE_VERSIONS_PAGE: i32 = 200;
 /// Instance states `find_instances` reports: everything that still exists.
 const LIVE_STATES: [&str; 4] = ["pending", "running", "stopping", "stopped"];
 
-/// The AWS SDK clients of one region.
+/// The AWS SDK clients of one region, and the region's call budget.
 pub struct AwsCloud {
     ec2: aws_sdk_ec2::Client,
     autoscaling: aws_sdk_autoscaling::Client,
     ssm: aws_sdk_ssm::Client,
+    meter: Arc<Meter>,
 }
 
 impl AwsCloud {
@@ -82,13 +92,89 @@ impl AwsCloud {
             loader =
                 loader.credentials_provider(Credentials::new(key, secret, None, None, "static"));
         }
+        let meter = Arc::new(Meter::default());
+        loader = loader.http_client(Metered {
+            inner: aws_smithy_http_client::Builder::new()
+                .tls_provider(tls::Provider::Rustls(
+                    tls::rustls_provider::CryptoMode::AwsLc,
+                ))
+                .build_https(),
+            meter: meter.clone(),
+        });
         let config = loader.load().await;
         AwsCloud {
             ec2: aws_sdk_ec2::Client::new(&config),
             autoscaling: aws_sdk_autoscaling::Client::new(&config),
             ssm: aws_sdk_ssm::Client::new(&config),
+            meter,
         }
     }
+
+    /// Holds this region's calls to `rate` per second on average, `burst` at once (a rate
+    /// of zero: no limit).
+    pub fn limit(&self, rate: f64, burst: u32) {
+        self.meter.bucket.set(rate, burst);
+    }
+}
+
+// --- The call budget ---------------------------------------------------------------------
+
+/// The SDK's HTTPS client, with every request (retries included) taking a token from the
+/// region's bucket first and counted for the pipeline whose task makes it.
+#[derive(Debug)]
+struct Metered {
+    inner: SharedHttpClient,
+    meter: Arc<Meter>,
+}
+
+impl HttpClient for Metered {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        SharedHttpConnector::new(MeteredConnector {
+            inner: self.inner.http_connector(settings, components),
+            meter: self.meter.clone(),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct MeteredConnector {
+    inner: SharedHttpConnector,
+    meter: Arc<Meter>,
+}
+
+impl HttpConnector for MeteredConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let action = action_of(&request);
+        let pipeline = meter::current_pipeline();
+        let (inner, meter) = (self.inner.clone(), self.meter.clone());
+        HttpConnectorFuture::new(async move {
+            meter.bucket.take().await;
+            meter.ledger.count_for(pipeline, &action);
+            inner.call(request).await
+        })
+    }
+}
+
+/// The AWS action a request asks for: the JSON protocol's `X-Amz-Target` (SSM), else the
+/// query protocol's `Action=` (EC2, Auto Scaling).
+fn action_of(request: &HttpRequest) -> String {
+    if let Some(target) = request.headers().get("x-amz-target") {
+        return target.rsplit('.').next().unwrap_or(target).to_owned();
+    }
+    request
+        .body()
+        .bytes()
+        .and_then(|body| std::str::from_utf8(body).ok())
+        .and_then(|body| {
+            body.split('&')
+                .find_map(|pair| pair.strip_prefix("Action="))
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "Unknown".into())
 }
 
 // --- Errors ------------------------------------------------------------------------------
@@ -672,6 +758,10 @@ impl AwsCloud {
 
 #[async_trait]
 impl Cloud for AwsCloud {
+    fn calls(&self, pipeline: &str) -> Option<CallCount> {
+        Some(self.meter.ledger.of(pipeline))
+    }
+
     async fn group(&self, name: &str) -> CloudResult<Group> {
         const OP: &str = "DescribeAutoScalingGroups";
         let output = self

@@ -97,6 +97,8 @@ pub struct World {
     counter: u64,
     /// When the world was made: the fake's clock reads [`EPOCH`] then.
     origin: Instant,
+    /// Calls per pipeline, as the AWS adapter counts them.
+    ledger: super::meter::Ledger,
 }
 
 /// What the fake's clock reads (seconds since the Unix epoch) when its world is made.
@@ -209,6 +211,7 @@ impl FakeCloud {
             refresh_fails_as: None,
             counter: 0,
             origin: now,
+            ledger: super::meter::Ledger::default(),
         };
         world.images.insert(
             image_id.into(),
@@ -326,6 +329,7 @@ impl FakeCloud {
     ) -> CloudResult<T> {
         let mut world = self.world.lock().expect("fake cloud lock");
         world.calls.push(operation);
+        world.ledger.count(operation);
         if let Some(err) = world.failures.remove(operation) {
             return Err(err);
         }
@@ -436,6 +440,10 @@ impl World {
 
 #[async_trait]
 impl Cloud for FakeCloud {
+    fn calls(&self, pipeline: &str) -> Option<super::meter::CallCount> {
+        Some(self.with_world(|w| w.ledger.of(pipeline)))
+    }
+
     async fn group(&self, name: &str) -> CloudResult<Group> {
         self.call("DescribeAutoScalingGroups", |w| {
             if w.group.name == name {

@@ -8,6 +8,7 @@
 pub mod aws;
 mod error;
 pub mod fake;
+pub mod meter;
 mod types;
 
 pub use error::{CloudError, ErrorClass, iam_action};
@@ -19,6 +20,12 @@ pub type CloudResult<T> = Result<T, CloudError>;
 
 #[async_trait]
 pub trait Cloud: Send + Sync {
+    /// The AWS calls made so far for `pipeline` (see [`meter`]), when they are counted.
+    fn calls(&self, pipeline: &str) -> Option<meter::CallCount> {
+        let _ = pipeline;
+        None
+    }
+
     // --- Reading ---------------------------------------------------------------------
 
     /// The Auto Scaling group, its configuration and its instances.

@@ -76,6 +76,9 @@ pub fn markdown(summary: &Summary, versions: &BTreeMap<String, String>) -> Strin
             result_label(pipeline.result)
         );
         let _ = writeln!(out, "{}\n", cell(&pipeline.message));
+        if let Some(calls) = pipeline.aws_calls {
+            let _ = writeln!(out, "{}.\n", super::plain::calls_phrase(calls));
+        }
         let _ = writeln!(out, "| stage | result | duration | resources |");
         let _ = writeln!(out, "| --- | --- | --- | --- |");
         for row in summary

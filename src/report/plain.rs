@@ -173,8 +173,13 @@ pub fn sentence(event: &Event) -> Option<String> {
             pipeline,
             result,
             message,
+            aws_calls,
             ..
-        } => format!("{pipeline}: {}: {message}", result_label(*result)),
+        } => format!(
+            "{pipeline}: {}: {message}{}",
+            result_label(*result),
+            aws_calls.map_or(String::new(), |calls| format!(" ({})", calls_phrase(calls)))
+        ),
         Event::LeaseTakenOver { pipeline, holder } => {
             format!("{pipeline}: took over the expired lease of {holder}; resuming its work")
         }
@@ -301,5 +306,14 @@ fn pinned_sentence(p: &Pinned) -> String {
     format!(
         "pinned group {} from {} to version {} of {} (same configuration), so that AWS can roll the refresh back",
         p.group, p.alias, p.version, p.template
+    )
+}
+
+/// "214 AWS calls, 13 of them mutating".
+pub fn calls_phrase(calls: crate::cloud::meter::CallCount) -> String {
+    format!(
+        "{} AWS calls, {} of them mutating",
+        calls.total(),
+        calls.mutating
     )
 }

@@ -23,6 +23,7 @@ pub struct PipelineRow {
     pub pipeline: String,
     pub result: PipelineResult,
     pub message: String,
+    pub aws_calls: Option<crate::cloud::meter::CallCount>,
 }
 
 /// What the table is made of, gathered from a run's events.
@@ -59,11 +60,13 @@ impl Summary {
                 pipeline,
                 result,
                 message,
+                aws_calls,
                 ..
             } => self.pipelines.push(PipelineRow {
                 pipeline: pipeline.clone(),
                 result: *result,
                 message: message.clone(),
+                aws_calls: *aws_calls,
             }),
             _ => {}
         }
@@ -119,6 +122,9 @@ impl Summary {
                 let _ = writeln!(out, "{}", line([&row[0], &row[1], &row[2], &row[3]]));
             }
             let _ = writeln!(out, "  {}", pipeline.message);
+            if let Some(calls) = pipeline.aws_calls {
+                let _ = writeln!(out, "  {}", super::plain::calls_phrase(calls));
+            }
         }
         out
     }

@@ -1028,3 +1028,24 @@ async fn a_template_refresh_that_aws_rolled_back_after_its_run_died_is_reported_
         Some("12.4.0 c0ffee0000000000000000000000000000000000".to_string())
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_pipeline_s_end_reports_every_aws_call_its_run_made() {
+    let cloud = template_fleet();
+    let job = prepare_job(&cloud, &shipped_pipeline("stream-manager"), "12.4.0").await;
+    cloud.clear_calls();
+    let (end, events) = run_job(job, running()).await;
+    assert_eq!(end.result, PipelineResult::Converged, "{}", end.message);
+    let counted = events
+        .iter()
+        .find_map(|e| match e {
+            Event::PipelineFinished { aws_calls, .. } => *aws_calls,
+            _ => None,
+        })
+        .expect("the fake counts calls");
+    // Every call of the run, the lease's renewals included, is the pipeline's: the
+    // planning before it (`prepare`) is not.
+    assert_eq!(counted.total(), cloud.calls().len() as u64);
+    assert_eq!(counted.mutating, cloud.mutating_calls().len() as u64);
+    assert!(counted.mutating >= 11, "{counted:?}");
+}

@@ -164,6 +164,8 @@ impl Setup {
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_REGION", "us-east-1")
             .env("CI", "true")
+            // The emulator runs AWS's pace twenty times faster, and so may the calls.
+            .env("RED5_ROLLOUT_AWS_CALLS_PER_SECOND", "100")
             .env_remove("RED5_ROLLOUT_REPO");
         command
     }
@@ -1349,4 +1351,79 @@ async fn verbose_logs_every_aws_call_on_stderr_and_only_when_asked() {
         "{}",
         stderr(&filtered)
     );
+}
+
+/// When the emulator received each call since it last forgot them, in seconds.
+fn call_times(emulator: &Emulator) -> Vec<f64> {
+    emulator.calls()["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["time"].as_f64())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_call_budget_spaces_calls_after_the_burst_and_every_call_is_counted() {
+    let emulator = Emulator::alone().await;
+    let setup = setup(&emulator, "e2e-budget", "stream-manager", 1).await;
+
+    // Without a budget, status's reads go out back to back.
+    emulator.reset_calls();
+    let free = setup.run(&["status", &setup.pipeline, "--aws-calls-per-second", "0"]);
+    assert_eq!(free.status.code(), Some(0), "{}", stderr(&free));
+    let unlimited = call_times(&emulator);
+    assert!(unlimited.len() > 4, "{unlimited:?}");
+    // With two at once and then two a second, every call after the second waits its turn.
+    emulator.reset_calls();
+    let held = setup.run(&[
+        "status",
+        &setup.pipeline,
+        "--aws-calls-per-second",
+        "2",
+        "--aws-calls-burst",
+        "2",
+    ]);
+    assert_eq!(held.status.code(), Some(0), "{}", stderr(&held));
+    assert_eq!(stdout(&held), stdout(&free));
+    let limited = call_times(&emulator);
+    assert_eq!(limited.len(), unlimited.len());
+    let gaps: Vec<f64> = limited.windows(2).map(|w| w[1] - w[0]).collect();
+    for gap in &gaps[1..] {
+        assert!(
+            *gap >= 0.45,
+            "calls closer than the budget allows: {gaps:?}"
+        );
+    }
+    let spread = |times: &[f64]| times[times.len() - 1] - times[0];
+    assert!(
+        spread(&limited) >= 0.45 * (limited.len() - 2) as f64,
+        "{limited:?}"
+    );
+    assert!(
+        spread(&unlimited) < spread(&limited),
+        "{unlimited:?} {limited:?}"
+    );
+
+    // A rollout's end counts its calls: every mutating call AWS received is in it.
+    setup.bump("12.4.0");
+    emulator.reset_calls();
+    let out = setup.apply();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let finished: Value = stderr(&out)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["event"] == "pipeline-finished")
+        .unwrap();
+    let counted = &finished["aws_calls"];
+    let received = emulator.calls();
+    let mutating: u64 = mutating(&emulator).iter().map(|(_, n)| n).sum();
+    assert_eq!(counted["mutating"].as_u64(), Some(mutating), "{finished}");
+    // Planning before the run (its reads) is not the pipeline's run: AWS saw more reads.
+    let total = counted["reads"].as_u64().unwrap() + mutating;
+    assert!(
+        total <= received["total"].as_u64().unwrap(),
+        "{finished} {received}"
+    );
+    assert!(total > mutating, "{finished}");
 }

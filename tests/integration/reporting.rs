@@ -125,6 +125,7 @@ async fn every_json_line_is_a_stamped_event_of_the_documented_schema() {
     insta::with_settings!({filters => vec![
         (r#""at":"[^"]+""#, r#""at":"[time]""#),
         (r#""(run_)?elapsed":[0-9.]+"#, r#""${1}elapsed":"[seconds]""#),
+        (r#""reads":[0-9]+,"mutating":[0-9]+"#, r#""reads":"[polls]","mutating":"[n]""#),
     ]}, {
         insta::assert_snapshot!("events_json", steady);
     });
@@ -141,6 +142,7 @@ async fn the_plain_log_reads_as_a_ci_log_with_the_events_times() {
     insta::with_settings!({filters => vec![
         (r"(?m)^2026-11-24T08:[0-9]{2}:[0-9]{2}Z", "[time]"),
         (r"(done in|FAILED after) [0-9hms]+", "$1 [duration]"),
+        (r"[0-9]+ AWS calls, [0-9]+ of them", "[polls] AWS calls, [n] of them"),
     ]}, {
         insta::assert_snapshot!("plain_log", steady);
     });
@@ -156,6 +158,7 @@ async fn the_terminal_summary_lists_each_stage_with_its_result_duration_and_reso
     }
     insta::with_settings!({filters => vec![
         (r"  (done|FAILED) +[0-9hms]+ +", "  $1  [duration]  "),
+        (r"[0-9]+ AWS calls, [0-9]+ of them", "[polls] AWS calls, [n] of them"),
     ]}, {
         insta::assert_snapshot!("summary_table", summary.table());
     });
@@ -284,6 +287,7 @@ async fn inside_actions_the_job_summary_outputs_and_log_groups_are_written() {
     );
     insta::with_settings!({filters => vec![
         (r"\| (done|FAILED) \| [0-9hms]+ \|", "| $1 | [duration] |"),
+        (r"[0-9]+ AWS calls, [0-9]+ of them", "[polls] AWS calls, [n] of them"),
     ]}, {
         insta::assert_snapshot!("step_summary", summary);
     });
