@@ -72,13 +72,33 @@ pub async fn observe(cloud: &dyn Cloud, pipeline: &Pipeline) -> Result<Observati
             v.is_some() || pipeline.launch.kind() == LaunchKind::Template || group.config.is(&c.id)
         })
         .collect();
-    let image_id = cloud.config_image(&group.config).await?;
     let resolved_version = match &group.config {
         GroupConfig::Template { id, name, version } if is_version_alias(version) => cloud
             .launch_template(if id.is_empty() { name } else { id })
             .await?
             .resolve(version),
         _ => None,
+    };
+    // The image the group launches: from the configurations just listed when the group
+    // uses one of them, else asked for.
+    let listed = |config: &str| {
+        launch_configs
+            .iter()
+            .find(|(c, _)| c.id == config && !c.image_id.is_empty())
+            .map(|(c, _)| c.image_id.clone())
+    };
+    let from_list = match (&group.config, &pipeline.launch.target) {
+        (GroupConfig::Template { id, name, version }, LaunchTarget::Template { template })
+            if name == template || id == template =>
+        {
+            listed(&resolved_version.map_or_else(|| version.clone(), |n| n.to_string()))
+        }
+        (GroupConfig::Configuration { name }, LaunchTarget::Configuration) => listed(name),
+        _ => None,
+    };
+    let image_id = match from_list {
+        Some(image) => Some(image),
+        None => cloud.config_image(&group.config).await?,
     };
     let running_image = match image_id.as_deref() {
         Some(id) => match images.iter().find(|i| i.id == id) {
