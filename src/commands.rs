@@ -82,7 +82,15 @@ async fn status(args: &StatusArgs) -> Result<String, Error> {
     let mut clouds = Clouds::new(&args.aws);
     let mut observations = Vec::new();
     for pipeline in select(&args.pipelines, &snap.catalog.pipelines)? {
-        observations.push(clouds.observe(pipeline).await?);
+        let mut observation = clouds.observe(pipeline).await?;
+        let cloud = clouds.region(&pipeline.region).await;
+        crate::observe::read_lease(cloud.as_ref(), &mut observation)
+            .await
+            .map_err(|source| Error::Cloud {
+                pipeline: pipeline.name.clone(),
+                source,
+            })?;
+        observations.push(observation);
     }
     Ok(match args.format {
         StatusFormat::Text => status_as_text(&observations),

@@ -31,7 +31,8 @@ pub struct Observation {
     pub resolved_version: Option<u64>,
     /// The image the group runs, as AWS describes it (its root device and snapshot).
     pub running_image: Option<Image>,
-    /// The run holding the group's lease, if one does.
+    /// The run holding the group's lease, if one does (read by [`read_lease`]: only
+    /// `status` shows it, so planning does not pay for it).
     pub lease: Option<Lock>,
 }
 
@@ -120,9 +121,6 @@ pub async fn observe(cloud: &dyn Cloud, pipeline: &Pipeline) -> Result<Observati
         ]))
         .await?;
     let refresh = cloud.refreshes(&group.name).await?.into_iter().next();
-    let lease = cloud
-        .read_lock(&crate::lease::lease_name(&group.name))
-        .await?;
     Ok(Observation {
         pipeline: pipeline.name.clone(),
         region: pipeline.region.clone(),
@@ -135,8 +133,19 @@ pub async fn observe(cloud: &dyn Cloud, pipeline: &Pipeline) -> Result<Observati
         refresh,
         resolved_version,
         running_image,
-        lease,
+        lease: None,
     })
+}
+
+/// Reads the lease of the observed group into `observation`.
+pub async fn read_lease(
+    cloud: &dyn Cloud,
+    observation: &mut Observation,
+) -> Result<(), CloudError> {
+    observation.lease = cloud
+        .read_lock(&crate::lease::lease_name(&observation.group.name))
+        .await?;
+    Ok(())
 }
 
 impl Observation {

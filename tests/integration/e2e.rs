@@ -940,6 +940,15 @@ async fn unlock_removes_only_the_lock_of_the_run_it_names() {
     };
     let name = red5_rollout::run::lock_name(&setup.fleet.group);
     setup.cloud().await.put_lock(&name, &lock).await.unwrap();
+    // status names the holder.
+    let status = setup.run(&["status", &setup.pipeline]);
+    assert!(
+        stdout(&status).contains(
+            "  lease:         held by run run-gone on ci-3 (commit abc) since 2026-11-24T06:00:00Z, lease until 2099-01-01T00:00:00Z"
+        ),
+        "{}",
+        stdout(&status)
+    );
 
     let out = setup.run(&["unlock", &setup.fleet.group, "--run", "run-other"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
