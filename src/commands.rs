@@ -11,12 +11,12 @@ use crate::error::Error;
 use crate::events::{Emitter, PipelineResult, Sink};
 use crate::fleet::{FleetState, FleetStates};
 use crate::model::{Pipeline, desired_release, render};
-use crate::observe::{Observation, observe};
+use crate::observe::Observation;
 use crate::plan::{Plan, plan_rollout_with};
 use crate::render::{plans_as_json, plans_as_markdown, plans_as_text};
 use crate::repo::{Repo, Snapshot};
 use crate::report::{Display, JsonLines, PlainLines, resolve_display};
-use crate::run::{Job, RunOptions, lock_name, prepare, run_all};
+use crate::run::{Job, RunOptions, lock_name, prepare_in, run_all};
 use crate::status::status_as_text;
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -45,6 +45,8 @@ struct Clouds {
     calls_per_second: f64,
     burst: u32,
     by_region: HashMap<String, Arc<dyn Cloud>>,
+    /// What was read once for every selected pipeline of a region.
+    shared: HashMap<String, crate::observe::RegionReads>,
 }
 
 impl Clouds {
@@ -54,7 +56,35 @@ impl Clouds {
             calls_per_second: args.aws_calls_per_second,
             burst: args.aws_calls_burst,
             by_region: HashMap::new(),
+            shared: HashMap::new(),
         }
+    }
+
+    /// Reads, once per region, what `pipelines` share: their groups, images and builders.
+    async fn read_regions(&mut self, pipelines: &[&Pipeline]) -> Result<(), Error> {
+        let mut regions: Vec<&str> = pipelines.iter().map(|p| p.region.as_str()).collect();
+        regions.sort_unstable();
+        regions.dedup();
+        for region in regions {
+            let of_region: Vec<&Pipeline> = pipelines
+                .iter()
+                .copied()
+                .filter(|p| p.region == region)
+                .collect();
+            let cloud = self.region(region).await;
+            let reads = crate::observe::read_region(cloud.as_ref(), &of_region)
+                .await
+                .map_err(|source| Error::Cloud {
+                    pipeline: of_region[0].name.clone(),
+                    source,
+                })?;
+            self.shared.insert(region.to_string(), reads);
+        }
+        Ok(())
+    }
+
+    fn shared(&self, region: &str) -> Option<&crate::observe::RegionReads> {
+        self.shared.get(region)
     }
 
     async fn region(&mut self, region: &str) -> Arc<dyn Cloud> {
@@ -68,7 +98,7 @@ impl Clouds {
 
     async fn observe(&mut self, pipeline: &Pipeline) -> Result<Observation, Error> {
         let cloud = self.region(&pipeline.region).await;
-        observe(cloud.as_ref(), pipeline)
+        crate::observe::observe_in(cloud.as_ref(), pipeline, self.shared(&pipeline.region))
             .await
             .map_err(|source| Error::Cloud {
                 pipeline: pipeline.name.clone(),
@@ -81,16 +111,36 @@ async fn status(args: &StatusArgs) -> Result<String, Error> {
     let snap = snapshot(&args.repo)?;
     let mut clouds = Clouds::new(&args.aws);
     let mut observations = Vec::new();
-    for pipeline in select(&args.pipelines, &snap.catalog.pipelines)? {
-        let mut observation = clouds.observe(pipeline).await?;
-        let cloud = clouds.region(&pipeline.region).await;
-        crate::observe::read_lease(cloud.as_ref(), &mut observation)
+    let selected = select(&args.pipelines, &snap.catalog.pipelines)?;
+    clouds.read_regions(&selected).await?;
+    for pipeline in &selected {
+        observations.push(clouds.observe(pipeline).await?);
+    }
+    // The leases, many per call, region by region.
+    let mut regions: Vec<&str> = selected.iter().map(|p| p.region.as_str()).collect();
+    regions.sort_unstable();
+    regions.dedup();
+    for region in regions {
+        let of_region: Vec<&&Pipeline> = selected.iter().filter(|p| p.region == region).collect();
+        let names: Vec<String> = of_region
+            .iter()
+            .map(|p| crate::lease::lease_name(&p.auto_scaling_group))
+            .collect();
+        let cloud = clouds.region(region).await;
+        let leases = cloud
+            .read_locks(&names)
             .await
             .map_err(|source| Error::Cloud {
-                pipeline: pipeline.name.clone(),
+                pipeline: of_region[0].name.clone(),
                 source,
             })?;
-        observations.push(observation);
+        for observation in observations.iter_mut().filter(|o| o.region == region) {
+            let name = crate::lease::lease_name(&observation.group.name);
+            observation.lease = leases
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, lock)| lock.clone());
+        }
     }
     Ok(match args.format {
         StatusFormat::Text => status_as_text(&observations),
@@ -264,7 +314,11 @@ async fn plan_pipelines(
         return Err(Error::Invalid(catalog.problems.clone()));
     }
     let mut plans = Vec::new();
-    for pipeline in select(names, &catalog.pipelines)? {
+    let selected = select(names, &catalog.pipelines)?;
+    if let FleetSource::Aws(clouds) = source {
+        clouds.read_regions(&selected).await?;
+    }
+    for pipeline in selected {
         let release =
             desired_release(pipeline, &catalog.releases).map_err(|source| Error::NoRelease {
                 pipeline: pipeline.name.clone(),
@@ -275,8 +329,9 @@ async fn plan_pipelines(
         };
         if let FleetSource::Aws(clouds) = source {
             let cloud = clouds.region(&pipeline.region).await;
+            let shared = clouds.shared(&pipeline.region);
             plans.push(
-                prepare(cloud, pipeline, release, &snap.commit, date, &rule)
+                prepare_in(cloud, pipeline, release, &snap.commit, date, &rule, shared)
                     .await?
                     .plan,
             );
@@ -453,7 +508,9 @@ async fn apply(args: &ApplyArgs) -> Result<String, Error> {
     }
     let mut clouds = Clouds::new(&args.aws);
     let mut jobs: Vec<Job> = Vec::new();
-    for pipeline in select(&args.pipelines, &catalog.pipelines)? {
+    let selected = select(&args.pipelines, &catalog.pipelines)?;
+    clouds.read_regions(&selected).await?;
+    for pipeline in selected {
         let release =
             desired_release(pipeline, &catalog.releases).map_err(|source| Error::NoRelease {
                 pipeline: pipeline.name.clone(),
@@ -463,7 +520,19 @@ async fn apply(args: &ApplyArgs) -> Result<String, Error> {
         let rule = |failed: &crate::fleet::FailedRollout| {
             retry_rule(&args.repo, &snap, args.retry, pipeline, release, failed)
         };
-        jobs.push(prepare(cloud, pipeline, release, &snap.commit, today(), &rule).await?);
+        let shared = clouds.shared(&pipeline.region);
+        jobs.push(
+            prepare_in(
+                cloud,
+                pipeline,
+                release,
+                &snap.commit,
+                today(),
+                &rule,
+                shared,
+            )
+            .await?,
+        );
     }
     let plans: Vec<Plan> = jobs.iter().map(|j| j.plan.clone()).collect();
     let mut stdout = std::io::stdout().lock();

@@ -31,8 +31,8 @@ pub struct Observation {
     pub resolved_version: Option<u64>,
     /// The image the group runs, as AWS describes it (its root device and snapshot).
     pub running_image: Option<Image>,
-    /// The run holding the group's lease, if one does (read by [`read_lease`]: only
-    /// `status` shows it, so planning does not pay for it).
+    /// The run holding the group's lease, if one does (read by `status` only, many per
+    /// call: planning does not pay for it).
     pub lease: Option<Lock>,
 }
 
@@ -47,12 +47,72 @@ fn version_tag(tags: &Tags) -> Option<Version> {
     tags.get(TAG_VERSION).and_then(|v| v.parse().ok())
 }
 
+/// What is read once for every pipeline of a region: their groups (many per call), every
+/// image and every builder the runner made or adopted (one call each).
+#[derive(Debug, Clone, Default)]
+pub struct RegionReads {
+    groups: Vec<Group>,
+    images: Vec<Image>,
+    builders: Vec<Instance>,
+}
+
+/// Reads what `pipelines` (all of one region) share.
+pub async fn read_region(
+    cloud: &dyn Cloud,
+    pipelines: &[&Pipeline],
+) -> Result<RegionReads, CloudError> {
+    let names: Vec<String> = pipelines
+        .iter()
+        .map(|p| p.auto_scaling_group.clone())
+        .collect();
+    Ok(RegionReads {
+        groups: cloud.groups(&names).await?,
+        images: cloud.images_tagged(TAG_PIPELINE).await?,
+        builders: cloud
+            .find_instances(&tags(&[(TAG_ROLE, "builder")]))
+            .await?,
+    })
+}
+
 /// Reads the fleet of `pipeline` from AWS.
 pub async fn observe(cloud: &dyn Cloud, pipeline: &Pipeline) -> Result<Observation, CloudError> {
-    let group = cloud.group(&pipeline.auto_scaling_group).await?;
-    let images = cloud
-        .find_images(&tags(&[(TAG_PIPELINE, &pipeline.name)]))
-        .await?;
+    observe_in(cloud, pipeline, None).await
+}
+
+/// Reads the fleet of `pipeline`, taking what `shared` read for its region already.
+pub async fn observe_in(
+    cloud: &dyn Cloud,
+    pipeline: &Pipeline,
+    shared: Option<&RegionReads>,
+) -> Result<Observation, CloudError> {
+    let of_pipeline = |tagged: &Tags| {
+        tagged
+            .get(TAG_PIPELINE)
+            .is_some_and(|p| *p == pipeline.name)
+    };
+    let shared_group = shared.and_then(|s| {
+        s.groups
+            .iter()
+            .find(|g| g.name == pipeline.auto_scaling_group)
+    });
+    let group = match shared_group {
+        Some(group) => group.clone(),
+        // Not among the region's groups: asked alone, it says why.
+        None => cloud.group(&pipeline.auto_scaling_group).await?,
+    };
+    let images = match shared {
+        Some(shared) => shared
+            .images
+            .iter()
+            .filter(|i| of_pipeline(&i.tags))
+            .cloned()
+            .collect(),
+        None => {
+            cloud
+                .find_images(&tags(&[(TAG_PIPELINE, &pipeline.name)]))
+                .await?
+        }
+    };
     let version_of_image = |id: &str| {
         images
             .iter()
@@ -114,12 +174,22 @@ pub async fn observe(cloud: &dyn Cloud, pipeline: &Pipeline) -> Result<Observati
     };
     let running_version =
         version_tag(&group.tags).or_else(|| image_id.as_deref().and_then(version_of_image));
-    let builders = cloud
-        .find_instances(&tags(&[
-            (TAG_PIPELINE, &pipeline.name),
-            (TAG_ROLE, "builder"),
-        ]))
-        .await?;
+    let builders = match shared {
+        Some(shared) => shared
+            .builders
+            .iter()
+            .filter(|b| of_pipeline(&b.tags))
+            .cloned()
+            .collect(),
+        None => {
+            cloud
+                .find_instances(&tags(&[
+                    (TAG_PIPELINE, &pipeline.name),
+                    (TAG_ROLE, "builder"),
+                ]))
+                .await?
+        }
+    };
     let refresh = cloud.refreshes(&group.name).await?.into_iter().next();
     Ok(Observation {
         pipeline: pipeline.name.clone(),
@@ -135,17 +205,6 @@ pub async fn observe(cloud: &dyn Cloud, pipeline: &Pipeline) -> Result<Observati
         running_image,
         lease: None,
     })
-}
-
-/// Reads the lease of the observed group into `observation`.
-pub async fn read_lease(
-    cloud: &dyn Cloud,
-    observation: &mut Observation,
-) -> Result<(), CloudError> {
-    observation.lease = cloud
-        .read_lock(&crate::lease::lease_name(&observation.group.name))
-        .await?;
-    Ok(())
 }
 
 impl Observation {

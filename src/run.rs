@@ -640,8 +640,21 @@ pub async fn prepare(
     today: time::Date,
     retry: &(dyn Fn(&crate::fleet::FailedRollout) -> crate::plan::RetryRule + Sync),
 ) -> Result<Job, PrepareError> {
+    prepare_in(cloud, pipeline, release, commit, today, retry, None).await
+}
+
+/// [`prepare`], taking what was read for the pipeline's whole region already.
+pub async fn prepare_in(
+    cloud: Arc<dyn Cloud>,
+    pipeline: &Pipeline,
+    release: &Release,
+    commit: &str,
+    today: time::Date,
+    retry: &(dyn Fn(&crate::fleet::FailedRollout) -> crate::plan::RetryRule + Sync),
+    shared: Option<&crate::observe::RegionReads>,
+) -> Result<Job, PrepareError> {
     use crate::stages::TAG_DATE;
-    let observation = crate::observe::observe(cloud.as_ref(), pipeline)
+    let observation = crate::observe::observe_in(cloud.as_ref(), pipeline, shared)
         .await
         .map_err(|source| PrepareError::Cloud {
             pipeline: pipeline.name.clone(),

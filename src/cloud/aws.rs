@@ -50,6 +50,8 @@ const COMMENT_LIMIT: usize = 100;
 const DESCRIPTION_LIMIT: usize = 255;
 /// The largest page DescribeLaunchTemplateVersions returns.
 const TEMPLATE_VERSIONS_PAGE: i32 = 200;
+/// How many group names DescribeAutoScalingGroups takes in one call.
+const GROUP_NAMES_PER_CALL: usize = 50;
 /// Instance states `find_instances` reports: everything that still exists.
 const LIVE_STATES: [&str; 4] = ["pending", "running", "stopping", "stopped"];
 
@@ -328,6 +330,44 @@ fn group_tags(tags: &[asg::TagDescription]) -> Tags {
 }
 
 /// EC2 filters matching every tag in `tags`.
+/// The runner's view of a group as DescribeAutoScalingGroups describes it.
+fn auto_scaling_group(group: &asg::AutoScalingGroup) -> CloudResult<Group> {
+    let config = if group.mixed_instances_policy().is_some() {
+        GroupConfig::Other
+    } else {
+        group_config(group.launch_template(), group.launch_configuration_name())
+    };
+    Ok(Group {
+        name: group
+            .auto_scaling_group_name()
+            .unwrap_or_default()
+            .to_owned(),
+        min_size: count(group.min_size()),
+        max_size: count(group.max_size()),
+        desired_capacity: count(group.desired_capacity()),
+        config,
+        subnets: group
+            .vpc_zone_identifier()
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|subnet| !subnet.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        health_check_type: group.health_check_type().unwrap_or("EC2").to_owned(),
+        health_check_grace_period: count(group.health_check_grace_period()),
+        instances: group
+            .instances()
+            .iter()
+            .map(group_instance)
+            .collect::<CloudResult<_>>()?,
+        tags: group_tags(group.tags()),
+        new_instances_protected: group
+            .new_instances_protected_from_scale_in()
+            .unwrap_or(false),
+    })
+}
+
 fn tag_filters(tags: &Tags) -> Vec<ec2::Filter> {
     tags.iter()
         .map(|(key, value)| {
@@ -764,51 +804,57 @@ impl Cloud for AwsCloud {
 
     async fn group(&self, name: &str) -> CloudResult<Group> {
         const OP: &str = "DescribeAutoScalingGroups";
-        let output = self
-            .autoscaling
-            .describe_auto_scaling_groups()
-            .auto_scaling_group_names(name)
+        self.groups(&[name.to_owned()])
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                not_found(
+                    OP,
+                    "GroupNotFound",
+                    format!("there is no Auto Scaling group named {name} in this region"),
+                )
+            })
+    }
+
+    async fn groups(&self, names: &[String]) -> CloudResult<Vec<Group>> {
+        const OP: &str = "DescribeAutoScalingGroups";
+        let mut found = Vec::new();
+        // AWS takes up to 50 names per call.
+        for chunk in names.chunks(GROUP_NAMES_PER_CALL) {
+            let pages = self
+                .autoscaling
+                .describe_auto_scaling_groups()
+                .set_auto_scaling_group_names(Some(chunk.to_vec()))
+                .into_paginator()
+                .send()
+                .try_collect()
+                .await
+                .classified(OP)?;
+            for group in pages.iter().flat_map(|page| page.auto_scaling_groups()) {
+                found.push(auto_scaling_group(group)?);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn images_tagged(&self, key: &str) -> CloudResult<Vec<Image>> {
+        const OP: &str = "DescribeImages";
+        let pages = self
+            .ec2
+            .describe_images()
+            .owners("self")
+            .filters(ec2::Filter::builder().name("tag-key").values(key).build())
+            .into_paginator()
             .send()
+            .try_collect()
             .await
             .classified(OP)?;
-        let Some(group) = output.auto_scaling_groups().first() else {
-            return Err(not_found(
-                OP,
-                "GroupNotFound",
-                format!("there is no Auto Scaling group named {name} in this region"),
-            ));
-        };
-        let config = if group.mixed_instances_policy().is_some() {
-            GroupConfig::Other
-        } else {
-            group_config(group.launch_template(), group.launch_configuration_name())
-        };
-        Ok(Group {
-            name: group.auto_scaling_group_name().unwrap_or(name).to_owned(),
-            min_size: count(group.min_size()),
-            max_size: count(group.max_size()),
-            desired_capacity: count(group.desired_capacity()),
-            config,
-            subnets: group
-                .vpc_zone_identifier()
-                .unwrap_or_default()
-                .split(',')
-                .map(str::trim)
-                .filter(|subnet| !subnet.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            health_check_type: group.health_check_type().unwrap_or("EC2").to_owned(),
-            health_check_grace_period: count(group.health_check_grace_period()),
-            instances: group
-                .instances()
-                .iter()
-                .map(group_instance)
-                .collect::<CloudResult<_>>()?,
-            tags: group_tags(group.tags()),
-            new_instances_protected: group
-                .new_instances_protected_from_scale_in()
-                .unwrap_or(false),
-        })
+        pages
+            .iter()
+            .flat_map(|page| page.images())
+            .map(|found| image(OP, found))
+            .collect()
     }
 
     async fn find_images(&self, tags: &Tags) -> CloudResult<Vec<Image>> {
@@ -1670,6 +1716,36 @@ impl Cloud for AwsCloud {
                 format!("the parameter {name} does not hold a red5-rollout lock: {error}"),
             )
         })
+    }
+
+    async fn read_locks(&self, names: &[String]) -> CloudResult<Vec<(String, Lock)>> {
+        const OP: &str = "GetParameters";
+        let mut found = Vec::new();
+        // GetParameters takes up to 10 names; names that do not exist come back as invalid.
+        for chunk in names.chunks(10) {
+            let output = self
+                .ssm
+                .get_parameters()
+                .set_names(Some(chunk.to_vec()))
+                .send()
+                .await
+                .classified(OP)?;
+            for parameter in output.parameters() {
+                let (Some(name), Some(value)) = (parameter.name(), parameter.value()) else {
+                    continue;
+                };
+                let lock = serde_json::from_str(value).map_err(|error| {
+                    CloudError::new(
+                        OP,
+                        ErrorClass::Invalid,
+                        "MalformedLock",
+                        format!("the parameter {name} does not hold a red5-rollout lock: {error}"),
+                    )
+                })?;
+                found.push((name.to_owned(), lock));
+            }
+        }
+        Ok(found)
     }
 
     async fn delete_lock(&self, name: &str) -> CloudResult<()> {

@@ -454,6 +454,28 @@ impl Cloud for FakeCloud {
         })
     }
 
+    async fn groups(&self, names: &[String]) -> CloudResult<Vec<Group>> {
+        self.call("DescribeAutoScalingGroups", |w| {
+            Ok(names
+                .contains(&w.group.name)
+                .then(|| w.group.clone())
+                .into_iter()
+                .collect())
+        })
+    }
+
+    async fn images_tagged(&self, key: &str) -> CloudResult<Vec<Image>> {
+        self.call("DescribeImages", |w| {
+            let now = Instant::now();
+            let delay = w.delays.image_available;
+            Ok(w.images
+                .iter()
+                .filter(|(_, i)| i.tags.contains_key(key))
+                .map(|(id, i)| image_view(id, i, now, delay))
+                .collect())
+        })
+    }
+
     async fn find_images(&self, tags: &Tags) -> CloudResult<Vec<Image>> {
         self.call("DescribeImages", |w| {
             let now = Instant::now();
@@ -974,6 +996,18 @@ impl Cloud for FakeCloud {
                 serde_json::to_string(lock).expect("lock serialises"),
             );
             Ok(())
+        })
+    }
+
+    async fn read_locks(&self, names: &[String]) -> CloudResult<Vec<(String, Lock)>> {
+        self.call("GetParameters", |w| {
+            Ok(names
+                .iter()
+                .filter_map(|name| {
+                    let lock = serde_json::from_str(w.parameters.get(name)?).ok()?;
+                    Some((name.clone(), lock))
+                })
+                .collect())
         })
     }
 

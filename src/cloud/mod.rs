@@ -31,8 +31,15 @@ pub trait Cloud: Send + Sync {
     /// The Auto Scaling group, its configuration and its instances.
     async fn group(&self, name: &str) -> CloudResult<Group>;
 
+    /// The groups named, as many per call as AWS takes; names with no group are left out.
+    async fn groups(&self, names: &[String]) -> CloudResult<Vec<Group>>;
+
     /// Images carrying every tag in `tags` (owned by this account).
     async fn find_images(&self, tags: &Tags) -> CloudResult<Vec<Image>>;
+
+    /// Images carrying the tag `key`, whatever its value (owned by this account): every
+    /// pipeline's images in one call.
+    async fn images_tagged(&self, key: &str) -> CloudResult<Vec<Image>>;
 
     /// One image by id; `NotFound` when it does not exist.
     async fn image(&self, id: &str) -> CloudResult<Image>;
@@ -157,6 +164,10 @@ pub trait Cloud: Send + Sync {
 
     /// The lock parameter's content, `None` when there is none.
     async fn read_lock(&self, name: &str) -> CloudResult<Option<Lock>>;
+
+    /// The locks named, as many per call as AWS takes, by name; a name without one is
+    /// left out.
+    async fn read_locks(&self, names: &[String]) -> CloudResult<Vec<(String, Lock)>>;
 
     async fn delete_lock(&self, name: &str) -> CloudResult<()>;
 }

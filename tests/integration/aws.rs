@@ -933,7 +933,15 @@ async fn a_lock_is_taken_once_read_and_released() {
         ..lock
     };
     cloud.renew_lock(&name, &renewed).await.unwrap();
-    assert_eq!(cloud.read_lock(&name).await.unwrap(), Some(renewed));
+    assert_eq!(cloud.read_lock(&name).await.unwrap(), Some(renewed.clone()));
+    // Many leases are read together; one that does not exist is left out.
+    let absent = format!("/red5-rollout/locks/{}", unique_name("aws-tests-none"));
+    let mut names: Vec<String> = (0..11).map(|i| format!("{absent}-{i}")).collect();
+    names.push(name.clone());
+    assert_eq!(
+        cloud.read_locks(&names).await.unwrap(),
+        vec![(name.clone(), renewed)]
+    );
 
     cloud.delete_lock(&name).await.unwrap();
     assert_eq!(cloud.read_lock(&name).await.unwrap(), None);
@@ -982,4 +990,56 @@ async fn server_errors_beyond_the_retries_are_transient() {
     assert_eq!(error.class, ErrorClass::Transient);
     assert_eq!(error.operation, "DescribeInstances");
     assert_eq!(error.code, "InternalError");
+}
+
+#[tokio::test]
+async fn many_groups_and_every_pipeline_s_images_are_read_in_one_call_each() {
+    let emulator = Emulator::alone().await;
+    let cloud = emulator.cloud().await;
+    let first = emulator.template_fleet("many-a", 1).await;
+    let second = emulator.template_fleet("many-b", 1).await;
+    emulator.reset_calls();
+    let names = vec![
+        first.group.clone(),
+        "no-such-group".to_string(),
+        second.group.clone(),
+    ];
+    let mut found: Vec<String> = cloud
+        .groups(&names)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| g.name)
+        .collect();
+    found.sort();
+    let mut wanted = vec![first.group.clone(), second.group.clone()];
+    wanted.sort();
+    assert_eq!(found, wanted, "a name without a group is left out");
+    assert_eq!(
+        emulator.calls()["counts"]["autoscaling:DescribeAutoScalingGroups"],
+        1,
+        "three names, one call"
+    );
+    assert_eq!(
+        cloud.group(&first.group).await.unwrap(),
+        cloud
+            .groups(std::slice::from_ref(&first.group))
+            .await
+            .unwrap()[0]
+    );
+    // Tagged with any pipeline: found together; the guide's untagged image is not.
+    let image = emulator.seeded_image(seeded::LEGACY_PIPELINE).await;
+    cloud
+        .tag_image(&image, &tags(&[(TAG_PIPELINE, "any-pipeline")]))
+        .await
+        .unwrap();
+    emulator.reset_calls();
+    let tagged = cloud.images_tagged(TAG_PIPELINE).await.unwrap();
+    assert!(tagged.iter().any(|i| i.id == image), "{tagged:?}");
+    assert!(
+        tagged.iter().all(|i| i.tags.contains_key(TAG_PIPELINE)),
+        "{tagged:?}"
+    );
+    let calls = emulator.calls();
+    assert_eq!(calls["counts"]["ec2:DescribeImages"], 1, "{calls}");
 }
