@@ -604,6 +604,17 @@ def main() -> int:
                 continue
             log(f"{name}: resetting and seeding the emulator")
             emulator.prepare()
+            if name == RUNNER:
+                # The seeded fleet is built as the Red5 Pro guide builds one, with none of the
+                # runner's tags: it is adopted once, as an operator does, before the rollout.
+                subprocess.run(
+                    [str(binary), "adopt", PIPELINE, "--version", FROM_VERSION, "--yes",
+                     "--endpoint-url", emulator.endpoint],
+                    cwd=repo, env=env, check=True,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                )
+                emulator.control("DELETE", "/_emulator/calls")
+                emulator.control("DELETE", "/_emulator/events")
             run = run_contender(name, cmd, cwd, env)
             calls = emulator.control("GET", "/_emulator/calls")["calls"]
             events = emulator.control("GET", "/_emulator/events")["events"]
