@@ -223,6 +223,23 @@ image="$(awsr ec2 create-image --instance-id "$builder" --name "$image_name" \
 log "creating image $image ($image_name)"
 awsr ec2 wait image-available --image-ids "$image"
 
+# 4b. AWS cannot roll back a refresh of a group on $Default / $Latest (it refuses
+# AutoRollback there): pin the group to the number its alias stands for, before the new
+# version exists.
+current="$(awsr autoscaling describe-auto-scaling-groups --auto-scaling-group-names "$GROUP" \
+    --query 'AutoScalingGroups[0].LaunchTemplate.Version' --output text)"
+case "$current" in
+    '$Default' | '$Latest')
+        field=DefaultVersionNumber
+        [[ "$current" == '$Latest' ]] && field=LatestVersionNumber
+        number="$(awsr ec2 describe-launch-templates --launch-template-names "$TEMPLATE" \
+            --query "LaunchTemplates[0].$field" --output text)"
+        awsr autoscaling update-auto-scaling-group --auto-scaling-group-name "$GROUP" \
+            --launch-template "LaunchTemplateName=$TEMPLATE,Version=$number"
+        log "pinned $GROUP from $current to version $number"
+        ;;
+esac
+
 # 5. A new launch template version with the new image and the fleet's settings.
 user_data="$(base64 -w0 <<'USERDATA'
 #!/bin/bash
@@ -253,10 +270,11 @@ new_version="$(awsr ec2 create-launch-template-version --launch-template-name "$
     --query 'LaunchTemplateVersion.VersionNumber' --output text)"
 log "launch template $TEMPLATE version $new_version launches $image"
 
-# 6. Roll the fleet: launch replacements before terminating, roll back on failure.
+# 6. Roll the fleet: launch replacements before terminating, roll back on failure, and
+# replace the instances the guide protects from scale-in (AWS's default waits on them).
 refresh="$(awsr autoscaling start-instance-refresh --auto-scaling-group-name "$GROUP" \
     --desired-configuration "{\"LaunchTemplate\":{\"LaunchTemplateName\":\"$TEMPLATE\",\"Version\":\"$new_version\"}}" \
-    --preferences '{"MinHealthyPercentage":100,"MaxHealthyPercentage":200,"InstanceWarmup":180,"SkipMatching":true,"AutoRollback":true}' \
+    --preferences '{"MinHealthyPercentage":100,"MaxHealthyPercentage":200,"InstanceWarmup":180,"SkipMatching":true,"AutoRollback":true,"ScaleInProtectedInstances":"Refresh"}' \
     --query 'InstanceRefreshId' --output text)"
 log "instance refresh $refresh started"
 deadline=$((SECONDS + REFRESH_TIMEOUT))

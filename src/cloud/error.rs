@@ -186,6 +186,7 @@ pub fn iam_action(operation: &str) -> String {
         | "ListCommandInvocations"
         | "PutParameter"
         | "GetParameter"
+        | "GetParameters"
         | "DeleteParameter" => "ssm",
         _ => "ec2",
     };
