@@ -735,6 +735,26 @@ fn template_tag_specifications(
 }
 
 impl AwsCloud {
+    /// This account's images that match `filters`, every page.
+    async fn own_images(&self, filters: Vec<ec2::Filter>) -> CloudResult<Vec<Image>> {
+        const OP: &str = "DescribeImages";
+        let pages = self
+            .ec2
+            .describe_images()
+            .owners("self")
+            .set_filters(Some(filters))
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .classified(OP)?;
+        pages
+            .iter()
+            .flat_map(|page| page.images())
+            .map(|found| image(OP, found))
+            .collect()
+    }
+
     /// Writes a lock parameter; without `overwrite`, `Conflict` when it exists.
     async fn write_lock(&self, name: &str, lock: &Lock, overwrite: bool) -> CloudResult<()> {
         const OP: &str = "PutParameter";
@@ -839,41 +859,14 @@ impl Cloud for AwsCloud {
     }
 
     async fn images_tagged(&self, key: &str) -> CloudResult<Vec<Image>> {
-        const OP: &str = "DescribeImages";
-        let pages = self
-            .ec2
-            .describe_images()
-            .owners("self")
-            .filters(ec2::Filter::builder().name("tag-key").values(key).build())
-            .into_paginator()
-            .send()
-            .try_collect()
-            .await
-            .classified(OP)?;
-        pages
-            .iter()
-            .flat_map(|page| page.images())
-            .map(|found| image(OP, found))
-            .collect()
+        self.own_images(vec![
+            ec2::Filter::builder().name("tag-key").values(key).build(),
+        ])
+        .await
     }
 
     async fn find_images(&self, tags: &Tags) -> CloudResult<Vec<Image>> {
-        const OP: &str = "DescribeImages";
-        let pages = self
-            .ec2
-            .describe_images()
-            .owners("self")
-            .set_filters(Some(tag_filters(tags)))
-            .into_paginator()
-            .send()
-            .try_collect()
-            .await
-            .classified(OP)?;
-        pages
-            .iter()
-            .flat_map(|page| page.images())
-            .map(|found| image(OP, found))
-            .collect()
+        self.own_images(tag_filters(tags)).await
     }
 
     async fn image(&self, id: &str) -> CloudResult<Image> {

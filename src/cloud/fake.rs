@@ -322,6 +322,19 @@ impl FakeCloud {
         self.with_world(|w| w.images.len())
     }
 
+    /// DescribeImages: the images whose tags `keep` accepts.
+    fn images_where(&self, keep: impl Fn(&Tags) -> bool) -> CloudResult<Vec<Image>> {
+        self.call("DescribeImages", |w| {
+            let now = Instant::now();
+            let delay = w.delays.image_available;
+            Ok(w.images
+                .iter()
+                .filter(|(_, i)| keep(&i.tags))
+                .map(|(id, i)| image_view(id, i, now, delay))
+                .collect())
+        })
+    }
+
     fn call<T>(
         &self,
         operation: &'static str,
@@ -465,27 +478,11 @@ impl Cloud for FakeCloud {
     }
 
     async fn images_tagged(&self, key: &str) -> CloudResult<Vec<Image>> {
-        self.call("DescribeImages", |w| {
-            let now = Instant::now();
-            let delay = w.delays.image_available;
-            Ok(w.images
-                .iter()
-                .filter(|(_, i)| i.tags.contains_key(key))
-                .map(|(id, i)| image_view(id, i, now, delay))
-                .collect())
-        })
+        self.images_where(|tagged| tagged.contains_key(key))
     }
 
     async fn find_images(&self, tags: &Tags) -> CloudResult<Vec<Image>> {
-        self.call("DescribeImages", |w| {
-            let now = Instant::now();
-            let delay = w.delays.image_available;
-            Ok(w.images
-                .iter()
-                .filter(|(_, i)| has_tags(&i.tags, tags))
-                .map(|(id, i)| image_view(id, i, now, delay))
-                .collect())
-        })
+        self.images_where(|tagged| has_tags(tagged, tags))
     }
 
     async fn image(&self, id: &str) -> CloudResult<Image> {
