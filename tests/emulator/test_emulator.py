@@ -577,6 +577,18 @@ def test_list_commands_and_invocations_find_a_command_sent_earlier(aws: Aws, con
     assert all(i["CommandPlugins"] == [] for i in brief)
 
 
+def test_get_parameters_takes_at_most_ten_names(aws: Aws) -> None:
+    aws.ssm.put_parameter(Name="/red5/sm/version", Value="12.3.0", Type="String")
+    names = ["/red5/sm/version"] + [f"/red5/sm/missing-{n}" for n in range(9)]
+    answer = aws.ssm.get_parameters(Names=names)
+    assert [p["Value"] for p in answer["Parameters"]] == ["12.3.0"]
+    assert sorted(answer["InvalidParameters"]) == sorted(names[1:])
+    # AWS: "Array Members: Minimum number of 1 item. Maximum number of 10 items."
+    code, status, message = error_of(lambda: aws.ssm.get_parameters(Names=names + ["/red5/sm/eleventh"]))
+    assert (code, status) == ("ValidationException", 400)
+    assert "at 'names' failed to satisfy constraint: Member must have length less than or equal to 10" in message
+
+
 # -- Auto Scaling ---------------------------------------------------------------------
 
 def test_refresh_replaces_instances_and_moves_the_group_to_the_new_version(aws: Aws, control: Control) -> None:
@@ -766,6 +778,30 @@ def test_launch_configuration_groups_refresh_to_the_group_configuration(aws: Aws
     assert new["InstanceId"] != old["InstanceId"]
     reservation = aws.ec2.describe_instances(InstanceIds=[new["InstanceId"]])["Reservations"][0]
     assert reservation["Instances"][0]["ImageId"] == OTHER_AMI
+
+
+def test_describe_auto_scaling_groups_takes_at_most_fifty_names(aws: Aws) -> None:
+    aws.autoscaling.create_launch_configuration(
+        LaunchConfigurationName="SM-12.3.0-LC", ImageId=UBUNTU_AMI, InstanceType="m5.large")
+    for name in ("sm-group", "sm-legacy"):
+        aws.autoscaling.create_auto_scaling_group(
+            AutoScalingGroupName=name, LaunchConfigurationName="SM-12.3.0-LC",
+            MinSize=0, MaxSize=1, DesiredCapacity=0, VPCZoneIdentifier=",".join(subnets(aws)))
+    names = ["sm-group", "sm-legacy"] + [f"missing-{n}" for n in range(48)]
+    answer = aws.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=names)
+    assert sorted(g["AutoScalingGroupName"] for g in answer["AutoScalingGroups"]) == ["sm-group", "sm-legacy"]
+    code, status, message = error_of(lambda: aws.autoscaling.describe_auto_scaling_groups(
+        AutoScalingGroupNames=names + ["missing-50"]))
+    assert (code, status, message) == (
+        "ValidationError", 400, "The number of group names that may be passed in is limited to 50")
+    # "You can optionally increase this limit using the MaxRecords property" (at most 100).
+    many = names + [f"more-{n}" for n in range(50)]
+    answer = aws.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=many, MaxRecords=100)
+    assert len(answer["AutoScalingGroups"]) == 2
+    code, status, message = error_of(lambda: aws.autoscaling.describe_auto_scaling_groups(
+        AutoScalingGroupNames=many + ["more-50"], MaxRecords=100))
+    assert (code, status, message) == (
+        "ValidationError", 400, "The number of group names that may be passed in is limited to 100")
 
 
 def set_up_group(aws: Aws, version: str = "1", desired: int = 2, protected: bool = False,

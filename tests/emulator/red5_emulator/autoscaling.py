@@ -25,7 +25,10 @@ It also fixes moto where it differs from AWS in ways the runner depends on:
   DescribeAutoScalingGroups keeps reporting ``$Latest`` or ``$Default``;
 - a launch AWS refuses (a volume smaller than its snapshot) leaves the group
   short and records a ``launch_failed`` event instead of failing the API
-  call that asked for capacity.
+  call that asked for capacity;
+- DescribeAutoScalingGroups refuses more than 50 ``AutoScalingGroupNames``
+  (or more than ``MaxRecords``, when that is above 50) with AWS's
+  ``ValidationError``; moto accepted any number.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from moto.autoscaling.models import (
     FakeAutoScalingGroup,
     InstanceState,
 )
+from moto.autoscaling.responses import AutoScalingResponse
 from moto.core.exceptions import ServiceException
 from moto.ec2.models.launch_templates import LaunchTemplate
 from moto.ec2.utils import parse_user_data
@@ -221,6 +225,13 @@ def refresh_load_balancers(group: FakeAutoScalingGroup) -> None:
 _original_create_launch_configuration = AutoScalingBackend.create_launch_configuration
 _original_create_version = LaunchTemplate.create_version
 _original_set_launch_configuration = FakeAutoScalingGroup._set_launch_configuration
+_original_describe_auto_scaling_groups = AutoScalingResponse.describe_auto_scaling_groups
+
+# DescribeAutoScalingGroups: "By default, you can only specify up to 50 names.
+# You can optionally increase this limit using the MaxRecords property"
+# (whose maximum is 100). AWS answers a longer list with ValidationError.
+GROUP_NAMES_LIMIT = 50
+MAX_RECORDS_LIMIT = 100
 
 
 def create_launch_configuration(self: AutoScalingBackend, name: str, *args: Any, **kwargs: Any) -> Any:
@@ -230,6 +241,17 @@ def create_launch_configuration(self: AutoScalingBackend, name: str, *args: Any,
             f"already exists with the name {name}"
         )
     return _original_create_launch_configuration(self, name, *args, **kwargs)
+
+
+def describe_auto_scaling_groups(self: AutoScalingResponse) -> Any:
+    names = self._get_param("AutoScalingGroupNames", []) or []
+    max_records = self._get_int_param("MaxRecords") or GROUP_NAMES_LIMIT
+    limit = min(max(GROUP_NAMES_LIMIT, max_records), MAX_RECORDS_LIMIT)
+    if len(names) > limit:
+        raise ValidationError(
+            f"The number of group names that may be passed in is limited to {limit}"
+        )
+    return _original_describe_auto_scaling_groups(self)
 
 
 def create_version(self: LaunchTemplate, data: dict[str, Any], description: str) -> Any:
@@ -355,6 +377,7 @@ def install() -> None:
     AutoScalingBackend.update_attached_target_groups = update_attached_target_groups
     instances.RUNNING_HOOKS.append(_register_when_running)
     AutoScalingBackend.create_launch_configuration = create_launch_configuration
+    AutoScalingResponse.describe_auto_scaling_groups = describe_auto_scaling_groups
     LaunchTemplate.create_version = create_version
     FakeAutoScalingGroup._set_launch_configuration = _set_launch_configuration
     FakeAutoScalingGroup.replace_autoscaling_group_instances = replace_autoscaling_group_instances
