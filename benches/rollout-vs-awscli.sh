@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
-# Benchmark: the full Stream Manager rollout against the local AWS emulator, done once by
-# red5-rollout and once by an aws-cli script with its waiters (benches/awscli-rollout.sh),
-# in the same run and with the same emulated delays. Prints wall time, how much of it was
-# AWS working and how much each contender added, how fast each AWS step was noticed, and
-# the AWS calls by kind; writes the same as JSON to target/bench/rollout-vs-awscli.json.
+# Benchmark: the full Stream Manager rollout 12.3.0 -> 12.4.0 against the local AWS emulator,
+# by three contenders, each on a freshly seeded fleet with the same emulated delays:
+# red5-rollout on the fleet adopted as 12.3.0 (no history), "red5-rollout (history)" on a
+# fleet it first rolled out to 12.3.1 (not counted), and an aws-cli script with its waiters
+# (benches/awscli-rollout.sh). Prints wall time, AWS time and overhead, how fast each step was
+# noticed, AWS calls by kind and the targets; JSON to target/bench/rollout-vs-awscli.json.
 #
-#   benches/rollout-vs-awscli.sh [--time-scale X] [--binary PATH]
+#   benches/rollout-vs-awscli.sh [--time-scale X] [--binary PATH] [--only NAME] [--delays JSON]
 #
-#   --time-scale X   emulated AWS pace; 1.0 (the default) is AWS's real pace and takes
-#                    several minutes per contender, 0.2 is a quicker look
-#   --binary PATH    the red5-rollout binary; by default the release build in
-#                    $CARGO_TARGET_DIR (~/.cache/red5-rollout-target), else the debug one
-#
+#   --time-scale X   emulated AWS pace: 1.0 (default) is AWS's real pace, 0.2 a quicker look
+#   --binary PATH    red5-rollout; by default the release build in $CARGO_TARGET_DIR
+#                    (~/.cache/red5-rollout-target) if current, else the debug one
+#   --only NAME      one contender: red5-rollout, red5-rollout-history or aws-cli
 # It creates the emulator's virtualenv when needed and installs aws-cli v1 into it.
 set -euo pipefail
 

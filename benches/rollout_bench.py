@@ -1,9 +1,19 @@
 #!/usr/bin/env python3
 """The full Stream Manager rollout, by red5-rollout and by an aws-cli script, compared.
 
-Both contenders roll the seeded fleet from Red5 Pro 12.3.0 to 12.4.0 against one local
+Three contenders roll the seeded fleet from Red5 Pro 12.3.0 to 12.4.0 against one local
 emulator, one after the other, each on a freshly reset and seeded emulator with the same
-delays. From the emulator's call log and readiness events this measures, per contender:
+delays:
+
+- red5-rollout (without history): the fleet, built as the Red5 Pro guide builds one, is
+  adopted as 12.3.0, then rolled out to 12.4.0;
+- red5-rollout (history): the fleet is adopted as 12.3.0 and first rolled out to 12.3.1
+  by red5-rollout, so that it has one earlier rollout in its AWS history (images the
+  runner baked, a past instance refresh), then rolled out to 12.4.0;
+- aws-cli: benches/awscli-rollout.sh, with aws-cli's waiters.
+
+Only the last rollout to 12.4.0 is counted: the adoption and the earlier rollout are
+not. From the emulator's call log and readiness events this measures, per contender:
 
 - wall time, and how it splits into the time AWS itself was working on the critical path
   (each waited-for step, from the request to the moment the emulator made the result
@@ -12,6 +22,10 @@ delays. From the emulator's call log and readiness events this measures, per con
 - for each waited-for step, how long after AWS finished it the contender first polled
   again (so noticed it), against the target max(1 s, 10 % of the step's AWS time);
 - AWS calls by kind, and mutating calls by action (the target is one per resource).
+
+The targets for each red5-rollout contender: AWS calls at most 1.5 x aws-cli's with
+history and 2.5 x without, wall time at most 0.70 x aws-cli's, each step noticed in time,
+one mutating call per resource, and own overhead at most 2 s.
 
 Run it through benches/rollout-vs-awscli.sh, which prepares the emulator's virtualenv and
 installs aws-cli into it. The report goes to standard output and, as JSON, to
@@ -23,6 +37,7 @@ Only the standard library is used, so that the emulator's virtualenv is all it n
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -47,13 +62,34 @@ REPORT_JSON = OUT_DIR / "rollout-vs-awscli.json"
 
 PIPELINE = "stream-manager"
 FROM_VERSION = "12.3.0"
+# The release the history contender rolls out first (uncounted). It is not one of the
+# repository's releases: the benchmark writes its file into its own repository.
+MID_VERSION = "12.3.1"
 TO_VERSION = "12.4.0"
 REGION = "us-east-1"
 
-# The targets the runner is held to.
+# Mutating actions that a rollout makes on more than one resource: the call log does not
+# name resources, so these are counted against how many resources take them. The runner
+# tags the builder once its update succeeded and the image once it is available (with how
+# long its bake took, for the next rollout's waits).
+RESOURCES = {"ec2:CreateTags": 2}
+
+RUNNER = "red5-rollout"
+RUNNER_HISTORY = "red5-rollout (history)"
+AWSCLI = "aws-cli"
+RUNNERS = (RUNNER, RUNNER_HISTORY)
+CONTENDERS = (RUNNER, RUNNER_HISTORY, AWSCLI)
+# Names --only accepts besides the contenders' own, which has a space.
+ONLY_ALIASES = {"red5-rollout-history": RUNNER_HISTORY, "history": RUNNER_HISTORY}
+# Where each contender's output goes, in OUT_DIR.
+STEMS = {RUNNER: "runner", RUNNER_HISTORY: "runner-history", AWSCLI: "awscli"}
+
+# The targets the runner is held to, each runner contender against aws-cli's figures.
 OVERHEAD_TARGET_S = 2.0
 NOTICE_FLOOR_S = 1.0
 NOTICE_FRACTION = 0.10
+CALLS_RATIO_TARGET = {RUNNER_HISTORY: 1.5, RUNNER: 2.5}
+WALL_RATIO_TARGET = 0.70
 
 # Seeding bakes an image and boots three instances; at the realistic pace that alone
 # takes minutes and measures nothing, so the seed runs at this pace and the benchmark's
@@ -61,8 +97,9 @@ NOTICE_FRACTION = 0.10
 # after they change, and the seed waits until everything it started has finished.
 SEED_TIME_SCALE = 0.01
 
-RUNNER = "red5-rollout"
-AWSCLI = "aws-cli"
+# How much earlier than a step's event the poll whose own processing made the step ready
+# (and so saw it done) can be logged; see analyse. Tens of microseconds in practice.
+SAME_TICK_S = 0.001
 
 
 @dataclass(frozen=True)
@@ -236,8 +273,10 @@ class Release:
 def read_release(version: str) -> Release:
     """The release file's version, artifact URL and checksum. The files are flat enough
     that three patterns read them, which keeps this free of a YAML dependency."""
-    text = (REPO / "releases" / f"{version}.yaml").read_text()
+    return read_release_text((REPO / "releases" / f"{version}.yaml").read_text(), version)
 
+
+def read_release_text(text: str, version: str) -> Release:
     def field(pattern: str) -> str:
         match = re.search(pattern, text, re.MULTILINE)
         if not match:
@@ -251,27 +290,53 @@ def read_release(version: str) -> Release:
     )
 
 
-def make_repo(root: Path) -> tuple[Path, str]:
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=rollout bench", "-c", "user.email=bench@localhost",
+         "-c", "init.defaultBranch=main", *args],
+        cwd=repo, check=True, stdout=subprocess.PIPE, text=True,
+    ).stdout.strip()
+
+
+def mid_release_text() -> str:
+    """releases/12.3.1.yaml, shaped like the shipped release files: 12.3.0's file with the
+    version, artifact name and checksum of 12.3.1 (the emulator downloads nothing)."""
+    text = (REPO / "releases" / f"{FROM_VERSION}.yaml").read_text()
+    old = read_release(FROM_VERSION)
+    sha256 = hashlib.sha256(f"red5pro-server-{MID_VERSION}-release.zip".encode()).hexdigest()
+    text = text.replace(old.sha256, sha256).replace(old.version, MID_VERSION)
+    if read_release_text(text, MID_VERSION).version != MID_VERSION:
+        raise SystemExit(f"could not derive releases/{MID_VERSION}.yaml from {FROM_VERSION}'s")
+    return text
+
+
+def make_repo(root: Path, name: str, versions: tuple[str, ...]) -> tuple[Path, str]:
     """A git repository holding what the rollout applies: the shipped pipeline and the
-    releases it chooses between, committed (the runner reads HEAD, not the work tree)."""
-    repo = root / "rollout-repo"
+    releases it chooses between, committed (the runner reads HEAD, not the work tree).
+    The pipeline tracks "^12", so the newest release committed is the one apply rolls out."""
+    repo = root / name
     (repo / "pipelines").mkdir(parents=True)
     (repo / "releases").mkdir()
     shutil.copy(REPO / "pipelines" / f"{PIPELINE}.yaml", repo / "pipelines")
-    for version in (FROM_VERSION, TO_VERSION):
+    for version in versions:
         shutil.copy(REPO / "releases" / f"{version}.yaml", repo / "releases")
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", f"Roll {PIPELINE} to {versions[-1]}")
+    return repo, git(repo, "rev-parse", "HEAD")
 
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", "-c", "user.name=rollout bench", "-c", "user.email=bench@localhost",
-             "-c", "init.defaultBranch=main", *args],
-            cwd=repo, check=True, stdout=subprocess.PIPE, text=True,
-        ).stdout.strip()
 
-    git("init", "-q")
-    git("add", "-A")
-    git("commit", "-q", "-m", f"Roll {PIPELINE} to {TO_VERSION}")
-    return repo, git("rev-parse", "HEAD")
+def commit_release(repo: Path, version: str, text: str | None = None) -> str:
+    """Adds releases/<version>.yaml (the shipped file unless text is given) in a commit
+    of its own, and returns the commit."""
+    path = repo / "releases" / f"{version}.yaml"
+    if text is None:
+        shutil.copy(REPO / "releases" / f"{version}.yaml", path)
+    else:
+        path.write_text(text)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", f"Roll {PIPELINE} to {version}")
+    return git(repo, "rev-parse", "HEAD")
 
 
 def aws_env(scratch: Path, venv_bin: Path) -> dict[str, str]:
@@ -293,8 +358,9 @@ def aws_env(scratch: Path, venv_bin: Path) -> dict[str, str]:
     return env
 
 
-def run_contender(name: str, cmd: list[str], cwd: Path, env: dict[str, str]) -> dict[str, Any]:
-    stem = "runner" if name == RUNNER else "awscli"
+def run_contender(name: str, cmd: list[str], cwd: Path, env: dict[str, str],
+                  stem: str | None = None) -> dict[str, Any]:
+    stem = stem or STEMS[name]
     stdout_path = OUT_DIR / f"{stem}.stdout"
     stderr_path = OUT_DIR / f"{stem}.stderr"
     log(f"{name}: {' '.join(cmd)}")
@@ -316,22 +382,75 @@ def run_contender(name: str, cmd: list[str], cwd: Path, env: dict[str, str]) -> 
     }
 
 
-def runner_stages(stderr_path: str) -> list[dict[str, Any]]:
-    """The runner's stage-finished events: which stage took how long, and how it ended."""
-    stages = []
+def runner_events(stderr_path: str) -> list[dict[str, Any]]:
+    """The JSON events of `apply --output json`, one per line of its stderr."""
+    events = []
     with open(stderr_path, encoding="utf-8", errors="replace") as lines:
         for line in lines:
             try:
                 event = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if isinstance(event, dict) and event.get("event") == "stage-finished":
-                stages.append({
-                    "stage": event.get("stage"),
-                    "outcome": (event.get("outcome") or {}).get("outcome"),
-                    "elapsed_s": event.get("elapsed"),
-                })
-    return stages
+            if isinstance(event, dict):
+                events.append(event)
+    return events
+
+
+def runner_stages(stderr_path: str) -> list[dict[str, Any]]:
+    """The runner's stage-finished events: which stage took how long, and how it ended."""
+    return [
+        {
+            "stage": event.get("stage"),
+            "outcome": (event.get("outcome") or {}).get("outcome"),
+            "elapsed_s": event.get("elapsed"),
+        }
+        for event in runner_events(stderr_path) if event.get("event") == "stage-finished"
+    ]
+
+
+def runner_plan(stderr_path: str) -> dict[str, Any]:
+    """What the run planned for the pipeline: kind, from and to (docs/plan-schema.md)."""
+    for event in runner_events(stderr_path):
+        if event.get("event") == "planned":
+            plan = event.get("plan") if isinstance(event.get("plan"), dict) else event
+            if plan.get("pipeline") in (None, PIPELINE):
+                return {"kind": plan.get("kind"), "from": plan.get("from"), "to": plan.get("to")}
+    return {}
+
+
+def tail(path: str, lines: int = 15) -> str:
+    with open(path, encoding="utf-8", errors="replace") as text:
+        return "".join(text.readlines()[-lines:])
+
+
+def adopt(binary: Path, repo: Path, env: dict[str, str], endpoint: str) -> None:
+    """The seeded fleet is built as the Red5 Pro guide builds one, with none of the
+    runner's tags: it is adopted once, as an operator does, before any rollout."""
+    done = subprocess.run(
+        [str(binary), "adopt", PIPELINE, "--version", FROM_VERSION, "--yes",
+         "--endpoint-url", endpoint],
+        cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"red5-rollout adopt --version {FROM_VERSION} failed with exit code "
+                         f"{done.returncode}:\n{done.stderr}")
+
+
+def earlier_rollout(binary: Path, repo: Path, env: dict[str, str], endpoint: str) -> dict[str, Any]:
+    """The history contender's uncounted rollout of the adopted fleet to MID_VERSION, the
+    newest release at the repository's HEAD then. It must succeed and must have been a
+    rollout from FROM_VERSION to MID_VERSION; anything else ends the benchmark."""
+    name = f"{RUNNER_HISTORY} earlier rollout to {MID_VERSION}"
+    cmd = [str(binary), "apply", PIPELINE, "--yes", "--output", "json", "--endpoint-url", endpoint]
+    run = run_contender(name, cmd, repo, env, stem=f"{STEMS[RUNNER_HISTORY]}-{MID_VERSION}")
+    plan = runner_plan(run["stderr"])
+    expected = {"kind": "rollout", "from": FROM_VERSION, "to": MID_VERSION}
+    if run["exit_code"] != 0 or plan != expected:
+        raise SystemExit(
+            f"{name} did not succeed: exit code {run['exit_code']}, plan {plan or 'not found'} "
+            f"(expected {expected}); see {run['stderr']}. Its last lines:\n{tail(run['stderr'])}")
+    return {"exit_code": run["exit_code"], "wall_s": run["wall_s"], "plan": plan,
+            "stages": runner_stages(run["stderr"]), "stderr": run["stderr"]}
 
 
 # -- analysis ---------------------------------------------------------------------------
@@ -357,13 +476,17 @@ def analyse(calls: list[dict[str, Any]], events: list[dict[str, Any]], wall: flo
             steps.append(row)
             continue
         aws_s = ready["time"] - request["time"]
-        noticed = next((c for c in calls if c["key"] == step.poll and c["time"] >= ready["time"]), None)
+        # The emulator logs a call, then applies the transitions due, then answers it: a poll
+        # that arrives when its step is due is logged a few microseconds before the step's
+        # event and is answered with the step done, so it counts as the poll that noticed it.
+        noticed = next((c for c in calls if c["key"] == step.poll
+                        and c["time"] >= ready["time"] - SAME_TICK_S), None)
         until = noticed["time"] if noticed else float("inf")
         row.update(
             aws_s=aws_s,
             resource=ready.get("id"),
             status=ready.get("status"),
-            noticed_after_s=(noticed["time"] - ready["time"]) if noticed else None,
+            noticed_after_s=max(0.0, noticed["time"] - ready["time"]) if noticed else None,
             target_s=notice_target(aws_s),
             # Every call made while waiting is a poll of this step, whichever action it is
             # (the runner checks the instance state before asking SSM, for instance).
@@ -386,7 +509,7 @@ def analyse(calls: list[dict[str, Any]], events: list[dict[str, Any]], wall: flo
         "calls_other": len(calls) - polls_total,
         "calls_by_kind": dict(sorted(by_kind.items(), key=lambda kv: (-kv[1], kv[0]))),
         "mutating_by_action": dict(sorted(mutating.items())),
-        "mutating_repeated": sorted(k for k, n in mutating.items() if n > 1),
+        "mutating_repeated": sorted(k for k, n in mutating.items() if n > RESOURCES.get(k, 1)),
         # Answers with an error status: an SSM invocation not visible yet, a throttle.
         "error_answers": dict(sorted(errors.items())),
     }
@@ -411,10 +534,16 @@ def print_contender(name: str, result: dict[str, Any]) -> None:
     line = (f"   wall {secs(result['wall_s'])} = AWS working {secs(result['aws_s'])}"
             f" + own overhead {secs(result['overhead_s'])}")
     load = f"   (machine load average over the last minute: {result['load_average_1m_after']:.1f})"
-    if name == RUNNER:
+    if name in RUNNERS:
         line += f"   (target <= {OVERHEAD_TARGET_S:.0f} s: {verdict(result['overhead_s'] <= OVERHEAD_TARGET_S)})"
     print(line)
     print(load)
+    earlier = result.get("earlier_rollout")
+    if earlier:
+        plan = result.get("plan") or {}
+        print(f"   history: rolled out {earlier['plan']['from']} -> {earlier['plan']['to']} first"
+              f" (not counted: exit code {earlier['exit_code']}, {secs(earlier['wall_s'])});"
+              f" the counted run planned {plan.get('kind')} {plan.get('from')} -> {plan.get('to')}")
     print()
     print(f"   {'step':<18}{'AWS time':>10}{'noticed after':>15}{'target':>9}{'polls':>7}  result")
     for s in result["steps"]:
@@ -447,36 +576,56 @@ def print_contender(name: str, result: dict[str, Any]) -> None:
         print(f"     {count:>4}  {key}{flag}")
 
 
+def ratio_line(what: str, value: float, baseline: float, target: float, target_text: str,
+               unit: str = "") -> tuple[str, bool]:
+    """"calls 62 vs aws-cli 30 = 2.07x (target <= 2.5x)" and whether it is within."""
+    ratio = value / baseline if baseline > 0 else float("inf")
+    fmt = (lambda v: f"{v:.1f} s") if unit == "s" else (lambda v: f"{v:g}")
+    return (f"{what} {fmt(value)} vs aws-cli {fmt(baseline)} = {ratio:.2f}x (target <= {target_text}x)",
+            ratio <= target)
+
+
 def build_targets(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    runner = results.get(RUNNER)
+    """Each runner contender's targets. A rollout that failed fails them all, and a ratio
+    to aws-cli's figures needs an aws-cli rollout that succeeded."""
     awscli = results.get(AWSCLI)
+    awscli_ok = bool(awscli) and awscli["exit_code"] == 0
     targets = []
-    if runner:
-        targets.append({
-            "target": f"red5-rollout overhead <= {OVERHEAD_TARGET_S:.0f} s for the whole rollout",
-            "value": f"{runner['overhead_s']:.1f} s",
-            "pass": runner["exit_code"] == 0 and runner["overhead_s"] <= OVERHEAD_TARGET_S,
-        })
+    for name in RUNNERS:
+        runner = results.get(name)
+        if not runner:
+            continue
+        ok = runner["exit_code"] == 0
+        failed = "" if ok else f" (the rollout failed with exit code {runner['exit_code']})"
+
+        def add(target: str, value: str, passed: bool, name: str = name) -> None:
+            targets.append({"contender": name, "target": target, "value": value + failed,
+                            "pass": ok and passed})
+
+        if awscli:
+            if name in CALLS_RATIO_TARGET:
+                limit = CALLS_RATIO_TARGET[name]
+                value, within = ratio_line("calls", runner["calls_total"], awscli["calls_total"], limit,
+                                           f"{limit:g}")
+                add(f"AWS calls <= {limit:g} x aws-cli's", value
+                    + ("" if awscli_ok else " (aws-cli's rollout failed)"), within and awscli_ok)
+            value, within = ratio_line("wall", runner["wall_s"], awscli["wall_s"], WALL_RATIO_TARGET,
+                                       f"{WALL_RATIO_TARGET:.2f}", "s")
+            add(f"wall time <= {WALL_RATIO_TARGET:.2f} x aws-cli's", value
+                + ("" if awscli_ok else " (aws-cli's rollout failed)"), within and awscli_ok)
         late = [s for s in runner["steps"] if not s.get("pass")]
-        targets.append({
-            "target": "red5-rollout notices each step within max(1 s, 10 % of its AWS time)",
-            "value": "all steps" if not late else "late: " + "; ".join(
+        add("notices each step within max(1 s, 10 % of its AWS time)",
+            f"all {len(runner['steps'])} steps in time" if not late else "late: " + "; ".join(
                 f"{s['step']} {secs(s.get('noticed_after_s'), 2)} > {secs(s.get('target_s'), 2)}"
                 if "missing" not in s else f"{s['step']} ({s['missing']})" for s in late),
-            "pass": not late,
-        })
-        if awscli:
-            targets.append({
-                "target": "red5-rollout makes fewer AWS calls than aws-cli",
-                "value": f"{runner['calls_total']} vs {awscli['calls_total']}",
-                "pass": runner["calls_total"] < awscli["calls_total"],
-            })
-        targets.append({
-            "target": "red5-rollout makes one mutating call per resource",
-            "value": "repeated: " + ", ".join(runner["mutating_repeated"])
+            not late)
+        add("one mutating call per resource",
+            "repeated: " + ", ".join(runner["mutating_repeated"])
             if runner["mutating_repeated"] else "no action repeated",
-            "pass": not runner["mutating_repeated"],
-        })
+            not runner["mutating_repeated"])
+        add(f"own overhead <= {OVERHEAD_TARGET_S:.0f} s for the whole rollout",
+            f"overhead {runner['overhead_s']:.1f} s (target <= {OVERHEAD_TARGET_S:.0f} s)",
+            runner["overhead_s"] <= OVERHEAD_TARGET_S)
     return targets
 
 
@@ -500,6 +649,9 @@ def print_report(report: dict[str, Any]) -> None:
     print()
     print(f"rollout of {PIPELINE} {FROM_VERSION} -> {TO_VERSION}: red5-rollout vs aws-cli "
           f"against the emulator at time scale {report['time_scale']}")
+    print(f"contenders: {RUNNER!r} on the seeded fleet adopted as {FROM_VERSION} (no history);"
+          f" {RUNNER_HISTORY!r} on the adopted fleet it first rolled out to {MID_VERSION};"
+          f" {AWSCLI!r}. Adoption and the rollout to {MID_VERSION} are not counted")
     print("emulated delays (s, before scaling): " + ", ".join(
         f"{k} {v:g}" for k, v in delays.items() if k != "time_scale"))
     print(f"red5-rollout: {report['binary']} ({report['binary_build']})")
@@ -516,35 +668,45 @@ def print_report(report: dict[str, Any]) -> None:
     print("== targets")
     if not report["targets"]:
         print("   (the targets concern red5-rollout, which did not run)")
+    elif AWSCLI not in report["contenders"]:
+        print("   (aws-cli did not run: the targets relative to its figures are left out)")
     for t in report["targets"]:
-        print(f"   {verdict(t['pass'])}  {t['target']}: {t['value']}")
-    comparison = report.get("comparison")
-    if comparison:
+        print(f"   {verdict(t['pass'])}  {t['contender']}: {t['target']}: {t['value']}")
+    comparisons = report.get("comparison") or {}
+    if comparisons:
         print()
+    for comparison in comparisons.values():
         print(comparison["line"])
 
 
-def compare(results: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
-    runner, awscli = results.get(RUNNER), results.get(AWSCLI)
-    if not runner or not awscli:
-        return None
+def compare(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each runner contender against aws-cli, by contender name."""
+    awscli = results.get(AWSCLI)
+    if not awscli:
+        return {}
 
     def delta(a: float, b: float) -> str:
         return f"{a - b:+.1f} s"
 
-    line = (
-        f"runner vs aws-cli: wall {runner['wall_s']:.1f} s vs {awscli['wall_s']:.1f} s "
-        f"({delta(runner['wall_s'], awscli['wall_s'])}), "
-        f"overhead {runner['overhead_s']:.1f} s vs {awscli['overhead_s']:.1f} s "
-        f"({delta(runner['overhead_s'], awscli['overhead_s'])}), "
-        f"AWS calls {runner['calls_total']} vs {awscli['calls_total']}"
-    )
-    return {
-        "line": line,
-        "wall_s": [runner["wall_s"], awscli["wall_s"]],
-        "overhead_s": [runner["overhead_s"], awscli["overhead_s"]],
-        "calls_total": [runner["calls_total"], awscli["calls_total"]],
-    }
+    comparisons = {}
+    for name in RUNNERS:
+        runner = results.get(name)
+        if not runner:
+            continue
+        line = (
+            f"{name} vs aws-cli: wall {runner['wall_s']:.1f} s vs {awscli['wall_s']:.1f} s "
+            f"({delta(runner['wall_s'], awscli['wall_s'])}), "
+            f"overhead {runner['overhead_s']:.1f} s vs {awscli['overhead_s']:.1f} s "
+            f"({delta(runner['overhead_s'], awscli['overhead_s'])}), "
+            f"AWS calls {runner['calls_total']} vs {awscli['calls_total']}"
+        )
+        comparisons[name] = {
+            "line": line,
+            "wall_s": [runner["wall_s"], awscli["wall_s"]],
+            "overhead_s": [runner["overhead_s"], awscli["overhead_s"]],
+            "calls_total": [runner["calls_total"], awscli["calls_total"]],
+        }
+    return comparisons
 
 
 # -- main -------------------------------------------------------------------------------
@@ -556,10 +718,14 @@ def main() -> int:
                         help="emulated AWS pace: 1.0 (default) is AWS's real pace")
     parser.add_argument("--binary", help="the red5-rollout binary (default: the freshest build)")
     parser.add_argument("--delays", type=json.loads, default=None, metavar="JSON",
-                        help="emulated delays to merge before both contenders run, e.g. "
+                        help="emulated delays to merge before the contenders run, e.g. "
                              "'{\"instance_stop\": 22, \"image_available\": 67}'")
-    parser.add_argument("--only", choices=(RUNNER, AWSCLI),
-                        help="run one contender only (for trying a change quickly)")
+    parser.add_argument("--only", choices=CONTENDERS, metavar="NAME",
+                        type=lambda name: ONLY_ALIASES.get(name, name),
+                        help="run one contender only (for trying a change quickly): "
+                             + ", ".join(repr(c) for c in CONTENDERS)
+                             + f" ({' or '.join(k for k, v in ONLY_ALIASES.items() if v == RUNNER_HISTORY)}"
+                             f" for {RUNNER_HISTORY!r})")
     args = parser.parse_args()
     if args.time_scale <= 0:
         parser.error("--time-scale must be greater than zero")
@@ -576,7 +742,7 @@ def main() -> int:
     scratch = Path(tempfile.mkdtemp(prefix="rollout-bench-"))
     emulator = None
     try:
-        repo, commit = make_repo(scratch)
+        repo, commit = make_repo(scratch, "rollout-repo", (FROM_VERSION, TO_VERSION))
         env = aws_env(scratch, venv_bin)
         # The runner's call budget (5 calls per second at AWS's pace) runs as fast as the
         # emulated AWS does.
@@ -591,9 +757,15 @@ def main() -> int:
             emulator.control("POST", "/_emulator/delays", args.delays)
         delays = emulator.control("GET", "/_emulator/delays")["delays"]
 
+        # The history contender's repository starts with FROM_VERSION only, so that each
+        # apply rolls out the newest release committed then: MID_VERSION, then TO_VERSION.
+        # Its git history is FROM_VERSION -> MID_VERSION -> TO_VERSION.
+        history_repo, _ = make_repo(scratch, "rollout-repo-history", (FROM_VERSION,))
+        apply = [str(binary), "apply", PIPELINE, "--yes", "--output", "json",
+                 "--endpoint-url", emulator.endpoint]
         contenders = {
-            RUNNER: ([str(binary), "apply", PIPELINE, "--yes", "--output", "json",
-                      "--endpoint-url", emulator.endpoint], repo),
+            RUNNER: (apply, repo),
+            RUNNER_HISTORY: (apply, history_repo),
             AWSCLI: (["bash", str(AWSCLI_SCRIPT), "--endpoint-url", emulator.endpoint,
                       "--version", release.version, "--artifact-url", release.url,
                       "--artifact-sha256", release.sha256, "--commit", commit], scratch),
@@ -604,23 +776,31 @@ def main() -> int:
                 continue
             log(f"{name}: resetting and seeding the emulator")
             emulator.prepare()
-            if name == RUNNER:
-                # The seeded fleet is built as the Red5 Pro guide builds one, with none of the
-                # runner's tags: it is adopted once, as an operator does, before the rollout.
-                subprocess.run(
-                    [str(binary), "adopt", PIPELINE, "--version", FROM_VERSION, "--yes",
-                     "--endpoint-url", emulator.endpoint],
-                    cwd=repo, env=env, check=True,
-                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                )
+            earlier = None
+            if name in RUNNERS:
+                adopt(binary, cwd, env, emulator.endpoint)
+            if name == RUNNER_HISTORY:
+                # One earlier rollout of the runner's own, at the benchmark's own pace: its
+                # timings and its refresh are the history the counted run's waits read.
+                commit_release(cwd, MID_VERSION, mid_release_text())
+                earlier = earlier_rollout(binary, cwd, env, emulator.endpoint)
+                commit_release(cwd, TO_VERSION)
+            if name in RUNNERS:
                 emulator.control("DELETE", "/_emulator/calls")
                 emulator.control("DELETE", "/_emulator/events")
             run = run_contender(name, cmd, cwd, env)
             calls = emulator.control("GET", "/_emulator/calls")["calls"]
             events = emulator.control("GET", "/_emulator/events")["events"]
             result = {**run, **analyse(calls, events, run["wall_s"])}
-            if name == RUNNER:
+            if name in RUNNERS:
                 result["stages"] = runner_stages(run["stderr"])
+                result["plan"] = runner_plan(run["stderr"])
+                expected_from = MID_VERSION if name == RUNNER_HISTORY else FROM_VERSION
+                if result["plan"] != {"kind": "rollout", "from": expected_from, "to": TO_VERSION}:
+                    log(f"warning: {name} planned {result['plan'] or 'nothing found'}, not a rollout "
+                        f"{expected_from} -> {TO_VERSION}; see {run['stderr']}")
+            if earlier:
+                result["earlier_rollout"] = earlier
             result["raw"] = {"calls": calls, "events": events}
             results[name] = result
     finally:

@@ -6,7 +6,9 @@
 //! version or launch configuration is recognised by that image (neither can carry tags of
 //! its own). Pure: it decides from what `observe` read, and `commands.rs` does the tagging.
 
-use crate::cloud::{GroupConfig, Image, TAG_COMMIT, TAG_PIPELINE, TAG_VERSION, Tags};
+use crate::cloud::{
+    GroupConfig, Image, TAG_COMMIT, TAG_CONVERGED, TAG_PIPELINE, TAG_VERSION, Tags,
+};
 use crate::model::Pipeline;
 use crate::observe::{Observation, tags};
 use crate::stages::TAG_DATE;
@@ -165,11 +167,14 @@ pub fn decide(
     if let Some(refusal) = refuse_image(pipeline, version, running) {
         return Decision::Refuse(refusal);
     }
-    let group_tags = tags(&[
+    let mut group_tags = tags(&[
         (TAG_PIPELINE, &pipeline.name),
         (TAG_VERSION, &version_text),
         (TAG_COMMIT, commit),
     ]);
+    if let Some(settled) = group.converged_tag(&running.id) {
+        group_tags.insert(TAG_CONVERGED.into(), settled);
+    }
     let is_tagged = |have: &Tags| {
         have.get(TAG_PIPELINE) == Some(&pipeline.name)
             && have.get(TAG_VERSION) == Some(&version_text)
@@ -275,6 +280,8 @@ mod tests {
                 root_device: None,
             }),
             lease: None,
+            settled: false,
+            priors: Default::default(),
         }
     }
 

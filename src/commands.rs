@@ -96,9 +96,14 @@ impl Clouds {
         self.by_region[region].clone()
     }
 
-    async fn observe(&mut self, pipeline: &Pipeline) -> Result<Observation, Error> {
+    async fn observe(
+        &mut self,
+        pipeline: &Pipeline,
+        depth: crate::observe::Depth,
+    ) -> Result<Observation, Error> {
         let cloud = self.region(&pipeline.region).await;
-        crate::observe::observe_in(cloud.as_ref(), pipeline, self.shared(&pipeline.region))
+        let known = crate::observe::Known::in_region(self.shared(&pipeline.region), pipeline);
+        crate::observe::observe_in(cloud.as_ref(), pipeline, known, depth)
             .await
             .map_err(|source| Error::Cloud {
                 pipeline: pipeline.name.clone(),
@@ -114,7 +119,11 @@ async fn status(args: &StatusArgs) -> Result<String, Error> {
     let selected = select(&args.pipelines, &snap.catalog.pipelines)?;
     clouds.read_regions(&selected).await?;
     for pipeline in &selected {
-        observations.push(clouds.observe(pipeline).await?);
+        observations.push(
+            clouds
+                .observe(pipeline, crate::observe::Depth::Settled)
+                .await?,
+        );
     }
     // The leases, many per call, region by region.
     let mut regions: Vec<&str> = selected.iter().map(|p| p.region.as_str()).collect();
@@ -270,7 +279,10 @@ impl FleetSource<'_> {
                     path: path.to_path_buf(),
                     group: pipeline.auto_scaling_group.clone(),
                 }),
-            FleetSource::Aws(clouds) => Ok(clouds.observe(pipeline).await?.fleet_state()),
+            FleetSource::Aws(clouds) => Ok(clouds
+                .observe(pipeline, crate::observe::Depth::Full)
+                .await?
+                .fleet_state()),
         }
     }
 }
@@ -745,7 +757,9 @@ async fn adopt(args: &AdoptArgs) -> Result<String, Error> {
     let pipeline = select(std::slice::from_ref(&args.pipeline), &catalog.pipelines)?[0];
     let mut clouds = Clouds::new(&args.aws);
     let cloud = clouds.region(&pipeline.region).await;
-    let observation = clouds.observe(pipeline).await?;
+    let observation = clouds
+        .observe(pipeline, crate::observe::Depth::Full)
+        .await?;
     let decision = crate::adopt::decide(
         pipeline,
         &args.version,

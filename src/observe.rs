@@ -11,6 +11,7 @@ use crate::fleet::{
     BuilderRecord, FleetState, ImageRecord, ImageState, LaunchConfigRecord, RefreshRecord,
 };
 use crate::model::{LaunchKind, LaunchSignature, LaunchTarget, Pipeline};
+use crate::priors::Priors;
 use semver::Version;
 use serde::Serialize;
 
@@ -34,6 +35,24 @@ pub struct Observation {
     /// The run holding the group's lease, if one does (read by `status` only, many per
     /// call: planning does not pay for it).
     pub lease: Option<Lock>,
+    /// The group visibly runs what the runner last left it on ([`Group::converged_image`]),
+    /// so its configurations and refreshes were not read: only the one it uses is listed.
+    pub settled: bool,
+    /// How long each step of a rollout took before, by the images' timings and the group's
+    /// past refreshes.
+    #[serde(skip)]
+    pub priors: Priors,
+}
+
+/// How much of a fleet to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// Everything: every configuration made for the pipeline, the last refresh.
+    Full,
+    /// Everything unless the group is visibly settled on what the runner last left it on;
+    /// then the group, its image, the images and builders only. Enough to see that nothing
+    /// is to do; a plan that finds something to do observes again in full.
+    Settled,
 }
 
 pub fn tags(pairs: &[(&str, &str)]) -> Tags {
@@ -74,39 +93,118 @@ pub async fn read_region(
     })
 }
 
-/// Reads the fleet of `pipeline` from AWS.
+/// Reads the fleet of `pipeline` from AWS, in full.
 pub async fn observe(cloud: &dyn Cloud, pipeline: &Pipeline) -> Result<Observation, CloudError> {
-    observe_in(cloud, pipeline, None).await
+    observe_in(cloud, pipeline, Known::default(), Depth::Full).await
 }
 
-/// Reads the fleet of `pipeline`, taking what `shared` read for its region already.
+/// Whether the group launches from what `target` names (the pipeline's template, or any
+/// launch configuration).
+fn launches_from(config: &GroupConfig, target: &LaunchTarget) -> bool {
+    match (config, target) {
+        (GroupConfig::Template { id, name, .. }, LaunchTarget::Template { template }) => {
+            name == template || id == template
+        }
+        (GroupConfig::Configuration { .. }, LaunchTarget::Configuration) => true,
+        _ => false,
+    }
+}
+
+/// What is known already of a pipeline's fleet, so that observing it does not read it
+/// again: what its region's reads found, or what the last observation saw and nothing has
+/// changed since.
+#[derive(Debug, Clone, Default)]
+pub struct Known {
+    group: Option<Group>,
+    images: Option<Vec<Image>>,
+    builders: Option<Vec<Instance>>,
+    /// The configurations listed for the pipeline, and the number the group's alias
+    /// stands for.
+    configs: Option<(Vec<LaunchConfig>, Option<u64>)>,
+    refreshes: Option<Vec<Refresh>>,
+}
+
+impl Known {
+    /// What `shared` read for the region of `pipeline`.
+    pub fn in_region(shared: Option<&RegionReads>, pipeline: &Pipeline) -> Known {
+        let Some(shared) = shared else {
+            return Known::default();
+        };
+        let of_pipeline = |tagged: &Tags| {
+            tagged
+                .get(TAG_PIPELINE)
+                .is_some_and(|p| *p == pipeline.name)
+        };
+        Known {
+            // A group not among the region's is asked for alone, and says why.
+            group: shared
+                .groups
+                .iter()
+                .find(|g| g.name == pipeline.auto_scaling_group)
+                .cloned(),
+            images: Some(
+                shared
+                    .images
+                    .iter()
+                    .filter(|i| of_pipeline(&i.tags))
+                    .cloned()
+                    .collect(),
+            ),
+            builders: Some(
+                shared
+                    .builders
+                    .iter()
+                    .filter(|b| of_pipeline(&b.tags))
+                    .cloned()
+                    .collect(),
+            ),
+            configs: None,
+            refreshes: None,
+        }
+    }
+
+    /// What `observation` saw, less what a stage that just ran may have changed: the
+    /// builder (launched, updated, stopped), the images, the configurations (a new one,
+    /// and with it what `$Latest` stands for), the group (swapped, refreshed) and its
+    /// refreshes. A settled observation lists one configuration only, so its
+    /// configurations are read again.
+    pub fn after(observation: Observation, stage: crate::plan::Stage) -> Known {
+        use crate::plan::Stage::*;
+        let changed = |stages: &[crate::plan::Stage]| stages.contains(&stage);
+        Known {
+            group: (!changed(&[SwapAsg, InstanceRefresh])).then_some(observation.group),
+            images: (!changed(&[CreateImage])).then_some(observation.images),
+            builders: (!changed(&[LaunchBuilder, ApplyUpdate, CreateImage]))
+                .then_some(observation.builders),
+            configs: (!changed(&[CreateLaunchConfig]) && !observation.settled).then(|| {
+                (
+                    observation
+                        .launch_configs
+                        .into_iter()
+                        .map(|(c, _)| c)
+                        .collect(),
+                    observation.resolved_version,
+                )
+            }),
+            refreshes: (!changed(&[InstanceRefresh]) && !observation.settled)
+                .then(|| observation.refresh.into_iter().collect()),
+        }
+    }
+}
+
+/// Reads the fleet of `pipeline` as deep as `depth` says, taking what is `known` already.
 pub async fn observe_in(
     cloud: &dyn Cloud,
     pipeline: &Pipeline,
-    shared: Option<&RegionReads>,
+    known: Known,
+    depth: Depth,
 ) -> Result<Observation, CloudError> {
-    let of_pipeline = |tagged: &Tags| {
-        tagged
-            .get(TAG_PIPELINE)
-            .is_some_and(|p| *p == pipeline.name)
-    };
-    let shared_group = shared.and_then(|s| {
-        s.groups
-            .iter()
-            .find(|g| g.name == pipeline.auto_scaling_group)
-    });
-    let group = match shared_group {
-        Some(group) => group.clone(),
-        // Not among the region's groups: asked alone, it says why.
+    let group = match known.group {
+        Some(group) => group,
         None => cloud.group(&pipeline.auto_scaling_group).await?,
     };
-    let images = match shared {
-        Some(shared) => shared
-            .images
-            .iter()
-            .filter(|i| of_pipeline(&i.tags))
-            .cloned()
-            .collect(),
+    let images = match known.images {
+        Some(images) => images,
         None => {
             cloud
                 .find_images(&tags(&[(TAG_PIPELINE, &pipeline.name)]))
@@ -119,9 +217,63 @@ pub async fn observe_in(
             .find(|i| i.id == id)
             .and_then(|i| version_tag(&i.tags))
     };
-    let configs = match &pipeline.launch.target {
-        LaunchTarget::Template { template } => cloud.template_versions(template).await?,
-        LaunchTarget::Configuration => cloud.launch_configurations("").await?,
+    let builders = match known.builders {
+        Some(builders) => builders,
+        None => {
+            cloud
+                .find_instances(&tags(&[
+                    (TAG_PIPELINE, &pipeline.name),
+                    (TAG_ROLE, "builder"),
+                ]))
+                .await?
+        }
+    };
+    let settled = match depth {
+        Depth::Settled => group
+            .converged_image()
+            .filter(|_| launches_from(&group.config, &pipeline.launch.target))
+            .map(str::to_owned),
+        Depth::Full => None,
+    };
+    if let Some(image) = settled {
+        let id = match &group.config {
+            GroupConfig::Template { version, .. } => version.clone(),
+            GroupConfig::Configuration { name } => name.clone(),
+            GroupConfig::Other => unreachable!("a settled group has a configuration"),
+        };
+        let running_image = running_image(cloud, &images, Some(&image)).await?;
+        let version = version_of_image(&image);
+        let priors = Priors::from_history(&images, &[]);
+        let in_use = LaunchConfig {
+            id,
+            image_id: image.clone(),
+            description: String::new(),
+            launch: None,
+            created: None,
+        };
+        return Ok(Observation {
+            pipeline: pipeline.name.clone(),
+            region: pipeline.region.clone(),
+            running_version: version_tag(&group.tags).or_else(|| version.clone()),
+            group,
+            image_id: Some(image),
+            images,
+            launch_configs: vec![(in_use, version)],
+            builders,
+            refresh: None,
+            resolved_version: None,
+            running_image,
+            lease: None,
+            settled: true,
+            priors,
+        });
+    }
+    let (configs, known_resolved) = match known.configs {
+        Some((configs, resolved)) => (configs, Some(resolved)),
+        None => match &pipeline.launch.target {
+            LaunchTarget::Template { template } => (cloud.template_versions(template).await?, None),
+            LaunchTarget::Configuration => (cloud.launch_configurations("").await?, None),
+        },
     };
     let launch_configs: Vec<(LaunchConfig, Option<Version>)> = configs
         .into_iter()
@@ -133,8 +285,11 @@ pub async fn observe_in(
             v.is_some() || pipeline.launch.kind() == LaunchKind::Template || group.config.is(&c.id)
         })
         .collect();
-    let resolved_version = match &group.config {
-        GroupConfig::Template { id, name, version } if is_version_alias(version) => cloud
+    let resolved_version = match (&group.config, known_resolved) {
+        (GroupConfig::Template { version, .. }, Some(resolved)) if is_version_alias(version) => {
+            resolved
+        }
+        (GroupConfig::Template { id, name, version }, _) if is_version_alias(version) => cloud
             .launch_template(if id.is_empty() { name } else { id })
             .await?
             .resolve(version),
@@ -161,36 +316,15 @@ pub async fn observe_in(
         Some(image) => Some(image),
         None => cloud.config_image(&group.config).await?,
     };
-    let running_image = match image_id.as_deref() {
-        Some(id) => match images.iter().find(|i| i.id == id) {
-            Some(found) => Some(found.clone()),
-            None => match cloud.image(id).await {
-                Ok(found) => Some(found),
-                Err(e) if e.is(ErrorClass::NotFound) => None,
-                Err(e) => return Err(e),
-            },
-        },
-        None => None,
-    };
+    let running_image = running_image(cloud, &images, image_id.as_deref()).await?;
     let running_version =
         version_tag(&group.tags).or_else(|| image_id.as_deref().and_then(version_of_image));
-    let builders = match shared {
-        Some(shared) => shared
-            .builders
-            .iter()
-            .filter(|b| of_pipeline(&b.tags))
-            .cloned()
-            .collect(),
-        None => {
-            cloud
-                .find_instances(&tags(&[
-                    (TAG_PIPELINE, &pipeline.name),
-                    (TAG_ROLE, "builder"),
-                ]))
-                .await?
-        }
+    let refreshes = match known.refreshes {
+        Some(refreshes) => refreshes,
+        None => cloud.refreshes(&group.name).await?,
     };
-    let refresh = cloud.refreshes(&group.name).await?.into_iter().next();
+    let priors = Priors::from_history(&images, &refreshes);
+    let refresh = refreshes.into_iter().next();
     Ok(Observation {
         pipeline: pipeline.name.clone(),
         region: pipeline.region.clone(),
@@ -204,7 +338,26 @@ pub async fn observe_in(
         resolved_version,
         running_image,
         lease: None,
+        settled: false,
+        priors,
     })
+}
+
+/// The image `id` as AWS describes it: from the pipeline's `images` when it is one of them.
+async fn running_image(
+    cloud: &dyn Cloud,
+    images: &[Image],
+    id: Option<&str>,
+) -> Result<Option<Image>, CloudError> {
+    let Some(id) = id else { return Ok(None) };
+    if let Some(found) = images.iter().find(|i| i.id == id) {
+        return Ok(Some(found.clone()));
+    }
+    match cloud.image(id).await {
+        Ok(found) => Ok(Some(found)),
+        Err(e) if e.is(ErrorClass::NotFound) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 impl Observation {

@@ -28,6 +28,8 @@ pub struct Job {
     /// The day names were rendered for (YYYYMMDD).
     pub date: String,
     pub plan: Plan,
+    /// How long each step took before, by AWS's history: what the waits expect.
+    pub priors: crate::priors::Priors,
 }
 
 #[derive(Debug, Clone)]
@@ -101,6 +103,7 @@ pub async fn run_all(
             commit: commit.to_string(),
             events: events.clone(),
             interrupted: interrupted.clone(),
+            priors: job.priors,
         };
         let limit = limit.clone();
         let plan = job.plan;
@@ -293,14 +296,26 @@ async fn take_lease(
 /// Runs the stages before cleanup in order, each on the decision taken right before it;
 /// returns the first failure.
 async fn run_stages(ctx: &Context, plan: &Plan, baked: &mut Baked) -> Option<(Stage, StageError)> {
-    // The fleet as observed right before the last stage, kept while stages only skip.
-    let mut observed: Option<Plan> = None;
+    // The decision taken on the last look, kept while stages only skip.
+    let mut reused: Option<Plan> = None;
+    // The last look, and the stage that ran since: the next look reads again only what
+    // that stage may have changed (the first look, right after the lease, reads it all).
+    let mut seen: Option<(crate::observe::Observation, Stage)> = None;
     for planned in plan.stages.iter().filter(|s| s.stage != Stage::Cleanup) {
         let stage = planned.stage;
         let started = Instant::now();
-        let decided = match observed.take() {
+        let decided = match reused.take() {
             Some(fresh) => Ok(fresh),
-            None => replan(ctx, stage).await,
+            None => {
+                let known = seen
+                    .take()
+                    .map(|(observation, ran)| crate::observe::Known::after(observation, ran))
+                    .unwrap_or_default();
+                replan(ctx, stage, known).await.map(|(fresh, observation)| {
+                    seen = Some((observation, stage));
+                    fresh
+                })
+            }
         };
         let result = match decided {
             Err(err) => {
@@ -329,9 +344,12 @@ async fn run_stages(ctx: &Context, plan: &Plan, baked: &mut Baked) -> Option<(St
                 baked.take_decided(&fresh);
                 if now.action == Action::Skip {
                     // Nothing changed AWS since that look: the next stage decides on it too.
-                    observed = Some(fresh);
+                    reused = Some(fresh);
                     Ok(StageOutcome::Skipped { reason: now.reason })
                 } else {
+                    if let Some((_, ran)) = seen.as_mut() {
+                        *ran = stage;
+                    }
                     run_stage(ctx, stage, now.action, baked).await
                 }
             }
@@ -415,13 +433,23 @@ async fn recover(ctx: &Context, baked: &Baked, failure: Option<&(Stage, StageErr
     }
 }
 
-/// Observes the fleet again and decides what every stage does now, with the same planner
-/// `plan` showed (a held rollout was let through already, so it is not held again here).
-async fn replan(ctx: &Context, stage: Stage) -> Result<Plan, StageError> {
-    let observation = crate::observe::observe(ctx.cloud.as_ref(), &ctx.pipeline)
-        .await
-        .map_err(StageError::cloud(stage))?;
-    crate::plan::plan_rollout(
+/// Observes the fleet again, reading what is not `known`, and decides what every stage does
+/// now, with the same planner `plan` showed (a held rollout was let through already, so it
+/// is not held again here).
+async fn replan(
+    ctx: &Context,
+    stage: Stage,
+    known: crate::observe::Known,
+) -> Result<(Plan, crate::observe::Observation), StageError> {
+    let observation = crate::observe::observe_in(
+        ctx.cloud.as_ref(),
+        &ctx.pipeline,
+        known,
+        crate::observe::Depth::Full,
+    )
+    .await
+    .map_err(StageError::cloud(stage))?;
+    let plan = crate::plan::plan_rollout(
         &ctx.pipeline,
         &ctx.release,
         &ctx.names,
@@ -430,7 +458,8 @@ async fn replan(ctx: &Context, stage: Stage) -> Result<Plan, StageError> {
     .map_err(|refused| StageError::Precondition {
         stage,
         message: format!("{refused}; {}", refused.hint()),
-    })
+    })?;
+    Ok((plan, observation))
 }
 
 async fn run_stage(
@@ -653,13 +682,56 @@ pub async fn prepare_in(
     retry: &(dyn Fn(&crate::fleet::FailedRollout) -> crate::plan::RetryRule + Sync),
     shared: Option<&crate::observe::RegionReads>,
 ) -> Result<Job, PrepareError> {
-    use crate::stages::TAG_DATE;
-    let observation = crate::observe::observe_in(cloud.as_ref(), pipeline, shared)
-        .await
-        .map_err(|source| PrepareError::Cloud {
-            pipeline: pipeline.name.clone(),
-            source,
-        })?;
+    let reader = cloud.clone();
+    let observe = |depth| {
+        let cloud = reader.clone();
+        async move {
+            let known = crate::observe::Known::in_region(shared, pipeline);
+            crate::observe::observe_in(cloud.as_ref(), pipeline, known, depth)
+                .await
+                .map_err(|source| PrepareError::Cloud {
+                    pipeline: pipeline.name.clone(),
+                    source,
+                })
+        }
+    };
+    let observation = observe(crate::observe::Depth::Settled).await?;
+    let planned = plan_observed(pipeline, release, commit, today, retry, &observation);
+    let ((names, date, plan), priors) = match planned {
+        Ok(done) if done.2.is_noop() || !observation.settled => (done, observation.priors),
+        Err(refused) if !observation.settled => return Err(refused),
+        // Something is to do: what it is depends on every configuration made so far.
+        _ => {
+            let full = observe(crate::observe::Depth::Full).await?;
+            let planned = plan_observed(pipeline, release, commit, today, retry, &full)?;
+            (planned, full.priors)
+        }
+    };
+    Ok(Job {
+        cloud,
+        pipeline: pipeline.clone(),
+        release: release.clone(),
+        names,
+        date: format!(
+            "{:04}{:02}{:02}",
+            date.year(),
+            u8::from(date.month()),
+            date.day()
+        ),
+        plan,
+        priors,
+    })
+}
+
+/// Renders the names and plans `release` on `observation`.
+fn plan_observed(
+    pipeline: &Pipeline,
+    release: &Release,
+    commit: &str,
+    today: time::Date,
+    retry: &(dyn Fn(&crate::fleet::FailedRollout) -> crate::plan::RetryRule + Sync),
+    observation: &crate::observe::Observation,
+) -> Result<(crate::model::Rendered, time::Date, Plan), PrepareError> {
     let version = release.version.to_string();
     let first_date = observation
         .images
@@ -667,7 +739,7 @@ pub async fn prepare_in(
         .map(|i| &i.tags)
         .chain(observation.builders.iter().map(|b| &b.tags))
         .filter(|t| t.get(crate::cloud::TAG_VERSION) == Some(&version))
-        .find_map(|t| t.get(TAG_DATE).and_then(|d| parse_day(d)));
+        .find_map(|t| t.get(crate::stages::TAG_DATE).and_then(|d| parse_day(d)));
     let date = first_date.unwrap_or(today);
     let names = crate::model::render(pipeline, release, date, commit).map_err(|problems| {
         PrepareError::Render {
@@ -686,19 +758,7 @@ pub async fn prepare_in(
             source: Box::new(source),
         },
     )?;
-    Ok(Job {
-        cloud,
-        pipeline: pipeline.clone(),
-        release: release.clone(),
-        names,
-        date: format!(
-            "{:04}{:02}{:02}",
-            date.year(),
-            u8::from(date.month()),
-            date.day()
-        ),
-        plan,
-    })
+    Ok((names, date, plan))
 }
 
 /// Parses a YYYYMMDD day.

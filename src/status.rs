@@ -88,6 +88,12 @@ pub fn status_as_text(observations: &[Observation]) -> String {
                         .unwrap_or_default()
                 );
             }
+            None if o.settled => {
+                let _ = writeln!(
+                    out,
+                    "  refresh:       none needed (every instance runs what the last rollout left; past refreshes not read)"
+                );
+            }
             None => {
                 let _ = writeln!(out, "  refresh:       none");
             }

@@ -84,6 +84,38 @@ impl Backoff {
     }
 }
 
+/// Before the time a step is expected to need draws near, a wait polls at most this often
+/// (or four times, for a long step): enough for progress on a long wait, few enough to
+/// leave AWS's rate budget alone.
+pub const SPARSE_EVERY: Duration = Duration::from_secs(60);
+
+impl Backoff {
+    /// The delay before poll number `attempt`, `elapsed` into a wait for a step whose
+    /// shortest recorded duration is `expected` ([`crate::priors`]). Until half of that, the
+    /// wait polls sparsely (every [`SPARSE_EVERY`], or a quarter of that half when longer,
+    /// and at that half exactly): a step that short has never been seen. From there on, every delay is at most
+    /// max(1 s, 10 %) of the time waited, as without history, but no shorter than that
+    /// bound needs: the end is noticed within the bound, with the fewest polls. With no
+    /// history this is [`Backoff::delay`].
+    pub fn delay_expecting(
+        &self,
+        attempt: u32,
+        elapsed: Duration,
+        expected: Option<Duration>,
+    ) -> Duration {
+        let Some(expected) = expected else {
+            return self.delay(attempt, elapsed);
+        };
+        let dense_from = expected / 2;
+        if elapsed < dense_from {
+            return (dense_from - elapsed).min(SPARSE_EVERY.max(dense_from / 4));
+        }
+        let bound = elapsed.mul_f64(NOTICE_RATIO).max(NOTICE_FLOOR);
+        let cut = rand::random::<f64>() * self.jitter;
+        bound.mul_f64(1.0 - cut)
+    }
+}
+
 /// What a poll saw: done with a value, or not yet with a progress line.
 pub enum Poll<T> {
     Ready(T),
@@ -114,11 +146,15 @@ pub struct WaitProgress {
 }
 
 /// Polls `poll` until it is ready, fails, or `budget` runs out, sleeping by `backoff`
-/// between polls and calling `progress` after every poll that is not ready.
+/// between polls and calling `progress` after every poll that is not ready. With an
+/// `expected` duration (the shortest AWS's history recorded for the step, counted from the
+/// request that started it, made right before this wait), the first poll waits until
+/// [`Backoff::delay_expecting`] says; without, it is made at once.
 pub async fn wait_for<T, E, F, Fut>(
     what: &str,
     budget: Duration,
     backoff: Backoff,
+    expected: Option<Duration>,
     mut progress: impl FnMut(WaitProgress),
     mut poll: F,
 ) -> Result<T, WaitError<E>>
@@ -128,6 +164,12 @@ where
 {
     let start = Instant::now();
     let mut attempt = 0;
+    if expected.is_some() {
+        let first = backoff
+            .delay_expecting(0, Duration::ZERO, expected)
+            .min(budget);
+        tokio::time::sleep(first).await;
+    }
     loop {
         match poll().await.map_err(WaitError::Failed)? {
             Poll::Ready(value) => return Ok(value),
@@ -147,7 +189,9 @@ where
                     elapsed,
                     budget,
                 });
-                let delay = backoff.delay(attempt, elapsed).min(budget - elapsed);
+                let delay = backoff
+                    .delay_expecting(attempt, elapsed, expected)
+                    .min(budget - elapsed);
                 tokio::time::sleep(delay).await;
                 attempt += 1;
             }
@@ -200,6 +244,7 @@ mod tests {
                 "x",
                 Duration::from_secs(7200),
                 Backoff::aws(),
+                None,
                 |_| {},
                 || async move {
                     let now = start.elapsed();
@@ -228,6 +273,7 @@ mod tests {
             "ami-1 to be available",
             Duration::from_secs(60),
             Backoff::aws(),
+            None,
             |p| seen.push(p.status),
             || {
                 polls.set(polls.get() + 1);
@@ -253,6 +299,7 @@ mod tests {
             "refresh r-1",
             Duration::from_secs(30),
             Backoff::aws(),
+            None,
             |_| {},
             || async { Ok(Poll::Pending("InProgress 40%".to_string())) },
         )
@@ -273,10 +320,96 @@ mod tests {
             "x",
             Duration::from_secs(30),
             Backoff::aws(),
+            None,
             |_| {},
             || async { Err("image failed") },
         )
         .await;
         assert!(matches!(result, Err(WaitError::Failed("image failed"))));
+    }
+
+    /// Polls made, and how late the end was noticed, for a step done after `done_at`.
+    async fn follow(done_at: Duration, expected: Option<Duration>) -> (u32, Duration) {
+        let start = Instant::now();
+        let polls = Cell::new(0u32);
+        let noticed: Result<Duration, WaitError<&str>> = wait_for(
+            "x",
+            Duration::from_secs(36_000),
+            Backoff::aws(),
+            expected,
+            |_| {},
+            || {
+                polls.set(polls.get() + 1);
+                async move {
+                    let now = start.elapsed();
+                    Ok(if now >= done_at {
+                        Poll::Ready(now)
+                    } else {
+                        Poll::Pending(String::new())
+                    })
+                }
+            },
+        )
+        .await;
+        (polls.get(), noticed.unwrap() - done_at)
+    }
+
+    /// With history, every step that takes at least half of its shortest recorded duration
+    /// is still noticed within max(1 s, 10 %), however long it takes.
+    #[tokio::test(start_paused = true)]
+    async fn with_history_ends_past_half_the_expected_time_are_noticed_as_fast() {
+        for expected in [4.0, 30.0, 300.0, 900.0] {
+            for factor in [0.5, 0.6, 0.95, 1.0, 1.3, 3.0, 10.0] {
+                let done_at = Duration::from_secs_f64(expected * factor);
+                let (_, late) = follow(done_at, Some(Duration::from_secs_f64(expected))).await;
+                let allowed = done_at.mul_f64(NOTICE_RATIO).max(NOTICE_FLOOR);
+                assert!(
+                    late <= allowed,
+                    "expected {expected}s, done at {done_at:?}, noticed {late:?} later (allowed {allowed:?})"
+                );
+            }
+        }
+    }
+
+    /// History saves the polls of the first half, and the cap's: a five-minute step
+    /// that took five minutes before costs about a dozen polls instead of sixty.
+    #[tokio::test(start_paused = true)]
+    async fn history_costs_fewer_polls_than_none() {
+        for secs in [20.0, 60.0, 300.0, 900.0] {
+            let done_at = Duration::from_secs_f64(secs);
+            let (blind, _) = follow(done_at, None).await;
+            let (informed, _) = follow(done_at, Some(done_at)).await;
+            assert!(
+                informed <= 15 && informed * 2 < blind,
+                "{secs}s: {informed} polls with history, {blind} without"
+            );
+        }
+    }
+
+    /// Before half the expected time, polls are at least a minute apart, at most four (progress
+    /// on a long wait), and the first is not made at once.
+    #[test]
+    fn before_half_the_expected_time_polls_are_sparse() {
+        let b = Backoff::aws();
+        let hour = Some(Duration::from_secs(3600));
+        assert_eq!(
+            b.delay_expecting(0, Duration::ZERO, hour),
+            Duration::from_secs(450),
+            "four polls in the first half hour"
+        );
+        let five = Some(Duration::from_secs(300));
+        assert_eq!(b.delay_expecting(0, Duration::ZERO, five), SPARSE_EVERY);
+        assert_eq!(
+            b.delay_expecting(3, Duration::from_secs(1790), hour),
+            Duration::from_secs(10),
+            "the dense part starts at half the expected time exactly"
+        );
+        let short = Some(Duration::from_secs(20));
+        assert_eq!(
+            b.delay_expecting(0, Duration::ZERO, short),
+            Duration::from_secs(10)
+        );
+        let dense = b.delay_expecting(9, Duration::from_secs(2000), hour);
+        assert!(dense <= Duration::from_secs(200) && dense >= Duration::from_secs(160));
     }
 }

@@ -548,6 +548,7 @@ fn refresh(refresh: &asg::InstanceRefresh) -> CloudResult<Refresh> {
             .and_then(|template| template.version())
             .map(str::to_owned),
         started: refresh.start_time().map(|t| t.secs()),
+        ended: refresh.end_time().map(|t| t.secs()),
     })
 }
 

@@ -447,6 +447,8 @@ impl World {
             instances_to_update: 0,
             desired_template_version: r.spec.desired_template.as_ref().map(|(_, v)| v.clone()),
             started: Some(self.clock(r.started)),
+            // The fake keeps no end time: its refreshes give no history to wait by.
+            ended: None,
         }
     }
 }

@@ -23,6 +23,10 @@ pub const TAG_FAILED: &str = "red5-rollout:failed";
 pub const TAG_LAUNCH: &str = "red5-rollout:launch";
 /// Set on an image: the image it was baked from.
 pub const TAG_SOURCE_IMAGE: &str = "red5-rollout:source-image";
+/// Set on a group when a rollout converges (and by `adopt`): which configuration it left
+/// the group on and the image that configuration launches, as `HASH@IMAGE`, HASH standing
+/// for the configuration (see [`Group::converged_image`]).
+pub const TAG_CONVERGED: &str = "red5-rollout:converged";
 
 pub type Tags = BTreeMap<String, String>;
 
@@ -190,6 +194,64 @@ impl Group {
     pub fn protects_instances(&self) -> bool {
         self.new_instances_protected || self.instances.iter().any(|i| i.protected_from_scale_in)
     }
+
+    /// The [`TAG_CONVERGED`] value recording that this group, on its present configuration,
+    /// launches `image`; none for a group on `$Latest` / `$Default` or on no configuration
+    /// the runner manages.
+    pub fn converged_tag(&self, image: &str) -> Option<String> {
+        Some(format!("{}@{image}", config_key(&self.config)?))
+    }
+
+    /// The image the group visibly runs, without reading its configuration: when its
+    /// [`TAG_CONVERGED`] record names its present configuration, no failed rollout is
+    /// recorded, and exactly the desired number of instances are in service, all launched
+    /// with that configuration. A refresh, a scale-out, a hand change or a failed rollout
+    /// each break one of these, and the configuration is then read as usual.
+    pub fn converged_image(&self) -> Option<&str> {
+        let (key, image) = self.tags.get(TAG_CONVERGED)?.split_once('@')?;
+        let settled = key == config_key(&self.config)?
+            && !image.is_empty()
+            && self.tags.get(TAG_FAILED).is_none_or(String::is_empty)
+            && self.instances.len() == self.desired_capacity as usize
+            && self
+                .instances
+                .iter()
+                .all(|i| same_config(&i.config, &self.config) && i.lifecycle_state == "InService");
+        settled.then_some(image)
+    }
+}
+
+/// Whether an instance's configuration is the group's (DescribeAutoScalingGroups may name a
+/// template by id or by name for either).
+fn same_config(instance: &GroupConfig, group: &GroupConfig) -> bool {
+    match (instance, group) {
+        (
+            GroupConfig::Template {
+                id: a,
+                name: b,
+                version: c,
+            },
+            GroupConfig::Template {
+                id: x,
+                name: y,
+                version: z,
+            },
+        ) => c == z && (a == x || b == y),
+        (a, b) => a == b,
+    }
+}
+
+/// A short key for a configuration, from what DescribeAutoScalingGroups says of it: a hash
+/// (tag values allow few characters, configuration names many).
+fn config_key(config: &GroupConfig) -> Option<String> {
+    let text = match config {
+        GroupConfig::Template { name, version, .. } if !is_version_alias(version) => {
+            format!("template\n{name}\n{version}")
+        }
+        GroupConfig::Configuration { name } => format!("configuration\n{name}"),
+        _ => return None,
+    };
+    Some(format!("{:016x}", crate::model::fnv1a(text.as_bytes())))
 }
 
 /// A launch template and the version numbers its aliases stand for.
@@ -464,6 +526,8 @@ pub struct Refresh {
     pub desired_template_version: Option<String>,
     /// When it started, in seconds since the Unix epoch (AWS's StartTime).
     pub started: Option<i64>,
+    /// When it ended, in seconds since the Unix epoch (AWS's EndTime).
+    pub ended: Option<i64>,
 }
 
 /// Whether AWS is still working on a refresh with this status (an unknown status counts as
@@ -497,4 +561,131 @@ pub struct Lock {
     pub ci_run: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ci_url: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn template(version: &str) -> GroupConfig {
+        GroupConfig::Template {
+            id: "lt-0abc".into(),
+            name: "red5pro-sm".into(),
+            version: version.into(),
+        }
+    }
+
+    fn instance(id: &str, config: GroupConfig, state: &str) -> GroupInstance {
+        GroupInstance {
+            id: id.into(),
+            lifecycle_state: state.into(),
+            health_status: "Healthy".into(),
+            config,
+            protected_from_scale_in: false,
+        }
+    }
+
+    fn group(config: GroupConfig, instances: Vec<GroupInstance>) -> Group {
+        Group {
+            name: "red5pro-sm-asg".into(),
+            min_size: 1,
+            max_size: 4,
+            desired_capacity: 2,
+            config,
+            subnets: Vec::new(),
+            health_check_type: "ELB".into(),
+            health_check_grace_period: 300,
+            instances,
+            tags: Tags::new(),
+            new_instances_protected: false,
+        }
+    }
+
+    fn settled_on(config: GroupConfig, image: &str) -> Group {
+        let both = vec![
+            instance("i-1", config.clone(), "InService"),
+            instance("i-2", config.clone(), "InService"),
+        ];
+        let mut g = group(config, both);
+        let tag = g
+            .converged_tag(image)
+            .expect("a numbered version has a key");
+        g.tags.insert(TAG_CONVERGED.into(), tag);
+        g
+    }
+
+    #[test]
+    fn a_group_left_as_recorded_is_settled_on_its_image() {
+        let g = settled_on(template("3"), "ami-0123");
+        assert_eq!(g.converged_image(), Some("ami-0123"));
+        let lc = settled_on(
+            GroupConfig::Configuration {
+                name: "SM-12.4.0".into(),
+            },
+            "ami-0456",
+        );
+        assert_eq!(lc.converged_image(), Some("ami-0456"));
+    }
+
+    #[test]
+    fn any_change_since_the_record_unsettles_the_group() {
+        let base = settled_on(template("3"), "ami-0123");
+
+        let mut moved = base.clone();
+        moved.config = template("4");
+        assert_eq!(
+            moved.converged_image(),
+            None,
+            "configuration changed by hand"
+        );
+
+        let mut other_template = base.clone();
+        other_template.config = GroupConfig::Template {
+            id: "lt-0def".into(),
+            name: "another".into(),
+            version: "3".into(),
+        };
+        assert_eq!(other_template.converged_image(), None, "another template");
+
+        let mut refreshing = base.clone();
+        refreshing.instances[1] = instance("i-3", template("4"), "InService");
+        assert_eq!(
+            refreshing.converged_image(),
+            None,
+            "an instance on another version"
+        );
+
+        let mut launching = base.clone();
+        launching.instances[1].lifecycle_state = "Pending".into();
+        assert_eq!(
+            launching.converged_image(),
+            None,
+            "an instance not in service"
+        );
+
+        let mut scaled = base.clone();
+        scaled.desired_capacity = 3;
+        assert_eq!(
+            scaled.converged_image(),
+            None,
+            "desired capacity not reached"
+        );
+
+        let mut failed = base.clone();
+        failed
+            .tags
+            .insert(TAG_FAILED.into(), "12.4.0 abc123".into());
+        assert_eq!(failed.converged_image(), None, "a failed rollout recorded");
+        failed.tags.insert(TAG_FAILED.into(), String::new());
+        assert_eq!(failed.converged_image(), Some("ami-0123"), "cleared record");
+    }
+
+    #[test]
+    fn an_alias_has_no_record() {
+        let g = group(template("$Default"), Vec::new());
+        assert_eq!(g.converged_tag("ami-0123"), None);
+        let mut tagged = settled_on(template("3"), "ami-0123");
+        tagged.config = template("$Latest");
+        assert_eq!(tagged.converged_image(), None);
+    }
 }

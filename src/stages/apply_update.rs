@@ -13,14 +13,16 @@
 //! command's status, exit code and the last lines of its output; SSM keeps only the first
 //! 24,000 characters of output, and the error says so when that limit was reached.
 
-use super::context::{Baked, Context, StageError};
+use super::context::{Baked, Context, StageError, Visibility};
 use crate::cloud::{CommandResult, ErrorClass, TAG_UPDATED};
 use crate::events::{Event, Produced, StageOutcome};
 use crate::observe::tags;
 use crate::plan::Stage;
+use crate::priors::Step;
 use crate::wait::Poll;
 use std::sync::Mutex;
 use std::time::Duration;
+use tokio::time::Instant;
 
 const STAGE: Stage = Stage::ApplyUpdate;
 /// How many lines of output a failure shows.
@@ -69,6 +71,8 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
         .map_err(StageError::cloud(STAGE))?
         .into_iter()
         .find(|c| c.comment.starts_with(&release_comment));
+    // A command this run sends is timed from here; one it follows is not.
+    let mut asked = None;
     let command = match earlier {
         Some(earlier) => {
             ctx.events.emit(Event::StageProgress {
@@ -83,22 +87,27 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
             });
             earlier.id
         }
-        None => cloud
-            .send_script(
-                &builder.id,
-                &ctx.names.update_script,
-                timeout.as_secs(),
-                &format!("{release_comment}run {}", ctx.run_id),
-            )
-            .await
-            .map_err(StageError::cloud(STAGE))?,
+        None => {
+            asked = Some(Instant::now());
+            cloud
+                .send_script(
+                    &builder.id,
+                    &ctx.names.update_script,
+                    timeout.as_secs(),
+                    &format!("{release_comment}run {}", ctx.run_id),
+                )
+                .await
+                .map_err(StageError::cloud(STAGE))?
+        }
     };
     let shown = Mutex::new(0usize);
     let result: CommandResult = ctx
-        .wait(
+        .wait_expecting(
             STAGE,
             &format!("command {command} on {}", builder.id),
             timeout + Duration::from_secs(300),
+            Visibility::Settled,
+            asked.and_then(|_| ctx.priors.expected(Step::Update)),
             || async {
                 let result = match cloud.command_result(&command, &builder.id).await {
                     Ok(r) => r,
@@ -125,6 +134,9 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
             },
         )
         .await?;
+    if let Some(asked) = asked {
+        baked.timings.record(Step::Update, asked.elapsed());
+    }
     if !result.is_success() {
         let mut tail: Vec<String> = result
             .stdout

@@ -12,7 +12,9 @@
 //! builder that could not be terminated so that a person can.
 
 use super::context::{Baked, Context, StageError};
-use crate::cloud::{TAG_COMMIT, TAG_FAILED, TAG_LAUNCH, TAG_PIPELINE, TAG_ROLE, TAG_VERSION};
+use crate::cloud::{
+    TAG_COMMIT, TAG_CONVERGED, TAG_FAILED, TAG_LAUNCH, TAG_PIPELINE, TAG_ROLE, TAG_VERSION,
+};
 use crate::events::{Produced, StageOutcome};
 use crate::model::LaunchSignature;
 use crate::observe::tags;
@@ -71,9 +73,16 @@ pub async fn run(
         let version = ctx.release.version.to_string();
         let failed_before = current.tags.get(TAG_FAILED).is_some_and(|v| !v.is_empty());
         let launch = LaunchSignature::of(&ctx.pipeline.launch, &ctx.names.user_data).to_tag();
+        // What the group was left on, so that later reads can see it settled without
+        // reading its configurations.
+        let settled = baked
+            .image
+            .as_deref()
+            .and_then(|image| current.converged_tag(image));
         if current.tags.get(TAG_VERSION) != Some(&version)
             || current.tags.get(TAG_COMMIT) != Some(&ctx.commit)
             || current.tags.get(TAG_LAUNCH) != Some(&launch)
+            || current.tags.get(TAG_CONVERGED) != settled.as_ref()
             || failed_before
         {
             let mut written = tags(&[
@@ -81,6 +90,9 @@ pub async fn run(
                 (TAG_COMMIT, &ctx.commit),
                 (TAG_LAUNCH, &launch),
             ]);
+            if let Some(settled) = settled {
+                written.insert(TAG_CONVERGED.into(), settled);
+            }
             if failed_before {
                 // A success clears the record of the last failed rollout.
                 written.insert(TAG_FAILED.into(), String::new());

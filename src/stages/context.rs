@@ -9,6 +9,7 @@ use crate::events::{Emitter, Event};
 use crate::model::{Pipeline, Release, Rendered};
 use crate::observe::tags;
 use crate::plan::Stage;
+use crate::priors::{Priors, Timings};
 use crate::wait::{Backoff, Poll, WaitError, wait_for};
 use std::future::Future;
 use std::sync::Arc;
@@ -52,6 +53,8 @@ pub struct Context {
     pub events: Emitter,
     /// Becomes true on Ctrl-C / SIGTERM: start nothing new.
     pub interrupted: watch::Receiver<bool>,
+    /// How long each step took before, by AWS's history: what the waits expect.
+    pub priors: Priors,
 }
 
 /// What the bake and the launch stages produced, handed from one stage to the next.
@@ -71,6 +74,9 @@ pub struct Baked {
     pub touched: bool,
     /// The name a new configuration gets, as decided right before the stage.
     pub launch_name: Option<String>,
+    /// How long the steps of this run's bake took, each from its request (recorded on the
+    /// image, for the next rollout's waits).
+    pub timings: Timings,
 }
 
 impl Baked {
@@ -253,6 +259,25 @@ impl Context {
         what: &str,
         budget: Duration,
         visibility: Visibility,
+        poll: F,
+    ) -> Result<T, StageError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Poll<T>, StageError>>,
+    {
+        self.wait_expecting(stage, what, budget, visibility, None, poll)
+            .await
+    }
+
+    /// [`Context::wait_with`], expecting the step to take `expected` from its request
+    /// (made right before).
+    pub async fn wait_expecting<T, F, Fut>(
+        &self,
+        stage: Stage,
+        what: &str,
+        budget: Duration,
+        visibility: Visibility,
+        expected: Option<Duration>,
         mut poll: F,
     ) -> Result<T, StageError>
     where
@@ -286,6 +311,7 @@ impl Context {
             what,
             budget,
             Backoff::aws(),
+            expected,
             |p| {
                 events.emit(Event::StageProgress {
                     pipeline: pipeline.clone(),

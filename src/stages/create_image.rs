@@ -12,10 +12,13 @@
 
 use super::context::{Baked, Context, StageError, Visibility};
 use crate::cloud::{ImageStatus, InstanceState, TAG_SOURCE_IMAGE};
-use crate::events::{Produced, StageOutcome};
+use crate::events::{Event, Produced, StageOutcome};
+use crate::observe::tags;
 use crate::plan::Stage;
+use crate::priors::{Step, TAG_TIMINGS, Timings};
 use crate::wait::Poll;
 use std::time::Duration;
+use tokio::time::Instant;
 
 const STAGE: Stage = Stage::CreateImage;
 
@@ -29,7 +32,7 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
     }
     if let Some(pending) = images.first() {
         baked.image = Some(pending.id.clone());
-        wait_until_available(ctx, &pending.id).await?;
+        wait_until_available(ctx, &pending.id, None).await?;
         return Ok(StageOutcome::done(Produced {
             image: Some(pending.id.clone()),
             adopted: true,
@@ -48,20 +51,25 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
     }
     let cloud = ctx.cloud.as_ref();
     if ctx.pipeline.image.stop_before_imaging {
+        // A stop this run asks for is timed; one asked for earlier is not.
+        let mut asked = None;
         if matches!(
             builder.state,
             InstanceState::Running | InstanceState::Pending
         ) {
+            asked = Some(Instant::now());
             cloud
                 .stop_instance(&builder.id)
                 .await
                 .map_err(StageError::cloud(STAGE))?;
         }
         let id = builder.id.clone();
-        ctx.wait(
+        ctx.wait_expecting(
             STAGE,
             &format!("builder {id} to stop"),
             Duration::from_secs(15 * 60),
+            Visibility::Settled,
+            asked.and_then(|_| ctx.priors.expected(Step::Stop)),
             || async {
                 let instance = cloud
                     .instance(&id)
@@ -74,17 +82,23 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
             },
         )
         .await?;
+        if let Some(asked) = asked {
+            baked.timings.record(Step::Stop, asked.elapsed());
+        }
     }
     let mut tags = ctx.release_tags();
     if let Some(source) = builder.tags.get(TAG_SOURCE_IMAGE) {
         tags.insert(TAG_SOURCE_IMAGE.into(), source.clone());
     }
+    let asked = Instant::now();
     let image = cloud
         .create_image(&builder.id, &ctx.names.image_name, &tags)
         .await
         .map_err(StageError::cloud(STAGE))?;
     baked.image = Some(image.clone());
-    wait_until_available(ctx, &image).await?;
+    wait_until_available(ctx, &image, ctx.priors.expected(Step::Image)).await?;
+    baked.timings.record(Step::Image, asked.elapsed());
+    record_timings(ctx, &image, &baked.timings).await;
     Ok(StageOutcome::done(Produced {
         builder: Some(builder.id.clone()),
         image: Some(image.clone()),
@@ -93,13 +107,39 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
     }))
 }
 
-async fn wait_until_available(ctx: &Context, image: &str) -> Result<(), StageError> {
+/// Tags the image with how long its bake's steps took, for the next rollout's waits. A
+/// failure to do so costs only that, so it is said and the rollout goes on.
+async fn record_timings(ctx: &Context, image: &str, timings: &Timings) {
+    if let Err(e) = ctx
+        .cloud
+        .tag_image(image, &tags(&[(TAG_TIMINGS, &timings.to_tag())]))
+        .await
+    {
+        ctx.events.emit(Event::StageProgress {
+            pipeline: ctx.pipeline.name.clone(),
+            stage: STAGE,
+            message: format!(
+                "could not record the bake's timings on {image} (the next rollout waits without them): {e}"
+            ),
+            elapsed: Duration::ZERO,
+            budget: Duration::ZERO,
+        });
+    }
+}
+
+/// Waits for `image`, expecting it to take `expected` when this run just asked for it.
+async fn wait_until_available(
+    ctx: &Context,
+    image: &str,
+    expected: Option<Duration>,
+) -> Result<(), StageError> {
     let cloud = ctx.cloud.as_ref();
-    ctx.wait_with(
+    ctx.wait_expecting(
         STAGE,
         &format!("{image} to be available"),
         ctx.pipeline.image.timeout,
         Visibility::JustCreated,
+        expected,
         || async {
             let found = cloud.image(image).await.map_err(StageError::cloud(STAGE))?;
             match found.status {

@@ -26,8 +26,10 @@ use crate::cloud::{
 use crate::events::{Event, Produced, StageOutcome};
 use crate::model::{LaunchKind, LaunchTarget};
 use crate::plan::{Action, Stage};
+use crate::priors::Step;
 use crate::wait::Poll;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
 
 const STAGE: Stage = Stage::InstanceRefresh;
 
@@ -50,6 +52,9 @@ pub async fn run(
         .map_err(StageError::cloud(STAGE))?;
     let newest = refreshes.first().cloned();
     let active = refreshes.into_iter().find(Refresh::is_active);
+    // Only a refresh this run starts is timed from its start: it expects what the group's
+    // past refreshes took.
+    let mut expected = None;
     let refresh_id = match active {
         Some(r) if is_ours(ctx, &r, &config).await? => r.id,
         // The decision found a refresh towards this release that ended while no run followed
@@ -81,11 +86,12 @@ pub async fn run(
             if ctx.is_interrupted() {
                 return Err(StageError::Interrupted { stage: STAGE });
             }
+            expected = ctx.priors.expected(Step::Refresh);
             start(ctx, &group_name, &config).await?
         }
     };
     baked.touched = true;
-    let finished = match follow(ctx, &group_name, &refresh_id).await {
+    let finished = match follow(ctx, &group_name, &refresh_id, expected).await {
         Err(StageError::TimedOut { message, .. }) => {
             return Err(
                 roll_back_late_refresh(ctx, &group_name, &refresh_id, baked, message).await,
@@ -223,16 +229,23 @@ async fn start(ctx: &Context, group: &str, config: &str) -> Result<String, Stage
     }
 }
 
-/// Follows refresh `id` to a terminal status.
-async fn follow(ctx: &Context, group: &str, id: &str) -> Result<Refresh, StageError> {
+/// Follows refresh `id` to a terminal status; `expected` is how long it should take, when
+/// this run just started it.
+async fn follow(
+    ctx: &Context,
+    group: &str,
+    id: &str,
+    expected: Option<Duration>,
+) -> Result<Refresh, StageError> {
     let cloud = ctx.cloud.as_ref();
     // No percentage reported yet (a refresh's is at most 100).
     let last_percentage = AtomicU8::new(u8::MAX);
-    ctx.wait_with(
+    ctx.wait_expecting(
         STAGE,
         &format!("refresh {id} of {group}"),
         ctx.pipeline.refresh.timeout,
         Visibility::JustCreated,
+        expected,
         || async {
             let refreshes = cloud
                 .refreshes(group)
@@ -283,7 +296,7 @@ async fn roll_back_late_refresh(
             if let Err(e) = cloud.rollback_refresh(group).await {
                 return StageError::cloud(STAGE)(e);
             }
-            match follow(ctx, group, id).await {
+            match follow(ctx, group, id, None).await {
                 Ok(r) if r.status == RefreshStatus::RollbackSuccessful => {
                     Some("the previous template version".to_string())
                 }
@@ -295,7 +308,7 @@ async fn roll_back_late_refresh(
                 return StageError::cloud(STAGE)(e);
             }
             // Cancelling takes a moment; the rollback refresh can only start after it.
-            let _ = follow(ctx, group, id).await;
+            let _ = follow(ctx, group, id, None).await;
             roll_back_configuration(ctx, group, baked)
                 .await
                 .ok()
@@ -341,7 +354,7 @@ async fn roll_back_configuration(
         .await
         .map_err(StageError::cloud(STAGE))?;
     let id = start(ctx, group, &previous).await?;
-    let back = follow(ctx, group, &id).await?;
+    let back = follow(ctx, group, &id, None).await?;
     if back.status == RefreshStatus::Successful {
         Ok(Some(format!("launch configuration {previous}")))
     } else {

@@ -23,9 +23,11 @@ use crate::cloud::{
 use crate::events::{Produced, StageOutcome};
 use crate::model::BaseImage;
 use crate::plan::Stage;
+use crate::priors::Step;
 use crate::wait::Poll;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
+use tokio::time::Instant;
 
 const STAGE: Stage = Stage::LaunchBuilder;
 
@@ -132,12 +134,14 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
         client_token,
         tags,
     };
+    let asked = Instant::now();
     let id = cloud
         .run_builder(&spec)
         .await
         .map_err(StageError::cloud(STAGE))?;
     baked.builder = Some(id.clone());
     wait_until_ready(ctx, &id).await?;
+    baked.timings.record(Step::BuilderReady, asked.elapsed());
     Ok(StageOutcome::done(Produced {
         builder: Some(id),
         base_image: Some(base),
@@ -145,19 +149,25 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
     }))
 }
 
-/// Waits until the builder runs and its SSM agent is Online. An online agent implies a
-/// running instance, so each poll asks SSM; the instance's own state is read only every
-/// few polls, to say what it is doing and to stop waiting for one that died.
+/// Waits until the builder runs and its SSM agent is Online, just launched. An online agent
+/// implies a running instance, so each poll asks SSM only (DescribeInstanceInformation
+/// lists running instances with an agent); the instance's own state is read every few
+/// polls, to say what it is doing and to stop waiting for one that died, and with history
+/// only once the builder is later than every earlier one.
 async fn wait_until_ready(ctx: &Context, id: &str) -> Result<(), StageError> {
     let cloud = ctx.cloud.as_ref();
     let budget = ctx.pipeline.builder.ready_timeout;
     let polls = AtomicU32::new(0);
     let last = Mutex::new(String::from("pending"));
-    ctx.wait_with(
+    let started = Instant::now();
+    let expected = ctx.priors.expected(Step::BuilderReady);
+    let late = || expected.is_none_or(|e| started.elapsed() >= e);
+    ctx.wait_expecting(
         STAGE,
         &format!("builder {id} to run and reach SSM"),
         budget,
         Visibility::JustCreated,
+        expected,
         || async {
             if cloud
                 .is_ssm_online(id)
@@ -166,9 +176,10 @@ async fn wait_until_ready(ctx: &Context, id: &str) -> Result<(), StageError> {
             {
                 return Ok(Poll::Ready(()));
             }
-            if polls
-                .fetch_add(1, Ordering::Relaxed)
-                .is_multiple_of(STATE_EVERY)
+            if late()
+                && polls
+                    .fetch_add(1, Ordering::Relaxed)
+                    .is_multiple_of(STATE_EVERY)
             {
                 let instance = cloud.instance(id).await.map_err(StageError::cloud(STAGE))?;
                 let status = match instance.state {

@@ -9,10 +9,11 @@ use crate::emulator::{Emulator, Fleet, unique_name};
 use crate::support::{git, release_text};
 use red5_rollout::cloud::aws::AwsCloud;
 use red5_rollout::cloud::{
-    BuilderSpec, Cloud, GroupConfig, ImageStatus, InstanceState, RefreshStatus, TAG_PIPELINE,
-    TAG_ROLE, TAG_VERSION,
+    BuilderSpec, Cloud, GroupConfig, ImageStatus, InstanceState, RefreshStatus, TAG_CONVERGED,
+    TAG_PIPELINE, TAG_ROLE, TAG_VERSION,
 };
 use red5_rollout::observe::tags;
+use red5_rollout::priors::{Priors, Step, TAG_TIMINGS};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
@@ -351,6 +352,20 @@ async fn a_bump_rolls_a_template_fleet_and_a_second_apply_changes_nothing() {
         stdout(&again)
     );
     assert_eq!(mutating(&emulator), Vec::<(String, u64)>::new());
+    // The group is visibly settled on what the rollout left: neither its template's
+    // versions nor its refreshes are read again.
+    let read = emulator.calls();
+    for action in [
+        "ec2:DescribeLaunchTemplateVersions",
+        "autoscaling:DescribeInstanceRefreshes",
+    ] {
+        assert!(
+            read["counts"].get(action).is_none(),
+            "{action} read for a settled group: {}",
+            read["counts"]
+        );
+    }
+    assert!(read["total"].as_u64().unwrap() <= 4, "{}", read["counts"]);
 
     let status = setup.run(&["status", &setup.pipeline]);
     assert!(
@@ -361,6 +376,44 @@ async fn a_bump_rolls_a_template_fleet_and_a_second_apply_changes_nothing() {
         "{}",
         stdout(&status)
     );
+    assert!(
+        stdout(&status).contains("refresh:       none needed"),
+        "{}",
+        stdout(&status)
+    );
+
+    // What the next rollout's waits expect was recorded in AWS, and reads back through
+    // the SDK: the bake's timings on its image, the refresh's start and end.
+    let cloud = setup.cloud().await;
+    let group = cloud.group(&setup.fleet.group).await.unwrap();
+    let image = &images[0];
+    assert!(
+        group
+            .tags
+            .get(TAG_CONVERGED)
+            .is_some_and(|t| t.ends_with(&format!("@{image}"))),
+        "{:?}",
+        group.tags
+    );
+    assert_eq!(group.converged_image(), Some(image.as_str()));
+    let tagged = cloud.image(image).await.unwrap();
+    let timings = tagged.tags.get(TAG_TIMINGS).cloned().unwrap_or_default();
+    for step in ["ready=", "update=", "stop=", "image="] {
+        assert!(timings.contains(step), "{step} missing from {timings:?}");
+    }
+    let priors = Priors::from_history(
+        &[tagged],
+        &cloud.refreshes(&setup.fleet.group).await.unwrap(),
+    );
+    for step in [
+        Step::BuilderReady,
+        Step::Update,
+        Step::Stop,
+        Step::Image,
+        Step::Refresh,
+    ] {
+        assert!(priors.expected(step).is_some(), "{step:?}: {priors:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
