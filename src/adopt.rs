@@ -7,7 +7,7 @@
 //! its own). Pure: it decides from what `observe` read, and `commands.rs` does the tagging.
 
 use crate::cloud::{
-    GroupConfig, Image, TAG_COMMIT, TAG_CONVERGED, TAG_PIPELINE, TAG_VERSION, Tags,
+    GroupConfig, Image, TAG_BOUNDS, TAG_COMMIT, TAG_CONVERGED, TAG_PIPELINE, TAG_VERSION, Tags,
 };
 use crate::model::Pipeline;
 use crate::observe::{Observation, tags};
@@ -175,6 +175,7 @@ pub fn decide(
     if let Some(settled) = group.converged_tag(&running.id) {
         group_tags.insert(TAG_CONVERGED.into(), settled);
     }
+    group_tags.insert(TAG_BOUNDS.into(), group.bounds_tag());
     let is_tagged = |have: &Tags| {
         have.get(TAG_PIPELINE) == Some(&pipeline.name)
             && have.get(TAG_VERSION) == Some(&version_text)

@@ -113,6 +113,91 @@ pub enum Command {
         after_help = "Examples:\n  red5-rollout matrix --base HEAD^ --head HEAD\n  red5-rollout matrix --base \"$BEFORE\" --head \"$GITHUB_SHA\"   # in a push workflow, BEFORE=${{ github.event.before }}"
     )]
     Matrix(MatrixArgs),
+
+    /// Follow a branch and apply what changes on it; between commits, report drift.
+    ///
+    /// A long-lived process for hosts without GitHub Actions: every --interval it fetches
+    /// --branch of --remote (https with RED5_ROLLOUT_GIT_TOKEN, ssh through ssh-agent, or
+    /// a local path) into a bare copy (--mirror), and applies each pipeline whose file or
+    /// selected release changed since the commit its group was last converged at. What was
+    /// applied is read from the groups' tags in AWS, not from this host, so a restart or a
+    /// second host neither repeats nor skips work; the groups' leases keep two watchers
+    /// from acting on one group at once. A failed rollout is recorded on its group and
+    /// waits for a commit that changes its pipeline or release (or --retry-failed).
+    /// Between commits (every --drift-interval) it reports drift: a group moved to another
+    /// configuration by hand, instances on another configuration, changed size bounds, a
+    /// launch template's default version moved; --heal corrects it. SIGTERM or Ctrl-C
+    /// stops it: at once when idle, after cleaning up as `apply` does when applying.
+    #[command(
+        after_help = "Examples:\n  red5-rollout watch --remote https://github.com/acme/red5-gitops.git --branch main\n  red5-rollout watch --remote /srv/git/red5-gitops.git --once   # one cycle, for cron\n  red5-rollout watch --remote git@github.com:acme/red5-gitops.git --heal --output json"
+    )]
+    Watch(WatchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Pipelines to watch (file names under pipelines/ without .yaml); all when none.
+    #[arg(value_name = "PIPELINE")]
+    pub pipelines: Vec<String>,
+
+    /// The repository to follow: an https or ssh URL, or a local path.
+    #[arg(long, value_name = "URL", env = "RED5_ROLLOUT_REMOTE")]
+    pub remote: String,
+
+    /// The branch to follow.
+    #[arg(long, value_name = "NAME", default_value = "main")]
+    pub branch: String,
+
+    /// Where to keep the bare copy of the branch (default: a directory per remote and
+    /// branch under ~/.cache/red5-rollout/watch). Nothing there is state: it may be removed.
+    #[arg(long, value_name = "DIR")]
+    pub mirror: Option<PathBuf>,
+
+    /// How often to fetch the branch.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration)]
+    pub interval: std::time::Duration,
+
+    /// How often to look for drift between commits.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = duration)]
+    pub drift_interval: std::time::Duration,
+
+    /// Correct drift: roll a group moved off its configuration back to the release git
+    /// asks for, set changed size bounds and a moved default template version back.
+    #[arg(long)]
+    pub heal: bool,
+
+    /// Do one cycle (fetch, apply, look for drift) and exit, with apply's exit codes.
+    #[arg(long)]
+    pub once: bool,
+
+    /// Try again rollouts that failed at their commit (without it they wait for a commit
+    /// that changes their pipeline or release).
+    #[arg(long)]
+    pub retry_failed: bool,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
+
+    /// How many pipelines run at once.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub concurrency: usize,
+
+    /// What stderr carries: `auto` for people (see --progress), `plain` lines with full
+    /// timestamps, or `json` lines for tools (docs/events-schema.md).
+    #[arg(long, value_enum, default_value_t = crate::report::OutputChoice::Auto)]
+    pub output: crate::report::OutputChoice,
+
+    /// How progress shows with `--output auto` (as for `apply`).
+    #[arg(long, value_enum, default_value_t = crate::report::ProgressChoice::Auto)]
+    pub progress: crate::report::ProgressChoice,
+
+    /// How long a group's lease lasts unless renewed (it is renewed every third of it).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = duration)]
+    pub lease: std::time::Duration,
+
+    /// How long after a lease ran out the next run takes it over (its run died).
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = duration)]
+    pub lease_grace: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

@@ -36,11 +36,12 @@ pub async fn run(command: Command) -> Result<String, Error> {
         Command::Unlock(args) => unlock(&args).await,
         Command::Adopt(args) => adopt(&args).await,
         Command::Matrix(args) => matrix(&args),
+        Command::Watch(args) => crate::watch::run(&args).await,
     }
 }
 
 /// AWS clients per region, made on first use.
-struct Clouds {
+pub(crate) struct Clouds {
     endpoint: Option<String>,
     calls_per_second: f64,
     burst: u32,
@@ -50,7 +51,7 @@ struct Clouds {
 }
 
 impl Clouds {
-    fn new(args: &AwsArgs) -> Self {
+    pub(crate) fn new(args: &AwsArgs) -> Self {
         Clouds {
             endpoint: args.endpoint_url.clone(),
             calls_per_second: args.aws_calls_per_second,
@@ -61,7 +62,7 @@ impl Clouds {
     }
 
     /// Reads, once per region, what `pipelines` share: their groups, images and builders.
-    async fn read_regions(&mut self, pipelines: &[&Pipeline]) -> Result<(), Error> {
+    pub(crate) async fn read_regions(&mut self, pipelines: &[&Pipeline]) -> Result<(), Error> {
         let mut regions: Vec<&str> = pipelines.iter().map(|p| p.region.as_str()).collect();
         regions.sort_unstable();
         regions.dedup();
@@ -83,11 +84,11 @@ impl Clouds {
         Ok(())
     }
 
-    fn shared(&self, region: &str) -> Option<&crate::observe::RegionReads> {
+    pub(crate) fn shared(&self, region: &str) -> Option<&crate::observe::RegionReads> {
         self.shared.get(region)
     }
 
-    async fn region(&mut self, region: &str) -> Arc<dyn Cloud> {
+    pub(crate) async fn region(&mut self, region: &str) -> Arc<dyn Cloud> {
         if !self.by_region.contains_key(region) {
             let cloud = AwsCloud::connect(region, self.endpoint.as_deref()).await;
             cloud.limit(self.calls_per_second, self.burst);
@@ -161,7 +162,7 @@ async fn status(args: &StatusArgs) -> Result<String, Error> {
     })
 }
 
-fn today() -> Date {
+pub(crate) fn today() -> Date {
     OffsetDateTime::now_utc().date()
 }
 
@@ -233,7 +234,10 @@ fn matrix(args: &MatrixArgs) -> Result<String, Error> {
 }
 
 /// The pipelines named on the command line, or all of them, refusing unknown names.
-fn select<'a>(names: &[String], all: &'a [Pipeline]) -> Result<Vec<&'a Pipeline>, Error> {
+pub(crate) fn select<'a>(
+    names: &[String],
+    all: &'a [Pipeline],
+) -> Result<Vec<&'a Pipeline>, Error> {
     if names.is_empty() {
         return Ok(all.iter().collect());
     }
@@ -489,7 +493,7 @@ fn is_ci() -> bool {
 }
 
 /// A run id that sorts by time and is unique enough across hosts.
-fn new_run_id() -> String {
+pub(crate) fn new_run_id() -> String {
     let now = OffsetDateTime::now_utc();
     format!(
         "{:04}{:02}{:02}T{:02}{:02}{:02}Z-{:04x}",
@@ -503,7 +507,7 @@ fn new_run_id() -> String {
     )
 }
 
-fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .ok()
@@ -565,24 +569,8 @@ async fn apply(args: &ApplyArgs) -> Result<String, Error> {
     }
     confirm(args.yes, "Apply these plans?")?;
 
-    let display = resolve_display(
-        args.output,
-        args.progress,
-        std::io::stderr().is_terminal(),
-        is_ci(),
-    );
+    let mut sinks = display_sinks(args.output, args.progress);
     let in_actions = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
-    let mut sinks: Vec<Arc<dyn Sink>> = match display {
-        Display::Json => vec![Arc::new(JsonLines::new(std::io::stderr()))],
-        Display::Bars => vec![Arc::new(crate::report::Bars::stderr())],
-        Display::Quiet => Vec::new(),
-        Display::Log if in_actions => {
-            vec![Arc::new(
-                PlainLines::new(std::io::stderr(), Display::Log).with_groups(),
-            )]
-        }
-        other => vec![Arc::new(PlainLines::new(std::io::stderr(), other))],
-    };
     if in_actions && let Some(files) = crate::report::ActionsFiles::from_env() {
         sinks.push(Arc::new(files));
     }
@@ -628,20 +616,7 @@ async fn apply(args: &ApplyArgs) -> Result<String, Error> {
             message: failure.0,
         });
     }
-    let (stop, interrupted) = tokio::sync::watch::channel(false);
-    let signals = events.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        signals.emit(crate::events::Event::Interrupted { count: 1 });
-        let _ = stop.send(true);
-        // GitHub Actions cancels with SIGINT, then SIGTERM about 7.5 s later, then kills
-        // the process tree 2.5 s after that: the second signal must not cut the cleanup
-        // short. Only a third one quits at once.
-        wait_for_signal().await;
-        signals.emit(crate::events::Event::Interrupted { count: 2 });
-        wait_for_signal().await;
-        std::process::exit(crate::error::Exit::Interrupted as i32);
-    });
+    let interrupted = on_signals(events.clone());
     let run_id = new_run_id();
     let (ci_run, ci_url) = ci_run();
     let options = RunOptions {
@@ -653,6 +628,7 @@ async fn apply(args: &ApplyArgs) -> Result<String, Error> {
         },
         ci_run,
         ci_url,
+        record_failures: false,
     };
     let ends = run_all(
         jobs,
@@ -686,6 +662,45 @@ async fn apply(args: &ApplyArgs) -> Result<String, Error> {
             results: ends.iter().map(|e| e.result).collect(),
         })
     }
+}
+
+/// Where events go on this terminal or log, as `--output` and `--progress` say.
+pub(crate) fn display_sinks(
+    output: crate::report::OutputChoice,
+    progress: crate::report::ProgressChoice,
+) -> Vec<Arc<dyn Sink>> {
+    let display = resolve_display(output, progress, std::io::stderr().is_terminal(), is_ci());
+    let in_actions = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
+    match display {
+        Display::Json => vec![Arc::new(JsonLines::new(std::io::stderr()))],
+        Display::Bars => vec![Arc::new(crate::report::Bars::stderr())],
+        Display::Quiet => Vec::new(),
+        Display::Log if in_actions => {
+            vec![Arc::new(
+                PlainLines::new(std::io::stderr(), Display::Log).with_groups(),
+            )]
+        }
+        other => vec![Arc::new(PlainLines::new(std::io::stderr(), other))],
+    }
+}
+
+/// Turns Ctrl-C / SIGINT / SIGTERM into "start nothing new": the receiver becomes true at
+/// the first signal.
+pub(crate) fn on_signals(events: Emitter) -> tokio::sync::watch::Receiver<bool> {
+    let (stop, interrupted) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        events.emit(crate::events::Event::Interrupted { count: 1 });
+        let _ = stop.send(true);
+        // GitHub Actions cancels with SIGINT, then SIGTERM about 7.5 s later, then kills
+        // the process tree 2.5 s after that: the second signal must not cut the cleanup
+        // short. Only a third one quits at once.
+        wait_for_signal().await;
+        events.emit(crate::events::Event::Interrupted { count: 2 });
+        wait_for_signal().await;
+        std::process::exit(crate::error::Exit::Interrupted as i32);
+    });
+    interrupted
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -36,6 +36,8 @@ pub enum Exit {
 pub enum Error {
     #[error(transparent)]
     Repo(#[from] RepoError),
+    #[error(transparent)]
+    Fetch(#[from] crate::repo::FetchError),
     #[error("{} problem(s) in the repository", .0.len())]
     Invalid(Diagnostics),
     #[error("no pipeline named `{name}` (known: {known})")]
@@ -97,6 +99,7 @@ impl Error {
     pub fn exit(&self) -> Exit {
         match self {
             Error::Repo(_)
+            | Error::Fetch(_)
             | Error::FleetStateFile { .. }
             | Error::Cloud { .. }
             | Error::GitHubSetting(_) => Exit::Environment,
@@ -131,6 +134,7 @@ impl Error {
     pub fn hint(&self) -> Option<String> {
         match self {
             Error::Repo(e) => Some(e.hint().to_string()),
+            Error::Fetch(e) => Some(e.hint().to_string()),
             Error::GitHubSetting(_) => Some(
                 "run it in a pull_request workflow with `permissions: pull-requests: write`, or drop --comment".into(),
             ),

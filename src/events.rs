@@ -113,6 +113,20 @@ pub enum Event {
         run: String,
         pipelines: Vec<PipelineOutcome>,
     },
+    /// `watch`: a group changed since the runner last left it; `healing` when `--heal`
+    /// corrects it now.
+    Drifted {
+        pipeline: String,
+        group: String,
+        drift: crate::watch::Drift,
+        healing: bool,
+    },
+    /// `watch`: what a cycle found at `commit` (empty when the branch could not be read),
+    /// or why it could not look.
+    Watched {
+        commit: String,
+        message: String,
+    },
 }
 
 /// What was done about a failure before the run ends.

@@ -25,3 +25,4 @@ pub mod run;
 pub mod stages;
 pub mod status;
 pub mod wait;
+pub mod watch;

@@ -268,3 +268,133 @@ pub fn compare(before: &Snapshot, after: &Snapshot) -> Vec<PipelineChange> {
     }
     changes
 }
+
+/// Why the watched branch could not be fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("cannot keep a copy of the watched repository in {}", path.display())]
+    Mirror {
+        path: PathBuf,
+        #[source]
+        source: git2::Error,
+    },
+    #[error("cannot fetch branch {branch} from {remote}")]
+    Fetch {
+        remote: String,
+        branch: String,
+        #[source]
+        source: git2::Error,
+    },
+}
+
+impl FetchError {
+    pub fn hint(&self) -> &'static str {
+        match self {
+            FetchError::Mirror { .. } => {
+                "pass --mirror DIR, a directory the watcher may write to (it keeps a bare copy of the branch there)"
+            }
+            FetchError::Fetch { .. } => {
+                "check --remote and --branch; for https set RED5_ROLLOUT_GIT_TOKEN (or GITHUB_TOKEN) to a token that can read the repository, for ssh load a key into ssh-agent (SSH_AUTH_SOCK)"
+            }
+        }
+    }
+}
+
+/// Where the watched branch is kept in the mirror.
+const WATCHED_REF: &str = "refs/red5-rollout/watched";
+
+/// A bare copy of one branch of a remote repository, fetched with git2: what `watch` reads
+/// its pipelines and releases from. The remote is a URL (https with a token from the
+/// environment, ssh through the agent) or a local path.
+pub struct Mirror {
+    repo: Repo,
+    dir: PathBuf,
+    remote: String,
+    branch: String,
+}
+
+impl Mirror {
+    /// Opens the mirror in `dir`, creating it when there is none.
+    pub fn open(dir: &Path, remote: &str, branch: &str) -> Result<Mirror, FetchError> {
+        let mirror = |source| FetchError::Mirror {
+            path: dir.to_path_buf(),
+            source,
+        };
+        let inner = match Repository::open_bare(dir) {
+            Ok(repo) => repo,
+            Err(_) => {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| mirror(git2::Error::from_str(&e.to_string())))?;
+                Repository::init_bare(dir).map_err(mirror)?
+            }
+        };
+        Ok(Mirror {
+            repo: Repo { inner },
+            dir: dir.to_path_buf(),
+            remote: remote.to_string(),
+            branch: branch.to_string(),
+        })
+    }
+
+    /// Fetches the branch; returns the full SHA of its head.
+    pub fn fetch(&self) -> Result<String, FetchError> {
+        let failed = |source| FetchError::Fetch {
+            remote: self.remote.clone(),
+            branch: self.branch.clone(),
+            source,
+        };
+        let mut remote = self
+            .repo
+            .inner
+            .remote_anonymous(&self.remote)
+            .map_err(failed)?;
+        let mut callbacks = git2::RemoteCallbacks::new();
+        callbacks.credentials(credentials);
+        let mut options = git2::FetchOptions::new();
+        options.remote_callbacks(callbacks);
+        let tracking = format!("{WATCHED_REF}/{}", self.branch);
+        let refspec = format!("+refs/heads/{}:{tracking}", self.branch);
+        remote
+            .fetch(&[&refspec], Some(&mut options), None)
+            .map_err(failed)?;
+        self.repo
+            .inner
+            .refname_to_id(&tracking)
+            .map(|oid| oid.to_string())
+            .map_err(failed)
+    }
+
+    /// The mirrored repository, to read snapshots from.
+    pub fn repo(&self) -> &Repo {
+        &self.repo
+    }
+
+    /// Where the mirror is.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Credentials for a fetch: an ssh key from the agent, or for https a token from
+/// `RED5_ROLLOUT_GIT_TOKEN` (else `GITHUB_TOKEN`).
+fn credentials(
+    _url: &str,
+    username: Option<&str>,
+    allowed: git2::CredentialType,
+) -> Result<git2::Cred, git2::Error> {
+    if allowed.contains(git2::CredentialType::SSH_KEY) {
+        return git2::Cred::ssh_key_from_agent(username.unwrap_or("git"));
+    }
+    if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) {
+        let token = std::env::var("RED5_ROLLOUT_GIT_TOKEN")
+            .or_else(|_| std::env::var("GITHUB_TOKEN"))
+            .ok()
+            .filter(|t| !t.is_empty());
+        if let Some(token) = token {
+            return git2::Cred::userpass_plaintext("x-access-token", &token);
+        }
+    }
+    Err(git2::Error::from_str(
+        "no credentials: set RED5_ROLLOUT_GIT_TOKEN for an https remote, or load a key into ssh-agent for an ssh remote",
+    ))
+}

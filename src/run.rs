@@ -30,6 +30,8 @@ pub struct Job {
     pub plan: Plan,
     /// How long each step took before, by AWS's history: what the waits expect.
     pub priors: crate::priors::Priors,
+    /// The group as it was observed for the plan.
+    pub group: crate::cloud::Group,
 }
 
 #[derive(Debug, Clone)]
@@ -42,6 +44,9 @@ pub struct RunOptions {
     /// The CI run applying (`GITHUB_RUN_ID`) and its address, recorded in the lease.
     pub ci_run: Option<String>,
     pub ci_url: Option<String>,
+    /// Record every failure (not only a failed refresh) on the group, so that no later run
+    /// tries the same commit again unless something changes or is asked to (`watch`).
+    pub record_failures: bool,
 }
 
 /// How one pipeline ended, with the sentence that says so.
@@ -203,8 +208,11 @@ pub async fn run_pipeline(
     renewal.abort();
     let _ = crate::lease::release(ctx.cloud.as_ref(), &group, &lock.run).await;
 
-    if let Some((_, StageError::RefreshFailed { .. })) = &failure {
-        record_failed_rollout(ctx).await;
+    match &failure {
+        Some((_, StageError::RefreshFailed { .. })) => record_failed_rollout(ctx).await,
+        Some((_, StageError::Interrupted { .. })) | None => {}
+        Some(_) if options.record_failures => record_failed_rollout(ctx).await,
+        Some(_) => {}
     }
     let recovery = recover(ctx, &baked, failure.as_ref()).await;
     let cleanup_error = cleaned.as_ref().err().map(|e| describe(e));
@@ -312,6 +320,8 @@ async fn run_stages(ctx: &Context, plan: &Plan, baked: &mut Baked) -> Option<(St
                     .map(|(observation, ran)| crate::observe::Known::after(observation, ran))
                     .unwrap_or_default();
                 replan(ctx, stage, known).await.map(|(fresh, observation)| {
+                    baked.group_image.clone_from(&observation.running_image);
+                    baked.images.clone_from(&observation.images);
                     seen = Some((observation, stage));
                     fresh
                 })
@@ -697,14 +707,14 @@ pub async fn prepare_in(
     };
     let observation = observe(crate::observe::Depth::Settled).await?;
     let planned = plan_observed(pipeline, release, commit, today, retry, &observation);
-    let ((names, date, plan), priors) = match planned {
-        Ok(done) if done.2.is_noop() || !observation.settled => (done, observation.priors),
+    let ((names, date, plan), observation) = match planned {
+        Ok(done) if done.2.is_noop() || !observation.settled => (done, observation),
         Err(refused) if !observation.settled => return Err(refused),
         // Something is to do: what it is depends on every configuration made so far.
         _ => {
             let full = observe(crate::observe::Depth::Full).await?;
             let planned = plan_observed(pipeline, release, commit, today, retry, &full)?;
-            (planned, full.priors)
+            (planned, full)
         }
     };
     Ok(Job {
@@ -719,7 +729,8 @@ pub async fn prepare_in(
             date.day()
         ),
         plan,
-        priors,
+        priors: observation.priors,
+        group: observation.group,
     })
 }
 

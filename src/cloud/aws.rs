@@ -1576,6 +1576,32 @@ impl Cloud for AwsCloud {
         Ok(())
     }
 
+    async fn set_group_bounds(&self, group: &str, min: u32, max: u32) -> CloudResult<()> {
+        self.autoscaling
+            .update_auto_scaling_group()
+            .auto_scaling_group_name(group)
+            .min_size(int(u64::from(min)))
+            .max_size(int(u64::from(max)))
+            .send()
+            .await
+            .classified("UpdateAutoScalingGroup")?;
+        Ok(())
+    }
+
+    async fn set_default_template_version(&self, template: &str, version: u64) -> CloudResult<()> {
+        let request = self
+            .ec2
+            .modify_launch_template()
+            .default_version(version.to_string());
+        let request = if is_template_id(template) {
+            request.launch_template_id(template)
+        } else {
+            request.launch_template_name(template)
+        };
+        request.send().await.classified("ModifyLaunchTemplate")?;
+        Ok(())
+    }
+
     async fn tag_group(&self, group: &str, tags: &Tags) -> CloudResult<()> {
         if tags.is_empty() {
             return Ok(());

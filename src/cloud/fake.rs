@@ -94,6 +94,8 @@ pub struct World {
     next_image_fails: Option<String>,
     refresh_fails_at: Option<u8>,
     refresh_fails_as: Option<RefreshStatus>,
+    /// The template's default version number.
+    pub default_version: u64,
     counter: u64,
     /// When the world was made: the fake's clock reads [`EPOCH`] then.
     origin: Instant,
@@ -209,6 +211,7 @@ impl FakeCloud {
             next_image_fails: None,
             refresh_fails_at: None,
             refresh_fails_as: None,
+            default_version: 1,
             counter: 0,
             origin: now,
             ledger: super::meter::Ledger::default(),
@@ -537,7 +540,7 @@ impl Cloud for FakeCloud {
             Ok(LaunchTemplate {
                 id: "lt-0fake".into(),
                 name: template.into(),
-                default_version: 1,
+                default_version: w.default_version,
                 latest_version: latest,
             })
         })
@@ -883,6 +886,22 @@ impl Cloud for FakeCloud {
     async fn tag_group(&self, _group: &str, tags: &Tags) -> CloudResult<()> {
         self.call("CreateOrUpdateTags", |w| {
             w.group.tags.extend(tags.clone());
+            Ok(())
+        })
+    }
+
+    async fn set_group_bounds(&self, _group: &str, min: u32, max: u32) -> CloudResult<()> {
+        self.call("UpdateAutoScalingGroup", |w| {
+            w.group.min_size = min;
+            w.group.max_size = max;
+            w.group.desired_capacity = w.group.desired_capacity.clamp(min, max);
+            Ok(())
+        })
+    }
+
+    async fn set_default_template_version(&self, _template: &str, version: u64) -> CloudResult<()> {
+        self.call("ModifyLaunchTemplate", |w| {
+            w.default_version = version;
             Ok(())
         })
     }

@@ -142,6 +142,13 @@ pub trait Cloud: Send + Sync {
 
     async fn tag_group(&self, group: &str, tags: &Tags) -> CloudResult<()>;
 
+    /// Sets the group's minimum and maximum size (its desired capacity stays, within them).
+    async fn set_group_bounds(&self, group: &str, min: u32, max: u32) -> CloudResult<()>;
+
+    /// Makes `version` the default version of launch template `template` (a name or an
+    /// `lt-` id).
+    async fn set_default_template_version(&self, template: &str, version: u64) -> CloudResult<()>;
+
     /// Starts an instance refresh; `Conflict` when one is active. Returns its id.
     async fn start_refresh(&self, group: &str, spec: &RefreshSpec) -> CloudResult<String>;
 

@@ -27,6 +27,12 @@ pub const TAG_SOURCE_IMAGE: &str = "red5-rollout:source-image";
 /// the group on and the image that configuration launches, as `HASH@IMAGE`, HASH standing
 /// for the configuration (see [`Group::converged_image`]).
 pub const TAG_CONVERGED: &str = "red5-rollout:converged";
+/// Set on a group when a rollout converges (and by `adopt`): its minimum and maximum size
+/// then, `min=1 max=4`, to tell a hand change from the runner's.
+pub const TAG_BOUNDS: &str = "red5-rollout:bounds";
+/// Set on a launch template group when a rollout converges: the template's default version
+/// number then, to tell when someone moved it.
+pub const TAG_TEMPLATE_DEFAULT: &str = "red5-rollout:template-default";
 
 pub type Tags = BTreeMap<String, String>;
 
@@ -200,6 +206,35 @@ impl Group {
     /// the runner manages.
     pub fn converged_tag(&self, image: &str) -> Option<String> {
         Some(format!("{}@{image}", config_key(&self.config)?))
+    }
+
+    /// Whether the group is on the configuration its [`TAG_CONVERGED`] record names; none
+    /// when there is no record (or the group names an alias).
+    pub fn on_recorded_config(&self) -> Option<bool> {
+        let (key, _) = self.tags.get(TAG_CONVERGED)?.split_once('@')?;
+        Some(key == config_key(&self.config)?)
+    }
+
+    /// The instances launched with another configuration than the group's.
+    pub fn strays(&self) -> impl Iterator<Item = &GroupInstance> {
+        self.instances
+            .iter()
+            .filter(|i| !same_config(&i.config, &self.config))
+    }
+
+    /// The [`TAG_BOUNDS`] value for the group's present bounds.
+    pub fn bounds_tag(&self) -> String {
+        format!("min={} max={}", self.min_size, self.max_size)
+    }
+
+    /// The bounds its [`TAG_BOUNDS`] record holds, (min, max).
+    pub fn recorded_bounds(&self) -> Option<(u32, u32)> {
+        let text = self.tags.get(TAG_BOUNDS)?;
+        let (min, max) = text.split_once(' ')?;
+        Some((
+            min.strip_prefix("min=")?.parse().ok()?,
+            max.strip_prefix("max=")?.parse().ok()?,
+        ))
     }
 
     /// The image the group visibly runs, without reading its configuration: when its

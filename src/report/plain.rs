@@ -213,6 +213,24 @@ pub fn sentence(event: &Event) -> Option<String> {
         Event::ReportWarning { pipeline, message } => {
             format!("{pipeline}: WARNING: {message}; the rollout goes on")
         }
+        Event::Drifted {
+            pipeline,
+            group,
+            drift,
+            healing,
+        } => format!(
+            "{pipeline}: DRIFT on group {group}: {}; {}",
+            drift.describe(),
+            if *healing {
+                format!("healing: {}", drift.heal())
+            } else {
+                format!("left as it is (`watch --heal` would heal it: {})", drift.heal())
+            }
+        ),
+        Event::Watched { commit, message } if commit.is_empty() => format!("watch: {message}"),
+        Event::Watched { commit, message } => {
+            format!("watch at {}: {message}", &commit[..commit.len().min(12)])
+        }
         Event::LeaseLost { pipeline, group } => format!(
             "{pipeline}: WARNING: another run took over the lease of group {group}; this run was taken for dead"
         ),

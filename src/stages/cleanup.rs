@@ -13,10 +13,12 @@
 
 use super::context::{Baked, Context, StageError};
 use crate::cloud::{
-    TAG_COMMIT, TAG_CONVERGED, TAG_FAILED, TAG_LAUNCH, TAG_PIPELINE, TAG_ROLE, TAG_VERSION,
+    TAG_BOUNDS, TAG_COMMIT, TAG_CONVERGED, TAG_FAILED, TAG_LAUNCH, TAG_PIPELINE, TAG_ROLE,
+    TAG_TEMPLATE_DEFAULT, TAG_VERSION,
 };
 use crate::events::{Produced, StageOutcome};
 use crate::model::LaunchSignature;
+use crate::model::LaunchTarget;
 use crate::observe::tags;
 use crate::plan::Stage;
 
@@ -79,19 +81,38 @@ pub async fn run(
             .image
             .as_deref()
             .and_then(|image| current.converged_tag(image));
+        // And what a hand change would move: the bounds, the template's default version.
+        let bounds = current.bounds_tag();
+        let default = match &ctx.pipeline.launch.target {
+            LaunchTarget::Template { template } => Some(
+                cloud
+                    .launch_template(template)
+                    .await
+                    .map_err(StageError::cloud(STAGE))?
+                    .default_version
+                    .to_string(),
+            ),
+            LaunchTarget::Configuration => None,
+        };
         if current.tags.get(TAG_VERSION) != Some(&version)
             || current.tags.get(TAG_COMMIT) != Some(&ctx.commit)
             || current.tags.get(TAG_LAUNCH) != Some(&launch)
             || current.tags.get(TAG_CONVERGED) != settled.as_ref()
+            || current.tags.get(TAG_BOUNDS) != Some(&bounds)
+            || current.tags.get(TAG_TEMPLATE_DEFAULT) != default.as_ref()
             || failed_before
         {
             let mut written = tags(&[
                 (TAG_VERSION, &version),
                 (TAG_COMMIT, &ctx.commit),
                 (TAG_LAUNCH, &launch),
+                (TAG_BOUNDS, &bounds),
             ]);
             if let Some(settled) = settled {
                 written.insert(TAG_CONVERGED.into(), settled);
+            }
+            if let Some(default) = default {
+                written.insert(TAG_TEMPLATE_DEFAULT.into(), default);
             }
             if failed_before {
                 // A success clears the record of the last failed rollout.

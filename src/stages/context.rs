@@ -77,6 +77,11 @@ pub struct Baked {
     /// How long the steps of this run's bake took, each from its request (recorded on the
     /// image, for the next rollout's waits).
     pub timings: Timings,
+    /// The image the group runs, as the decision right before the stage saw it: the base
+    /// a builder starts from when the pipeline bakes on the group's own image.
+    pub group_image: Option<Image>,
+    /// The images made for the pipeline, as the decision right before the stage saw them.
+    pub images: Vec<Image>,
 }
 
 impl Baked {

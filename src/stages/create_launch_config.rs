@@ -53,10 +53,13 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
         .launch_name
         .clone()
         .unwrap_or_else(|| ctx.names.launch_name.clone());
-    let found = cloud
-        .image(&image)
-        .await
-        .map_err(StageError::cloud(STAGE))?;
+    let found = match baked.images.iter().find(|i| i.id == image) {
+        Some(seen) => seen.clone(),
+        None => cloud
+            .image(&image)
+            .await
+            .map_err(StageError::cloud(STAGE))?,
+    };
     if let Some(snapshot) = found.snapshot_size_gb()
         && snapshot > launch.volume_size_gb
     {
@@ -91,11 +94,18 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
         LaunchTarget::Template { template } => {
             // Pin a group on `$Latest` / `$Default` first: on `$Latest` the new version
             // would otherwise go live for every scale-out before the refresh starts.
-            pinned = super::swap_asg::pin_alias(ctx, None).await?;
+            let group = cloud
+                .group(&ctx.pipeline.auto_scaling_group)
+                .await
+                .map_err(StageError::cloud(STAGE))?;
+            pinned = super::swap_asg::pin_alias_of(ctx, None, &group).await?;
             if pinned.is_some() {
                 baked.touched = true;
             }
-            let source = source_version(ctx, template).await?;
+            let source = match &pinned {
+                Some(pin) if pin.template == *template => pin.version.to_string(),
+                _ => source_version(ctx, template, &group).await?,
+            };
             cloud
                 .create_template_version(template, &source, &spec)
                 .await
@@ -144,12 +154,12 @@ async fn existing(
 /// The numbered version the new one starts from: the one the group launches now (an alias
 /// resolved to its number), or the template's default version when the group is on another
 /// template.
-async fn source_version(ctx: &Context, template: &str) -> Result<String, StageError> {
+async fn source_version(
+    ctx: &Context,
+    template: &str,
+    group: &crate::cloud::Group,
+) -> Result<String, StageError> {
     let cloud = ctx.cloud.as_ref();
-    let group = cloud
-        .group(&ctx.pipeline.auto_scaling_group)
-        .await
-        .map_err(StageError::cloud(STAGE))?;
     let named = match &group.config {
         crate::cloud::GroupConfig::Template { id, name, version }
             if name == template || id == template =>

@@ -87,7 +87,7 @@ pub async fn run(
                 return Err(StageError::Interrupted { stage: STAGE });
             }
             expected = ctx.priors.expected(Step::Refresh);
-            start(ctx, &group_name, &config).await?
+            start(ctx, &group_name, &config, Some(&group)).await?
         }
     };
     baked.touched = true;
@@ -180,14 +180,23 @@ pub fn describe_fleet(group: &Group) -> String {
     format!("group {}: {}", group.name, parts.join(", "))
 }
 
-async fn start(ctx: &Context, group: &str, config: &str) -> Result<String, StageError> {
+/// Starts a refresh of `group` to `config`; `read` is the group as just read, if it was.
+async fn start(
+    ctx: &Context,
+    group: &str,
+    config: &str,
+    read: Option<&Group>,
+) -> Result<String, StageError> {
     let r = &ctx.pipeline.refresh;
     let desired = match &ctx.pipeline.launch.target {
         LaunchTarget::Template { template } => Some((template.clone(), config.to_string())),
         LaunchTarget::Configuration => None,
     };
     if desired.is_some() {
-        let group = read_group(ctx, group).await?;
+        let group = match read {
+            Some(group) => group.clone(),
+            None => read_group(ctx, group).await?,
+        };
         if let Some(alias) = group.config.version_alias() {
             return Err(StageError::Precondition {
                 stage: STAGE,
@@ -353,7 +362,7 @@ async fn roll_back_configuration(
         .set_group_configuration(group, &previous)
         .await
         .map_err(StageError::cloud(STAGE))?;
-    let id = start(ctx, group, &previous).await?;
+    let id = start(ctx, group, &previous, None).await?;
     let back = follow(ctx, group, &id, None).await?;
     if back.status == RefreshStatus::Successful {
         Ok(Some(format!("launch configuration {previous}")))

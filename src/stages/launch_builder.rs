@@ -68,9 +68,11 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
     }
     let cloud = ctx.cloud.as_ref();
     let b = &ctx.pipeline.builder;
-    let base = match &b.base_image {
-        BaseImage::Ami(id) => id.clone(),
-        BaseImage::FromGroup => {
+    let base = match (&b.base_image, &baked.group_image) {
+        (BaseImage::Ami(id), _) => id.clone(),
+        // As the decision right before this stage saw it.
+        (BaseImage::FromGroup, Some(image)) => image.id.clone(),
+        (BaseImage::FromGroup, None) => {
             let group = cloud
                 .group(&ctx.pipeline.auto_scaling_group)
                 .await
@@ -87,7 +89,10 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
                 })?
         }
     };
-    let base_image = cloud.image(&base).await.map_err(StageError::cloud(STAGE))?;
+    let base_image = match baked.group_image.as_ref().filter(|i| i.id == base) {
+        Some(image) => image.clone(),
+        None => cloud.image(&base).await.map_err(StageError::cloud(STAGE))?,
+    };
     let base_version = base_image
         .tags
         .get(TAG_VERSION)

@@ -107,12 +107,22 @@ pub(crate) async fn pin_alias(
     ctx: &Context,
     ours: Option<&str>,
 ) -> Result<Option<Pinned>, StageError> {
-    let cloud = ctx.cloud.as_ref();
-    let group_name = &ctx.pipeline.auto_scaling_group;
-    let group = cloud
-        .group(group_name)
+    let group = ctx
+        .cloud
+        .group(&ctx.pipeline.auto_scaling_group)
         .await
         .map_err(StageError::cloud(STAGE))?;
+    pin_alias_of(ctx, ours, &group).await
+}
+
+/// [`pin_alias`] for `group`, as just read.
+pub(crate) async fn pin_alias_of(
+    ctx: &Context,
+    ours: Option<&str>,
+    group: &crate::cloud::Group,
+) -> Result<Option<Pinned>, StageError> {
+    let cloud = ctx.cloud.as_ref();
+    let group_name = &ctx.pipeline.auto_scaling_group;
     let GroupConfig::Template { id, name, version } = &group.config else {
         return Ok(None);
     };

@@ -18,6 +18,7 @@ const OPTIONS: RunOptions = RunOptions {
     lease: red5_rollout::lease::LeaseTerms::DEFAULT,
     ci_run: None,
     ci_url: None,
+    record_failures: false,
 };
 
 pub(crate) fn template_fleet() -> Arc<FakeCloud> {

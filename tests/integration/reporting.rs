@@ -89,6 +89,7 @@ pub(crate) async fn rollout_to(
             lease: red5_rollout::lease::LeaseTerms::DEFAULT,
             ci_run: None,
             ci_url: None,
+            record_failures: false,
         },
     )
     .await;
