@@ -192,6 +192,8 @@ where
                 let delay = backoff
                     .delay_expecting(attempt, elapsed, expected)
                     .min(budget - elapsed);
+                // On the grid concurrent waits share, so their polls share a call.
+                let delay = crate::cloud::batch::align(delay);
                 tokio::time::sleep(delay).await;
                 attempt += 1;
             }

@@ -7,6 +7,7 @@
 //! neutral default, and a missing identifier becomes an `Invalid` error that names the
 //! field.
 
+use super::batch::Batcher;
 use super::meter::{self, CallCount, Meter};
 use super::{
     BuilderSpec, Cloud, CloudError, CloudResult, CommandResult, CommandStatus, ErrorClass, Group,
@@ -30,7 +31,7 @@ use aws_smithy_runtime_api::client::http::{
 };
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,9 +62,85 @@ pub struct AwsCloud {
     autoscaling: aws_sdk_autoscaling::Client,
     ssm: aws_sdk_ssm::Client,
     meter: Arc<Meter>,
+    /// Polls of concurrent waits, one describe call per batch.
+    images: Batcher<Image>,
+    instances: Batcher<Instance>,
+    ssm_online: Batcher<bool>,
 }
 
 impl AwsCloud {
+    /// Images by id, in one DescribeImages; a batch that names one AWS cannot find (AWS
+    /// then answers nothing for any) is asked again id by id.
+    async fn images_by_id(&self, ids: Vec<String>) -> CloudResult<HashMap<String, Image>> {
+        const OP: &str = "DescribeImages";
+        let ask = |ids: Vec<String>| async move {
+            let output = self
+                .ec2
+                .describe_images()
+                .set_image_ids(Some(ids))
+                .send()
+                .await
+                .classified(OP)?;
+            output
+                .images()
+                .iter()
+                .map(|found| image(OP, found).map(|i| (i.id.clone(), i)))
+                .collect::<CloudResult<HashMap<_, _>>>()
+        };
+        one_by_one_when_one_is_missing(ids, ask).await
+    }
+
+    /// Instances by id, in one DescribeInstances (as [`AwsCloud::images_by_id`]).
+    async fn instances_by_id(&self, ids: Vec<String>) -> CloudResult<HashMap<String, Instance>> {
+        const OP: &str = "DescribeInstances";
+        let ask = |ids: Vec<String>| async move {
+            let output = self
+                .ec2
+                .describe_instances()
+                .set_instance_ids(Some(ids))
+                .send()
+                .await
+                .classified(OP)?;
+            output
+                .reservations()
+                .iter()
+                .flat_map(|reservation| reservation.instances())
+                .map(|found| instance(OP, found).map(|i| (i.id.clone(), i)))
+                .collect::<CloudResult<HashMap<_, _>>>()
+        };
+        one_by_one_when_one_is_missing(ids, ask).await
+    }
+
+    /// Whether each instance's SSM agent is online, in one DescribeInstanceInformation
+    /// (which lists only instances with an agent, so a missing one is simply not online).
+    async fn online_by_id(&self, ids: Vec<String>) -> CloudResult<HashMap<String, bool>> {
+        const OP: &str = "DescribeInstanceInformation";
+        let filter = ssm::InstanceInformationStringFilter::builder()
+            .key("InstanceIds")
+            .set_values(Some(ids.clone()))
+            .build()
+            .map_err(|error| {
+                CloudError::new(OP, ErrorClass::Invalid, "BuildError", error.to_string())
+            })?;
+        let output = self
+            .ssm
+            .describe_instance_information()
+            .filters(filter)
+            .send()
+            .await
+            .classified(OP)?;
+        Ok(ids
+            .into_iter()
+            .map(|id| {
+                let online = output.instance_information_list().iter().any(|info| {
+                    info.instance_id() == Some(id.as_str())
+                        && info.ping_status() == Some(&ssm::PingStatus::Online)
+                });
+                (id, online)
+            })
+            .collect())
+    }
+
     /// Clients for `region`, with credentials from the standard chain. `endpoint_url`
     /// overrides every service's endpoint (the emulator); without it `AWS_ENDPOINT_URL`
     /// and the per-service variables still apply.
@@ -109,6 +186,9 @@ impl AwsCloud {
             autoscaling: aws_sdk_autoscaling::Client::new(&config),
             ssm: aws_sdk_ssm::Client::new(&config),
             meter,
+            images: Batcher::default(),
+            instances: Batcher::default(),
+            ssm_online: Batcher::default(),
         }
     }
 
@@ -552,6 +632,38 @@ fn refresh(refresh: &asg::InstanceRefresh) -> CloudResult<Refresh> {
     })
 }
 
+/// Asks `ask` for all `ids` at once; when AWS refuses the batch because one of them does
+/// not exist (EC2 then answers nothing for any), asks for each alone and keeps what exists.
+async fn one_by_one_when_one_is_missing<V, F, Fut>(
+    ids: Vec<String>,
+    ask: F,
+) -> CloudResult<HashMap<String, V>>
+where
+    F: Fn(Vec<String>) -> Fut,
+    Fut: std::future::Future<Output = CloudResult<HashMap<String, V>>>,
+{
+    if ids.len() == 1 {
+        return match ask(ids).await {
+            Err(e) if e.is(ErrorClass::NotFound) => Ok(HashMap::new()),
+            other => other,
+        };
+    }
+    match ask(ids.clone()).await {
+        Err(e) if e.is(ErrorClass::NotFound) => {
+            let mut found = HashMap::new();
+            for id in ids {
+                match ask(vec![id]).await {
+                    Ok(one) => found.extend(one),
+                    Err(e) if e.is(ErrorClass::NotFound) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(found)
+        }
+        other => other,
+    }
+}
+
 /// Standard base64, as EC2 and Auto Scaling expect user data.
 fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -872,21 +984,19 @@ impl Cloud for AwsCloud {
 
     async fn image(&self, id: &str) -> CloudResult<Image> {
         const OP: &str = "DescribeImages";
-        let output = self
-            .ec2
-            .describe_images()
-            .image_ids(id)
-            .send()
+        self.images
+            .get(
+                id,
+                |ids| self.images_by_id(ids),
+                |id| {
+                    Err(not_found(
+                        OP,
+                        "InvalidAMIID.NotFound",
+                        format!("the image {id} does not exist"),
+                    ))
+                },
+            )
             .await
-            .classified(OP)?;
-        match output.images().first() {
-            Some(found) => image(OP, found),
-            None => Err(not_found(
-                OP,
-                "InvalidAMIID.NotFound",
-                format!("the image {id} does not exist"),
-            )),
-        }
     }
 
     async fn find_instances(&self, tags: &Tags) -> CloudResult<Vec<Instance>> {
@@ -942,26 +1052,19 @@ impl Cloud for AwsCloud {
 
     async fn instance(&self, id: &str) -> CloudResult<Instance> {
         const OP: &str = "DescribeInstances";
-        let output = self
-            .ec2
-            .describe_instances()
-            .instance_ids(id)
-            .send()
+        self.instances
+            .get(
+                id,
+                |ids| self.instances_by_id(ids),
+                |id| {
+                    Err(not_found(
+                        OP,
+                        "InvalidInstanceID.NotFound",
+                        format!("the instance {id} does not exist"),
+                    ))
+                },
+            )
             .await
-            .classified(OP)?;
-        let found = output
-            .reservations()
-            .iter()
-            .flat_map(|reservation| reservation.instances())
-            .next();
-        match found {
-            Some(found) => instance(OP, found),
-            None => Err(not_found(
-                OP,
-                "InvalidInstanceID.NotFound",
-                format!("the instance {id} does not exist"),
-            )),
-        }
     }
 
     async fn template_versions(&self, template: &str) -> CloudResult<Vec<LaunchConfig>> {
@@ -1262,25 +1365,14 @@ impl Cloud for AwsCloud {
     }
 
     async fn is_ssm_online(&self, instance_id: &str) -> CloudResult<bool> {
-        const OP: &str = "DescribeInstanceInformation";
-        let filter = ssm::InstanceInformationStringFilter::builder()
-            .key("InstanceIds")
-            .values(instance_id)
-            .build()
-            .map_err(|error| {
-                CloudError::new(OP, ErrorClass::Invalid, "BuildError", error.to_string())
-            })?;
-        let output = self
-            .ssm
-            .describe_instance_information()
-            .filters(filter)
-            .send()
+        self.ssm_online
+            .get(
+                instance_id,
+                |ids| self.online_by_id(ids),
+                // Not listed: no agent has reported from it (yet).
+                |_| Ok(false),
+            )
             .await
-            .classified(OP)?;
-        Ok(output.instance_information_list().iter().any(|info| {
-            info.instance_id() == Some(instance_id)
-                && info.ping_status() == Some(&ssm::PingStatus::Online)
-        }))
     }
 
     async fn send_script(

@@ -6,6 +6,7 @@
 //! [`CloudError`].
 
 pub mod aws;
+pub mod batch;
 mod error;
 pub mod fake;
 pub mod meter;

@@ -215,11 +215,13 @@ impl Group {
         Some(key == config_key(&self.config)?)
     }
 
-    /// The instances launched with another configuration than the group's.
+    /// The instances certainly launched with another configuration than the group's (one
+    /// launched from `$Latest` / `$Default`, or a group naming one, may be on any number).
     pub fn strays(&self) -> impl Iterator<Item = &GroupInstance> {
-        self.instances
-            .iter()
-            .filter(|i| !same_config(&i.config, &self.config))
+        let alias = |c: &GroupConfig| c.version_alias().is_some();
+        self.instances.iter().filter(move |i| {
+            !same_config(&i.config, &self.config) && !alias(&i.config) && !alias(&self.config)
+        })
     }
 
     /// The [`TAG_BOUNDS`] value for the group's present bounds.

@@ -1206,3 +1206,12 @@ def test_background_start_reuses_the_running_emulator_and_stop_ends_it(tmp_path:
     assert stopped.returncode == 0, stopped.stderr
     assert not (state / "pid").exists()
     assert emulator("endpoint", "--state-dir", str(state)).returncode == 1
+
+
+def test_describe_images_by_ids_refuses_the_call_when_one_image_does_not_exist(aws: Aws) -> None:
+    assert [i["ImageId"] for i in aws.ec2.describe_images(ImageIds=[UBUNTU_AMI])["Images"]] == [UBUNTU_AMI]
+    code, status = error_of(lambda: aws.ec2.describe_images(ImageIds=[UBUNTU_AMI, "ami-0000000000000dead"]))[:2]
+    assert (code, status) == ("InvalidAMIID.NotFound", 400)
+    # DescribeInstances did so already.
+    code, status = error_of(lambda: aws.ec2.describe_instances(InstanceIds=["i-0000000000000dead"]))[:2]
+    assert (code, status) == ("InvalidInstanceID.NotFound", 400)

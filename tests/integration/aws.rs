@@ -1043,3 +1043,69 @@ async fn many_groups_and_every_pipeline_s_images_are_read_in_one_call_each() {
     let calls = emulator.calls();
     assert_eq!(calls["counts"]["ec2:DescribeImages"], 1, "{calls}");
 }
+
+/// Concurrent polls of images, instances and SSM agents share one describe call each, and
+/// one id AWS does not know does not fail the others' polls.
+#[tokio::test]
+async fn concurrent_polls_share_one_describe_and_a_missing_id_fails_only_its_own() {
+    let emulator = Emulator::alone().await;
+    let cloud = std::sync::Arc::new(emulator.cloud().await);
+    let image = emulator.seeded_image(seeded::PIPELINE).await;
+    let legacy = emulator.seeded_image(seeded::LEGACY_PIPELINE).await;
+    let spec = builder_spec(&emulator, &cloud, "batch").await;
+    let builder = cloud.run_builder(&spec).await.unwrap();
+    wait_for_state(&cloud, &builder, InstanceState::Running).await;
+    emulator.reset_calls();
+
+    let polls = [image.clone(), legacy.clone(), image.clone()].map(|id| {
+        let cloud = cloud.clone();
+        tokio::spawn(async move { cloud.image(&id).await.map(|i| i.id) })
+    });
+    let mut seen = Vec::new();
+    for poll in polls {
+        seen.push(poll.await.unwrap().unwrap());
+    }
+    assert_eq!(seen, vec![image.clone(), legacy.clone(), image.clone()]);
+    let instance_polls = [builder.clone(), builder.clone()].map(|id| {
+        let cloud = cloud.clone();
+        tokio::spawn(async move { cloud.instance(&id).await.map(|i| i.id) })
+    });
+    for poll in instance_polls {
+        assert_eq!(poll.await.unwrap().unwrap(), builder);
+    }
+    let ssm_polls = [builder.clone(), "i-0000000000000dead".to_string()].map(|id| {
+        let cloud = cloud.clone();
+        tokio::spawn(async move { cloud.is_ssm_online(&id).await })
+    });
+    let mut online = Vec::new();
+    for poll in ssm_polls {
+        online.push(poll.await.unwrap().unwrap());
+    }
+    assert!(!online[1], "an instance without an agent is not online");
+    let calls = emulator.calls();
+    for action in [
+        "ec2:DescribeImages",
+        "ec2:DescribeInstances",
+        "ssm:DescribeInstanceInformation",
+    ] {
+        assert_eq!(calls["counts"][action], 1, "{action}: {calls}");
+    }
+
+    // AWS refuses a DescribeImages that names an image it does not know, for every id in
+    // it: the batch is asked again id by id, and only the unknown one fails.
+    emulator.reset_calls();
+    let polls = [image.clone(), "ami-0000000000000dead".to_string()].map(|id| {
+        let cloud = cloud.clone();
+        tokio::spawn(async move { cloud.image(&id).await })
+    });
+    let [known, unknown] = polls;
+    assert_eq!(known.await.unwrap().unwrap().id, image);
+    let error = failure(unknown.await.unwrap());
+    assert_eq!(error.class, ErrorClass::NotFound);
+    let calls = emulator.calls();
+    assert_eq!(
+        calls["counts"]["ec2:DescribeImages"], 3,
+        "the batch, then each alone: {calls}"
+    );
+    cloud.terminate_instance(&builder).await.unwrap();
+}

@@ -1489,3 +1489,307 @@ async fn the_call_budget_spaces_calls_after_the_burst_and_every_call_is_counted(
     );
     assert!(total > mutating, "{finished}");
 }
+
+/// A bare copy of the setup's repository, as a remote a watcher follows, and a directory
+/// for the watcher's mirror.
+struct Watched {
+    remote: TempDir,
+    mirrors: TempDir,
+}
+
+impl Setup {
+    fn remote(&self) -> Watched {
+        let remote = tempfile::tempdir().unwrap();
+        let status = Command::new("git")
+            .args(["clone", "-q", "--bare"])
+            .arg(self.repo.path())
+            .arg(remote.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        Watched {
+            remote,
+            mirrors: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Pushes the setup's main to the watched remote.
+    fn push(&self, watched: &Watched) {
+        let remote = watched.remote.path().to_str().unwrap();
+        git(self.repo.path(), &["push", "-q", remote, "main"]);
+    }
+
+    /// `watch --once` against the watched remote, with the mirror `mirror` (a name under
+    /// the watched mirrors' directory) and `extra` arguments.
+    fn watch_once(&self, watched: &Watched, mirror: &str, extra: &[&str]) -> Output {
+        let remote = watched.remote.path().to_str().unwrap().to_string();
+        let mirror = watched.mirrors.path().join(mirror);
+        let mut args = vec![
+            "watch",
+            "--once",
+            "--output",
+            "json",
+            "--remote",
+            &remote,
+            "--mirror",
+            mirror.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        args.push(&self.pipeline);
+        self.run(&args)
+    }
+}
+
+/// The JSON events of `out`'s stderr named `event`.
+fn events_named(out: &Output, event: &str) -> Vec<Value> {
+    stderr(out)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["event"] == event)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_applies_a_pushed_bump_once_whatever_restarts_or_hosts_follow() {
+    let emulator = Emulator::alone().await;
+    let setup = setup(&emulator, "e2e-watch", "stream-manager", 1).await;
+    let watched = setup.remote();
+
+    // The adopted fleet runs what git asks for: nothing to apply.
+    emulator.reset_calls();
+    let idle = setup.watch_once(&watched, "host-a", &[]);
+    assert_eq!(idle.status.code(), Some(0), "{}", stderr(&idle));
+    assert!(
+        stdout(&idle).contains("nothing to apply"),
+        "{}",
+        stdout(&idle)
+    );
+    assert_eq!(mutating(&emulator), Vec::<(String, u64)>::new());
+
+    setup.bump("12.4.0");
+    setup.push(&watched);
+    let applied = setup.watch_once(&watched, "host-a", &[]);
+    assert_eq!(applied.status.code(), Some(0), "{}", stderr(&applied));
+    setup.assert_fleet_on("2", "12.4.0").await;
+    assert_eq!(count(&mutating(&emulator), "ec2:CreateImage"), 1);
+
+    // A restart, and a watcher on another host (a fresh mirror), read what is applied from
+    // AWS: neither applies again.
+    emulator.reset_calls();
+    for mirror in ["host-a", "host-b"] {
+        let again = setup.watch_once(&watched, mirror, &[]);
+        assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+        assert!(
+            stdout(&again).contains("nothing to apply"),
+            "{mirror}: {}",
+            stdout(&again)
+        );
+    }
+    assert_eq!(mutating(&emulator), Vec::<(String, u64)>::new());
+
+    // Two watchers at once on the next bump: one applies, the other finds the group
+    // leased (or, after it, converged); the release is baked and rolled out once.
+    setup.bump("12.5.0");
+    setup.push(&watched);
+    emulator.reset_calls();
+    let racers: Vec<_> = ["host-a", "host-b"]
+        .iter()
+        .map(|mirror| {
+            let remote = watched.remote.path().to_str().unwrap().to_string();
+            let mirror = watched.mirrors.path().join(mirror);
+            setup
+                .command(&[
+                    "watch",
+                    "--once",
+                    "--output",
+                    "json",
+                    "--remote",
+                    &remote,
+                    "--mirror",
+                    mirror.to_str().unwrap(),
+                    &setup.pipeline,
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let codes: Vec<Option<i32>> = racers
+        .into_iter()
+        .map(|child| child.wait_with_output().unwrap().status.code())
+        .collect();
+    assert!(codes.contains(&Some(0)), "{codes:?}");
+    assert!(
+        codes.iter().all(|c| matches!(c, Some(0) | Some(6))),
+        "{codes:?}"
+    );
+    let calls = mutating(&emulator);
+    for action in [
+        "ec2:RunInstances",
+        "ec2:CreateImage",
+        "autoscaling:StartInstanceRefresh",
+    ] {
+        assert_eq!(count(&calls, action), 1, "{action} in {calls:?}");
+    }
+    setup.assert_fleet_on("3", "12.5.0").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_reports_a_hand_change_as_drift_and_heals_it_only_when_asked() {
+    let emulator = Emulator::alone().await;
+    let setup = setup(&emulator, "e2e-drift", "stream-manager", 1).await;
+    let watched = setup.remote();
+    setup.bump("12.4.0");
+    setup.push(&watched);
+    let applied = setup.watch_once(&watched, "m", &[]);
+    assert_eq!(applied.status.code(), Some(0), "{}", stderr(&applied));
+    setup.assert_fleet_on("2", "12.4.0").await;
+
+    // By hand: the group back on version 1 of its template, its maximum raised, the
+    // template's default version moved.
+    let cloud = setup.cloud().await;
+    let template = setup.fleet.template().to_string();
+    cloud
+        .set_group_template_version(&setup.fleet.group, &template, "1")
+        .await
+        .unwrap();
+    let group = cloud.group(&setup.fleet.group).await.unwrap();
+    cloud
+        .set_group_bounds(&setup.fleet.group, group.min_size, group.max_size + 3)
+        .await
+        .unwrap();
+    cloud
+        .set_default_template_version(&template, 2)
+        .await
+        .unwrap();
+
+    emulator.reset_calls();
+    let reported = setup.watch_once(&watched, "m", &[]);
+    assert_eq!(reported.status.code(), Some(0), "{}", stderr(&reported));
+    let kinds: Vec<String> = events_named(&reported, "drifted")
+        .iter()
+        .map(|e| e["drift"]["kind"].as_str().unwrap_or_default().to_string())
+        .collect();
+    for kind in ["configuration", "instances", "bounds", "default-version"] {
+        assert!(kinds.contains(&kind.to_string()), "{kind} not in {kinds:?}");
+    }
+    assert!(
+        events_named(&reported, "drifted")
+            .iter()
+            .all(|e| e["healing"] == false)
+    );
+    assert_eq!(mutating(&emulator), Vec::<(String, u64)>::new());
+
+    let healed = setup.watch_once(&watched, "m", &["--heal"]);
+    assert_eq!(healed.status.code(), Some(0), "{}", stderr(&healed));
+    setup.assert_fleet_on("2", "12.4.0").await;
+    let group = cloud.group(&setup.fleet.group).await.unwrap();
+    assert_eq!(group.max_size, group.recorded_bounds().unwrap().1);
+    assert_eq!(
+        cloud
+            .launch_template(&template)
+            .await
+            .unwrap()
+            .default_version,
+        1
+    );
+    // Healed, nothing drifts any more, and nothing was baked for it.
+    let calm = setup.watch_once(&watched, "m", &[]);
+    assert!(
+        events_named(&calm, "drifted").is_empty(),
+        "{}",
+        stderr(&calm)
+    );
+    assert_eq!(count(&mutating(&emulator), "ec2:CreateImage"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_watch_apply_waits_for_a_new_commit_or_retry_failed() {
+    let emulator = Emulator::alone().await;
+    let setup = setup(&emulator, "e2e-watch-fail", "stream-manager", 1).await;
+    let watched = setup.remote();
+    setup.bump("12.4.0");
+    setup.push(&watched);
+    emulator.set_faults(serde_json::json!({"ssm_fail_next": {"output": "sha256sum: WARNING: 1 computed checksum did NOT match", "exit_code": 1}}));
+    let failed = setup.watch_once(&watched, "m", &[]);
+    assert_eq!(failed.status.code(), Some(4), "{}", stderr(&failed));
+
+    // The next cycles (this host or another) do not bake it again: the failure is on the
+    // group, for every watcher.
+    emulator.reset_calls();
+    for mirror in ["m", "other"] {
+        let held = setup.watch_once(&watched, mirror, &[]);
+        assert_eq!(held.status.code(), Some(0), "{}", stderr(&held));
+        assert!(
+            stdout(&held).contains("nothing to apply"),
+            "{}",
+            stdout(&held)
+        );
+    }
+    assert_eq!(count(&mutating(&emulator), "ec2:RunInstances"), 0);
+
+    // Asked to, it tries again (and the script passes this time).
+    let retried = setup.watch_once(&watched, "m", &["--retry-failed"]);
+    assert_eq!(retried.status.code(), Some(0), "{}", stderr(&retried));
+    setup.assert_fleet_on("2", "12.4.0").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_lived_watch_converges_a_push_and_stops_at_once_on_sigterm_when_idle() {
+    let emulator = Emulator::shared().await;
+    let setup = setup(&emulator, "e2e-watch-loop", "stream-manager", 1).await;
+    let watched = setup.remote();
+    let remote = watched.remote.path().to_str().unwrap().to_string();
+    let mirror = watched.mirrors.path().join("m");
+    let mut child = setup
+        .command(&[
+            "watch",
+            "--interval",
+            "1s",
+            "--output",
+            "json",
+            "--remote",
+            &remote,
+            "--mirror",
+            mirror.to_str().unwrap(),
+            &setup.pipeline,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    setup.bump("12.4.0");
+    setup.push(&watched);
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let Ok(line) = line else { break };
+        seen.push(line.clone());
+        if line.contains("\"run-finished\"") {
+            break;
+        }
+    }
+    assert!(
+        seen.iter().any(|l| l.contains("\"result\":\"converged\"")),
+        "{}",
+        seen.join("\n")
+    );
+    setup.assert_fleet_on("2", "12.4.0").await;
+    // Idle again: a SIGTERM ends it at once, with success.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let signalled = std::time::Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    seen.extend(lines.map_while(Result::ok));
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", seen.join("\n"));
+    assert!(
+        signalled.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        signalled.elapsed()
+    );
+}

@@ -560,3 +560,44 @@ fn a_failed_rollout_is_held_until_its_pipeline_or_release_changes_or_retry() {
         });
     assert_eq!(other.kind, PlanKind::Rollout);
 }
+
+/// `watch` runs a plan when git asks for it, resumes one an earlier run left, and otherwise
+/// treats a plan with work as drift; a held rollout waits for a commit, drift or not.
+#[test]
+fn watch_tells_git_changes_unfinished_work_and_drift_apart() {
+    use red5_rollout::plan::RetryRule;
+    use red5_rollout::watch::{Drift, Reason, reason};
+    let bounds = || {
+        vec![Drift::Bounds {
+            recorded_min: 1,
+            recorded_max: 4,
+            min: 1,
+            max: 9,
+        }]
+    };
+    let rollout = Scenario::new("stream-manager")
+        .release("12.4.0")
+        .fleet_on("12.3.0")
+        .plan();
+    assert_eq!(reason(&rollout, true, Vec::new()), Reason::Git);
+    assert_eq!(reason(&rollout, true, bounds()), Reason::Git);
+    assert_eq!(reason(&rollout, false, Vec::new()), Reason::Unfinished);
+    assert_eq!(reason(&rollout, false, bounds()), Reason::Drift(bounds()));
+
+    let converged = Scenario::new("stream-manager")
+        .release("12.4.0")
+        .fleet_on("12.4.0")
+        .plan();
+    assert_eq!(reason(&converged, true, Vec::new()), Reason::UpToDate);
+    assert_eq!(reason(&converged, false, bounds()), Reason::Drift(bounds()));
+
+    let held = Scenario::new("stream-manager")
+        .release("12.4.0")
+        .fleet_on("12.3.0")
+        .failed("12.4.0", "c0ffee0000000000000000000000000000000000")
+        .plan_with(RetryRule {
+            forced: false,
+            changed_since_failure: false,
+        });
+    assert_eq!(reason(&held, true, bounds()), Reason::UpToDate);
+}

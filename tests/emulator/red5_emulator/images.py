@@ -17,7 +17,9 @@ crashes on TagSpecifications of type ``snapshot``. Here:
   15 GiB ``/dev/sda1`` snapshot for every image);
 - with the ``invisible_for_seconds`` fault switch set, the new image is
   missing from DescribeImages for that long (``InvalidAMIID.NotFound`` by
-  id); other actions see it.
+  id); other actions see it;
+- DescribeImages by ids refuses the whole call with ``InvalidAMIID.NotFound``
+  when one of them names no image (moto answered the others).
 
 RegisterImage honours ``RootDeviceName``, ``BlockDeviceMappings`` (EBS
 snapshots), ``Architecture``, ``VirtualizationType`` and image tag
@@ -224,11 +226,14 @@ def register_image(self: AmisResponse) -> ActionResult:
 
 def describe_images(self: AmisResponse) -> ActionResult:
     hidden = {ami.id for ami in self.ec2_backend.amis.values() if is_hidden(ami)}
+    # Asked by id, AWS refuses the whole call when one of the ids names no image it can
+    # show (moto answered the others).
+    unknown = [i for i in self._get_param("ImageIds", [])
+               if i in hidden or i not in self.ec2_backend.amis]
+    if unknown:
+        raise InvalidAMIIdError(unknown)
     if not hidden:
         return _original_describe_images(self)
-    asked = [i for i in self._get_param("ImageIds", []) if i in hidden]
-    if asked:
-        raise InvalidAMIIdError(asked)
     result = _original_describe_images(self)
     result.result["Images"] = [i for i in result.result["Images"] if i.id not in hidden]
     return result
