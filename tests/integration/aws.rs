@@ -1052,7 +1052,7 @@ async fn the_seeded_group_target_group_and_load_balancer_are_read_as_the_guide_b
     let cloud = emulator.cloud().await;
     let group = cloud.group(seeded::GROUP).await.unwrap();
     let arn = emulator.seeded_target_group().await;
-    assert_eq!(group.target_groups, [arn.clone()]);
+    assert_eq!(group.target_groups, std::slice::from_ref(&arn));
 
     let [target_group] = cloud
         .target_groups(std::slice::from_ref(&arn))
