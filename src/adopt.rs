@@ -260,6 +260,7 @@ mod tests {
                 desired_capacity: 2,
                 config: template("$Default"),
                 subnets: Vec::new(),
+                target_groups: Vec::new(),
                 health_check_type: "ELB".into(),
                 health_check_grace_period: 300,
                 instances,

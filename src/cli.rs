@@ -6,7 +6,8 @@ use std::path::PathBuf;
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success
-  1  a pipeline, release or plan is invalid; nothing was changed in AWS
+  1  a pipeline, release or plan is invalid, or a preflight check fails; nothing was
+     changed in AWS
   2  the command line is wrong
   3  a stage failed and the fleet was rolled back
   4  a stage failed before the fleet was touched
@@ -76,6 +77,24 @@ pub enum Command {
         after_help = "Examples:\n  red5-rollout apply --yes\n  red5-rollout apply stream-manager --rev origin/main\n  red5-rollout apply --endpoint-url http://127.0.0.1:5000 --yes   # the local emulator"
     )]
     Apply(ApplyArgs),
+
+    /// Check each pipeline's account against the Red5 Pro guide and what AWS documents.
+    ///
+    /// One line per check, pass / warn / FAIL, with the fix when it does not pass:
+    /// the builder's instance profile allows SSM (AmazonSSMManagedInstanceCore or
+    /// equivalent) and its subnet can reach SSM (public IP or VPC endpoints); the group's
+    /// subnets are its load balancer's; the target group serves HTTP 5080 with health
+    /// check path /; health check type ELB with a grace period of at least 300 s; some
+    /// security group admits the Stream Managers' on 3306 (the database's); volumes of at
+    /// least 16 GB and not smaller than the image's snapshot; instance protection and the
+    /// refresh's protected-instances preference; a one-instance group with max healthy
+    /// 100; launch configurations (new accounts cannot create them); a group on
+    /// $Latest / $Default; a unique streammanager.ip in the user data. Nothing is changed.
+    /// Exits 1 when a check fails (warnings do not); `plan` shows the failing ones too.
+    #[command(
+        after_help = "Examples:\n  red5-rollout preflight\n  red5-rollout preflight stream-manager --format json\n  red5-rollout preflight --endpoint-url http://127.0.0.1:5000   # the local emulator"
+    )]
+    Preflight(PreflightArgs),
 
     /// Remove a group's run lock left by a run that died.
     ///
@@ -363,6 +382,23 @@ pub struct StatusArgs {
     pub aws: AwsArgs,
 
     /// How to print the status.
+    #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
+    pub format: StatusFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct PreflightArgs {
+    /// Pipelines to check (file names under pipelines/ without .yaml); all when none.
+    #[arg(value_name = "PIPELINE")]
+    pub pipelines: Vec<String>,
+
+    #[command(flatten)]
+    pub repo: RepoArgs,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
+
+    /// How to print the checks: `text` (one line each) or `json`.
     #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
     pub format: StatusFormat,
 }

@@ -2,8 +2,8 @@
 //! Results go to stdout; problems are returned as [`Error`] for `main` to show on stderr.
 
 use crate::cli::{
-    AdoptArgs, ApplyArgs, AwsArgs, Command, Format, MatrixArgs, PlanArgs, RepoArgs, StatusArgs,
-    StatusFormat, UnlockArgs,
+    AdoptArgs, ApplyArgs, AwsArgs, Command, Format, MatrixArgs, PlanArgs, PreflightArgs, RepoArgs,
+    StatusArgs, StatusFormat, UnlockArgs,
 };
 use crate::cloud::Cloud;
 use crate::cloud::aws::AwsCloud;
@@ -32,6 +32,7 @@ pub async fn run(command: Command) -> Result<String, Error> {
         Command::Validate(args) => validate(&args),
         Command::Plan(args) => plan(&args).await,
         Command::Status(args) => status(&args).await,
+        Command::Preflight(args) => preflight(&args).await,
         Command::Apply(args) => apply(&args).await,
         Command::Unlock(args) => unlock(&args).await,
         Command::Adopt(args) => adopt(&args).await,
@@ -160,6 +161,125 @@ async fn status(args: &StatusArgs) -> Result<String, Error> {
             text
         }
     })
+}
+
+async fn preflight(args: &PreflightArgs) -> Result<String, Error> {
+    let snap = snapshot(&args.repo)?;
+    if !snap.catalog.problems.is_empty() {
+        return Err(Error::Invalid(snap.catalog.problems.clone()));
+    }
+    let selected = select(&args.pipelines, &snap.catalog.pipelines)?;
+    let mut clouds = Clouds::new(&args.aws);
+    let reports = preflight_reports(&mut clouds, &selected, true).await?;
+    let out = match args.format {
+        StatusFormat::Text => crate::preflight::reports_as_text(&reports),
+        StatusFormat::Json => crate::preflight::reports_as_json(&reports),
+    };
+    let failed = reports.iter().map(|r| r.failures().count()).sum();
+    if failed == 0 {
+        return Ok(out);
+    }
+    let mut stdout = std::io::stdout().lock();
+    let _ = write!(stdout, "{out}");
+    let _ = stdout.flush();
+    Err(Error::PreflightFailed { failed })
+}
+
+/// Runs the preflight checks of `pipelines`, region by region: their groups come from the
+/// region's shared reads when `plan` made them, else in one call; with `image_snapshots`,
+/// each group's image is read to compare its snapshot with the fleet's volume (`plan` does
+/// not need it: the planner refuses that already).
+async fn preflight_reports(
+    clouds: &mut Clouds,
+    pipelines: &[&Pipeline],
+    image_snapshots: bool,
+) -> Result<Vec<crate::preflight::Report>, Error> {
+    let mut regions: Vec<&str> = pipelines.iter().map(|p| p.region.as_str()).collect();
+    regions.sort_unstable();
+    regions.dedup();
+    let mut reports = Vec::new();
+    for region in regions {
+        let of_region: Vec<&Pipeline> = pipelines
+            .iter()
+            .copied()
+            .filter(|p| p.region == region)
+            .collect();
+        let cloud = clouds.region(region).await;
+        let cloud_error = |pipeline: &Pipeline| {
+            let pipeline = pipeline.name.clone();
+            move |source| Error::Cloud { pipeline, source }
+        };
+        let known: Vec<Option<crate::cloud::Group>> = of_region
+            .iter()
+            .map(|p| {
+                clouds
+                    .shared(region)
+                    .and_then(|shared| shared.group(&p.auto_scaling_group))
+                    .cloned()
+            })
+            .collect();
+        let missing: Vec<String> = of_region
+            .iter()
+            .zip(&known)
+            .filter(|(_, group)| group.is_none())
+            .map(|(p, _)| p.auto_scaling_group.clone())
+            .collect();
+        let read = if missing.is_empty() {
+            Vec::new()
+        } else {
+            cloud
+                .groups(&missing)
+                .await
+                .map_err(cloud_error(of_region[0]))?
+        };
+        let mut fleets = Vec::new();
+        for (pipeline, known) in of_region.iter().copied().zip(known) {
+            let group = match known.or_else(|| {
+                read.iter()
+                    .find(|g| g.name == pipeline.auto_scaling_group)
+                    .cloned()
+            }) {
+                Some(group) => group,
+                // Asked alone, AWS's answer says the group does not exist.
+                None => cloud
+                    .group(&pipeline.auto_scaling_group)
+                    .await
+                    .map_err(cloud_error(pipeline))?,
+            };
+            let image_snapshot_gb = if image_snapshots {
+                running_snapshot(cloud.as_ref(), &group)
+                    .await
+                    .map_err(cloud_error(pipeline))?
+            } else {
+                None
+            };
+            fleets.push(crate::preflight::Fleet {
+                pipeline,
+                group,
+                image_snapshot_gb,
+            });
+        }
+        let facts = crate::preflight::gather(cloud.as_ref(), fleets)
+            .await
+            .map_err(cloud_error(of_region[0]))?;
+        reports.extend(facts.iter().map(crate::preflight::Report::of));
+    }
+    Ok(reports)
+}
+
+/// The root snapshot size of the image `group` launches, when it can be told.
+async fn running_snapshot(
+    cloud: &dyn Cloud,
+    group: &crate::cloud::Group,
+) -> Result<Option<u32>, crate::cloud::CloudError> {
+    let Some(image) = cloud.config_image(&group.config).await? else {
+        return Ok(None);
+    };
+    match cloud.image(&image).await {
+        Ok(image) => Ok(image.snapshot_size_gb()),
+        Err(error) if error.is(crate::cloud::ErrorClass::NotFound) => Ok(None),
+        Err(error) => Err(error),
+    }
 }
 
 pub(crate) fn today() -> Date {
@@ -393,10 +513,47 @@ async fn plan(args: &PlanArgs) -> Result<String, Error> {
         Format::Markdown => plans_as_markdown(&plans),
         Format::Json => plans_as_json(&plans),
     };
+    if let FleetSource::Aws(clouds) = &mut source
+        && args.format != Format::Json
+    {
+        out.push_str(&preflight_in_plan(clouds, &snap, &args.pipelines, args.format).await);
+    }
     if args.comment {
         out.push_str(&comment_plans(args, &snap, &plans).await?);
     }
     Ok(out)
+}
+
+/// The failing preflight checks of the planned pipelines, one line each (nothing when all
+/// pass). A check that cannot be read (a plan role without the new read permissions, say)
+/// is one line saying so: it never fails the plan.
+async fn preflight_in_plan(
+    clouds: &mut Clouds,
+    snap: &Snapshot,
+    names: &[String],
+    format: Format,
+) -> String {
+    let Ok(selected) = select(names, &snap.catalog.pipelines) else {
+        return String::new();
+    };
+    match preflight_reports(clouds, &selected, false).await {
+        Ok(reports) if format == Format::Markdown => {
+            let failures = crate::preflight::failures_as_markdown(&reports);
+            if failures.is_empty() {
+                failures
+            } else {
+                format!("\n**Preflight checks that fail**\n\n{failures}")
+            }
+        }
+        Ok(reports) => crate::preflight::failures_as_text(&reports),
+        Err(error) => format!(
+            "preflight: not checked: {}{}\n",
+            error,
+            error
+                .hint()
+                .map_or_else(String::new, |hint| format!(" ({hint})"))
+        ),
+    }
 }
 
 /// Posts (or edits) one plan comment per pipeline on the pull request the workflow runs

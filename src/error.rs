@@ -12,7 +12,8 @@ use std::path::PathBuf;
 pub enum Exit {
     /// Everything went as planned.
     Success = 0,
-    /// A pipeline, release or plan is invalid; nothing was changed in AWS.
+    /// A pipeline, release or plan is invalid, or a preflight check fails; nothing was
+    /// changed in AWS.
     Invalid = 1,
     /// The command line was wrong (clap's own code).
     Usage = 2,
@@ -87,6 +88,8 @@ pub enum Error {
     },
     #[error("cannot adopt the fleet of pipeline {pipeline}: {reason}")]
     AdoptRefused { pipeline: String, reason: String },
+    #[error("{failed} preflight check(s) fail (see the lines above)")]
+    PreflightFailed { failed: usize },
     #[error("cannot read the fleet of pipeline {pipeline} from AWS")]
     Cloud {
         pipeline: String,
@@ -108,6 +111,7 @@ impl Error {
             | Error::NotConfirmed
             | Error::UnknownGroup { .. }
             | Error::AdoptRefused { .. }
+            | Error::PreflightFailed { .. }
             | Error::LockMismatch { .. } => Exit::Invalid,
             Error::Apply { results, .. } => results
                 .iter()
@@ -170,6 +174,9 @@ impl Error {
             Error::LockMismatch { .. } => {
                 Some("check that run is really gone, then pass its id with --run".into())
             }
+            Error::PreflightFailed { .. } => Some(
+                "each FAIL line ends with its fix; apply them, then run preflight again".into(),
+            ),
         }
     }
 

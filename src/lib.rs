@@ -17,6 +17,7 @@ pub mod logging;
 pub mod model;
 pub mod observe;
 pub mod plan;
+pub mod preflight;
 pub mod priors;
 pub mod render;
 pub mod repo;

@@ -75,6 +75,13 @@ pub struct RegionReads {
     builders: Vec<Instance>,
 }
 
+impl RegionReads {
+    /// The group named `name`, when the region's reads found it.
+    pub fn group(&self, name: &str) -> Option<&Group> {
+        self.groups.iter().find(|g| g.name == name)
+    }
+}
+
 /// Reads what `pipelines` (all of one region) share.
 pub async fn read_region(
     cloud: &dyn Cloud,

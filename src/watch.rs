@@ -479,6 +479,7 @@ mod tests {
             instances: vec![instance("i-1"), instance("i-2")],
             tags: Tags::new(),
             new_instances_protected: false,
+            target_groups: Vec::new(),
         };
         let record = group.converged_tag("ami-1").unwrap();
         group.tags.insert(TAG_CONVERGED.into(), record);

@@ -1,4 +1,5 @@
-//! [`Cloud`](super::Cloud) on the official AWS SDK for Rust (EC2, Auto Scaling, SSM).
+//! [`Cloud`](super::Cloud) on the official AWS SDK for Rust (EC2, Auto Scaling, SSM, and
+//! for `preflight` Elastic Load Balancing and IAM).
 //! The only file that imports `aws_sdk_*`.
 //!
 //! Every SDK error goes through [`classify`] once, so the stages see an [`ErrorClass`] and
@@ -11,9 +12,10 @@ use super::batch::Batcher;
 use super::meter::{self, CallCount, Meter};
 use super::{
     BuilderSpec, Cloud, CloudError, CloudResult, CommandResult, CommandStatus, ErrorClass, Group,
-    GroupConfig, GroupInstance, Image, ImageStatus, Instance, InstanceState, LaunchConfig,
-    LaunchSpec, LaunchTemplate, Lock, Refresh, RefreshSpec, RefreshStatus, RootDevice, SentCommand,
-    TAG_LAUNCH, TAG_PIPELINE, Tags,
+    GroupConfig, GroupInstance, Image, ImageStatus, IngressRule, Instance, InstanceState,
+    LaunchConfig, LaunchSpec, LaunchTemplate, LoadBalancer, Lock, Refresh, RefreshSpec,
+    RefreshStatus, RolePolicies, RootDevice, SentCommand, Subnet, TAG_LAUNCH, TAG_PIPELINE, Tags,
+    TargetGroup,
 };
 use async_trait::async_trait;
 use aws_config::retry::RetryConfig;
@@ -53,6 +55,8 @@ const DESCRIPTION_LIMIT: usize = 255;
 const TEMPLATE_VERSIONS_PAGE: i32 = 200;
 /// How many group names DescribeAutoScalingGroups takes in one call.
 const GROUP_NAMES_PER_CALL: usize = 50;
+/// How many ARNs DescribeLoadBalancers takes in one call.
+const LOAD_BALANCERS_PER_CALL: usize = 20;
 /// Instance states `find_instances` reports: everything that still exists.
 const LIVE_STATES: [&str; 4] = ["pending", "running", "stopping", "stopped"];
 
@@ -61,6 +65,8 @@ pub struct AwsCloud {
     ec2: aws_sdk_ec2::Client,
     autoscaling: aws_sdk_autoscaling::Client,
     ssm: aws_sdk_ssm::Client,
+    elb: aws_sdk_elasticloadbalancingv2::Client,
+    iam: aws_sdk_iam::Client,
     meter: Arc<Meter>,
     /// Polls of concurrent waits, one describe call per batch.
     images: Batcher<Image>,
@@ -185,6 +191,8 @@ impl AwsCloud {
             ec2: aws_sdk_ec2::Client::new(&config),
             autoscaling: aws_sdk_autoscaling::Client::new(&config),
             ssm: aws_sdk_ssm::Client::new(&config),
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(&config),
+            iam: aws_sdk_iam::Client::new(&config),
             meter,
             images: Batcher::default(),
             instances: Batcher::default(),
@@ -434,6 +442,7 @@ fn auto_scaling_group(group: &asg::AutoScalingGroup) -> CloudResult<Group> {
             .filter(|subnet| !subnet.is_empty())
             .map(str::to_owned)
             .collect(),
+        target_groups: group.target_group_arns().to_vec(),
         health_check_type: group.health_check_type().unwrap_or("EC2").to_owned(),
         health_check_grace_period: count(group.health_check_grace_period()),
         instances: group
@@ -446,6 +455,66 @@ fn auto_scaling_group(group: &asg::AutoScalingGroup) -> CloudResult<Group> {
             .new_instances_protected_from_scale_in()
             .unwrap_or(false),
     })
+}
+
+fn target_group(group: &aws_sdk_elasticloadbalancingv2::types::TargetGroup) -> TargetGroup {
+    TargetGroup {
+        arn: group.target_group_arn().unwrap_or_default().to_owned(),
+        name: group.target_group_name().unwrap_or_default().to_owned(),
+        protocol: group.protocol().map(|p| p.as_str().to_owned()),
+        port: group.port().and_then(|p| u16::try_from(p).ok()),
+        health_check_protocol: group.health_check_protocol().map(|p| p.as_str().to_owned()),
+        health_check_path: group.health_check_path().map(str::to_owned),
+        load_balancers: group.load_balancer_arns().to_vec(),
+    }
+}
+
+/// The inbound rules of `group` that admit one of `sources`.
+fn ingress_rules(group: &ec2::SecurityGroup, sources: &[String]) -> Vec<IngressRule> {
+    group
+        .ip_permissions()
+        .iter()
+        .filter_map(|permission| {
+            let admitted: Vec<String> = permission
+                .user_id_group_pairs()
+                .iter()
+                .filter_map(|pair| pair.group_id())
+                .filter(|id| sources.iter().any(|s| s == id))
+                .map(str::to_owned)
+                .collect();
+            (!admitted.is_empty()).then(|| IngressRule {
+                group_id: group.group_id().unwrap_or_default().to_owned(),
+                group_name: group.group_name().unwrap_or_default().to_owned(),
+                protocol: permission.ip_protocol().unwrap_or("-1").to_owned(),
+                from_port: permission.from_port(),
+                to_port: permission.to_port(),
+                sources: admitted,
+            })
+        })
+        .collect()
+}
+
+/// IAM sends policy documents URL-encoded (RFC 3986); this gives back their JSON.
+fn decode_policy_document(encoded: &str) -> String {
+    let bytes = encoded.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[at] {
+            b'%' if at + 2 < bytes.len() => match (hex(bytes[at + 1]), hex(bytes[at + 2])) {
+                (Some(high), Some(low)) => {
+                    out.push((high * 16 + low) as u8);
+                    at += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            other => out.push(other),
+        }
+        at += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn tag_filters(tags: &Tags) -> Vec<ec2::Filter> {
@@ -1196,6 +1265,240 @@ impl Cloud for AwsCloud {
         }
     }
 
+    async fn target_groups(&self, arns: &[String]) -> CloudResult<Vec<TargetGroup>> {
+        const OP: &str = "DescribeTargetGroups";
+        if arns.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pages = self
+            .elb
+            .describe_target_groups()
+            .set_target_group_arns(Some(arns.to_vec()))
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .classified(OP)?;
+        Ok(pages
+            .iter()
+            .flat_map(|page| page.target_groups())
+            .map(target_group)
+            .collect())
+    }
+
+    async fn load_balancers(&self, arns: &[String]) -> CloudResult<Vec<LoadBalancer>> {
+        const OP: &str = "DescribeLoadBalancers";
+        let mut found = Vec::new();
+        for chunk in arns.chunks(LOAD_BALANCERS_PER_CALL) {
+            let pages = self
+                .elb
+                .describe_load_balancers()
+                .set_load_balancer_arns(Some(chunk.to_vec()))
+                .into_paginator()
+                .send()
+                .try_collect()
+                .await
+                .classified(OP)?;
+            for balancer in pages.iter().flat_map(|page| page.load_balancers()) {
+                found.push(LoadBalancer {
+                    arn: balancer.load_balancer_arn().unwrap_or_default().to_owned(),
+                    name: balancer.load_balancer_name().unwrap_or_default().to_owned(),
+                    subnets: balancer
+                        .availability_zones()
+                        .iter()
+                        .filter_map(|zone| zone.subnet_id())
+                        .map(str::to_owned)
+                        .collect(),
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    async fn subnet(&self, id_or_name: &str) -> CloudResult<Subnet> {
+        const OP: &str = "DescribeSubnets";
+        let request = self.ec2.describe_subnets();
+        let request = if id_or_name.starts_with("subnet-") {
+            request.subnet_ids(id_or_name)
+        } else {
+            request.filters(
+                ec2::Filter::builder()
+                    .name("tag:Name")
+                    .values(id_or_name)
+                    .build(),
+            )
+        };
+        let output = request.send().await.classified(OP)?;
+        match output.subnets() {
+            [subnet] => Ok(Subnet {
+                id: required(OP, "subnet id", subnet.subnet_id())?,
+                vpc_id: subnet.vpc_id().unwrap_or_default().to_owned(),
+                maps_public_ip: subnet.map_public_ip_on_launch().unwrap_or(false),
+            }),
+            [] => Err(not_found(
+                OP,
+                "SubnetNotFound",
+                format!("no subnet is {id_or_name:?} (by id or Name tag)"),
+            )),
+            several => Err(CloudError::new(
+                OP,
+                ErrorClass::Invalid,
+                "AmbiguousSubnetName",
+                format!(
+                    "{} subnets have the Name tag {id_or_name:?}: name the subnet by its id",
+                    several.len()
+                ),
+            )),
+        }
+    }
+
+    async fn vpc_endpoint_services(&self, vpc_id: &str) -> CloudResult<Vec<String>> {
+        const OP: &str = "DescribeVpcEndpoints";
+        let pages = self
+            .ec2
+            .describe_vpc_endpoints()
+            .filters(ec2::Filter::builder().name("vpc-id").values(vpc_id).build())
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .classified(OP)?;
+        Ok(pages
+            .iter()
+            .flat_map(|page| page.vpc_endpoints())
+            .filter(|endpoint| {
+                !matches!(
+                    endpoint.state(),
+                    Some(ec2::State::Deleted | ec2::State::Deleting | ec2::State::Failed)
+                )
+            })
+            .filter_map(|endpoint| endpoint.service_name())
+            .map(str::to_owned)
+            .collect())
+    }
+
+    async fn ingress_from(&self, source_groups: &[String]) -> CloudResult<Vec<IngressRule>> {
+        const OP: &str = "DescribeSecurityGroups";
+        if source_groups.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pages = self
+            .ec2
+            .describe_security_groups()
+            .filters(
+                ec2::Filter::builder()
+                    .name("ip-permission.group-id")
+                    .set_values(Some(source_groups.to_vec()))
+                    .build(),
+            )
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .classified(OP)?;
+        Ok(pages
+            .iter()
+            .flat_map(|page| page.security_groups())
+            .flat_map(|group| ingress_rules(group, source_groups))
+            .collect())
+    }
+
+    async fn instance_profile_roles(&self, name: &str) -> CloudResult<Vec<String>> {
+        let output = self
+            .iam
+            .get_instance_profile()
+            .instance_profile_name(name)
+            .send()
+            .await
+            .classified("GetInstanceProfile")?;
+        Ok(output
+            .instance_profile()
+            .map(|profile| {
+                profile
+                    .roles()
+                    .iter()
+                    .map(|role| role.role_name().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn role_policies(&self, role: &str) -> CloudResult<RolePolicies> {
+        let attached = self
+            .iam
+            .list_attached_role_policies()
+            .role_name(role)
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .classified("ListAttachedRolePolicies")?;
+        let inline = self
+            .iam
+            .list_role_policies()
+            .role_name(role)
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .classified("ListRolePolicies")?;
+        Ok(RolePolicies {
+            attached: attached
+                .iter()
+                .flat_map(|page| page.attached_policies())
+                .filter_map(|policy| policy.policy_arn())
+                .map(str::to_owned)
+                .collect(),
+            inline: inline
+                .iter()
+                .flat_map(|page| page.policy_names())
+                .cloned()
+                .collect(),
+        })
+    }
+
+    async fn role_policy_document(&self, role: &str, policy: &str) -> CloudResult<String> {
+        let output = self
+            .iam
+            .get_role_policy()
+            .role_name(role)
+            .policy_name(policy)
+            .send()
+            .await
+            .classified("GetRolePolicy")?;
+        Ok(decode_policy_document(output.policy_document()))
+    }
+
+    async fn policy_document(&self, arn: &str) -> CloudResult<String> {
+        const OP: &str = "GetPolicyVersion";
+        let policy = self
+            .iam
+            .get_policy()
+            .policy_arn(arn)
+            .send()
+            .await
+            .classified("GetPolicy")?;
+        let version = required(
+            "GetPolicy",
+            "default version",
+            policy.policy().and_then(|p| p.default_version_id()),
+        )?;
+        let output = self
+            .iam
+            .get_policy_version()
+            .policy_arn(arn)
+            .version_id(version)
+            .send()
+            .await
+            .classified(OP)?;
+        let document = required(
+            OP,
+            "policy document",
+            output.policy_version().and_then(|v| v.document()),
+        )?;
+        Ok(decode_policy_document(&document))
+    }
+
     async fn resolve_subnet(&self, id_or_name: &str) -> CloudResult<String> {
         const OP: &str = "DescribeSubnets";
         if id_or_name.starts_with("subnet-") {
@@ -1924,6 +2227,17 @@ mod tests {
         assert_eq!(builder_name(&tags), "red5-rollout builder");
         tags.insert(TAG_PIPELINE.into(), "stream-manager".into());
         assert_eq!(builder_name(&tags), "red5-rollout builder stream-manager");
+    }
+
+    #[test]
+    fn policy_documents_are_url_decoded() {
+        assert_eq!(
+            decode_policy_document("%7B%22Action%22%3A%20%22ssm%3A%2A%22%7D"),
+            r#"{"Action": "ssm:*"}"#
+        );
+        assert_eq!(decode_policy_document(r#"{"a":1}"#), r#"{"a":1}"#);
+        assert_eq!(decode_policy_document("100%"), "100%");
+        assert_eq!(decode_policy_document("%zz"), "%zz");
     }
 
     #[test]

@@ -78,7 +78,8 @@ impl CloudError {
                 || c.ends_with("NotFoundException")
                 || c == "InvocationDoesNotExist"
                 || c == "ParameterNotFound"
-                || c == "InvalidInstanceId" =>
+                || c == "InvalidInstanceId"
+                || c == "NoSuchEntity" =>
             {
                 ErrorClass::NotFound
             }
@@ -188,6 +189,13 @@ pub fn iam_action(operation: &str) -> String {
         | "GetParameter"
         | "GetParameters"
         | "DeleteParameter" => "ssm",
+        "DescribeTargetGroups" | "DescribeLoadBalancers" => "elasticloadbalancing",
+        "GetInstanceProfile"
+        | "ListAttachedRolePolicies"
+        | "ListRolePolicies"
+        | "GetRolePolicy"
+        | "GetPolicy"
+        | "GetPolicyVersion" => "iam",
         _ => "ec2",
     };
     format!("{service}:{operation}")
@@ -203,6 +211,8 @@ mod tests {
             ("InvalidAMIID.NotFound", None, ErrorClass::NotFound),
             ("InvalidInstanceID.NotFound", None, ErrorClass::NotFound),
             ("ParameterNotFound", Some(400), ErrorClass::NotFound),
+            ("NoSuchEntity", Some(404), ErrorClass::NotFound),
+            ("TargetGroupNotFound", Some(400), ErrorClass::NotFound),
             ("InvocationDoesNotExist", Some(400), ErrorClass::NotFound),
             (
                 "ActiveInstanceRefreshNotFound",

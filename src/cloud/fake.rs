@@ -74,11 +74,82 @@ struct FakeRefresh {
     fails_as: Option<RefreshStatus>,
 }
 
+/// The rest of the account, as `preflight` reads it: by default what the Red5 Pro guide
+/// builds around the group (an application load balancer in the group's subnet, its target
+/// group on HTTP 5080 with health check `/`, a database security group admitting the fleet's
+/// on 3306, and a builder profile with AmazonSSMManagedInstanceCore).
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub target_groups: Vec<TargetGroup>,
+    pub load_balancers: Vec<LoadBalancer>,
+    pub subnets: Vec<Subnet>,
+    pub vpc_endpoints: Vec<(String, String)>,
+    pub ingress: Vec<IngressRule>,
+    /// Instance profiles and their roles.
+    pub profiles: BTreeMap<String, Vec<String>>,
+    pub roles: BTreeMap<String, RolePolicies>,
+    /// Inline policy documents by (role, policy), managed ones by ARN.
+    pub inline_documents: BTreeMap<(String, String), String>,
+    pub managed_documents: BTreeMap<String, String>,
+}
+
+pub const FAKE_TARGET_GROUP: &str =
+    "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/red5pro-sm-tg/0fake";
+const FAKE_LOAD_BALANCER: &str =
+    "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/red5pro-sm-alb/0fake";
+
+impl Default for Account {
+    fn default() -> Self {
+        Account {
+            target_groups: vec![TargetGroup {
+                arn: FAKE_TARGET_GROUP.into(),
+                name: "red5pro-sm-tg".into(),
+                protocol: Some("HTTP".into()),
+                port: Some(5080),
+                health_check_protocol: Some("HTTP".into()),
+                health_check_path: Some("/".into()),
+                load_balancers: vec![FAKE_LOAD_BALANCER.into()],
+            }],
+            load_balancers: vec![LoadBalancer {
+                arn: FAKE_LOAD_BALANCER.into(),
+                name: "red5pro-sm-alb".into(),
+                subnets: vec!["subnet-0fake".into()],
+            }],
+            subnets: Vec::new(),
+            vpc_endpoints: Vec::new(),
+            ingress: vec![IngressRule {
+                group_id: "sg-0db".into(),
+                group_name: "red5pro-db-sg".into(),
+                protocol: "tcp".into(),
+                from_port: Some(3306),
+                to_port: Some(3306),
+                sources: vec!["sg-red5pro-sm-sg".into()],
+            }],
+            profiles: BTreeMap::from([(
+                "red5pro-sm-builder".to_owned(),
+                vec!["red5pro-sm-builder".to_owned()],
+            )]),
+            roles: BTreeMap::from([(
+                "red5pro-sm-builder".to_owned(),
+                RolePolicies {
+                    attached: vec![
+                        "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore".to_owned(),
+                    ],
+                    inline: Vec::new(),
+                },
+            )]),
+            inline_documents: BTreeMap::new(),
+            managed_documents: BTreeMap::new(),
+        }
+    }
+}
+
 /// The mutable world behind the fake.
 #[derive(Debug)]
 pub struct World {
     pub delays: Delays,
     pub group: Group,
+    pub account: Account,
     instances: BTreeMap<String, FakeInstance>,
     images: BTreeMap<String, FakeImage>,
     /// Launch template versions of the group's template, by number.
@@ -192,12 +263,14 @@ impl FakeCloud {
                 desired_capacity: capacity,
                 config: config.clone(),
                 subnets: vec!["subnet-0fake".into()],
+                target_groups: vec![FAKE_TARGET_GROUP.into()],
                 health_check_type: "ELB".into(),
                 health_check_grace_period: 300,
                 instances: Vec::new(),
                 tags: tags.clone(),
                 new_instances_protected: false,
             },
+            account: Account::default(),
             instances: BTreeMap::new(),
             images: BTreeMap::new(),
             template_versions: Vec::new(),
@@ -577,6 +650,114 @@ impl Cloud for FakeCloud {
                     .map(|c| c.image_id.clone()),
                 GroupConfig::Other => None,
             })
+        })
+    }
+
+    async fn target_groups(&self, arns: &[String]) -> CloudResult<Vec<TargetGroup>> {
+        self.call("DescribeTargetGroups", |w| {
+            arns.iter()
+                .map(|arn| {
+                    w.account
+                        .target_groups
+                        .iter()
+                        .find(|t| &t.arn == arn)
+                        .cloned()
+                        .ok_or_else(|| not_found("DescribeTargetGroups", arn))
+                })
+                .collect()
+        })
+    }
+
+    async fn load_balancers(&self, arns: &[String]) -> CloudResult<Vec<LoadBalancer>> {
+        self.call("DescribeLoadBalancers", |w| {
+            arns.iter()
+                .map(|arn| {
+                    w.account
+                        .load_balancers
+                        .iter()
+                        .find(|b| &b.arn == arn)
+                        .cloned()
+                        .ok_or_else(|| not_found("DescribeLoadBalancers", arn))
+                })
+                .collect()
+        })
+    }
+
+    async fn subnet(&self, id_or_name: &str) -> CloudResult<Subnet> {
+        self.call("DescribeSubnets", |w| {
+            let id = format!("subnet-{}", id_or_name.trim_start_matches("subnet-"));
+            Ok(w.account
+                .subnets
+                .iter()
+                .find(|s| s.id == id)
+                .cloned()
+                .unwrap_or(Subnet {
+                    id,
+                    vpc_id: "vpc-0fake".into(),
+                    maps_public_ip: true,
+                }))
+        })
+    }
+
+    async fn vpc_endpoint_services(&self, vpc_id: &str) -> CloudResult<Vec<String>> {
+        self.call("DescribeVpcEndpoints", |w| {
+            Ok(w.account
+                .vpc_endpoints
+                .iter()
+                .filter(|(vpc, _)| vpc == vpc_id)
+                .map(|(_, service)| service.clone())
+                .collect())
+        })
+    }
+
+    async fn ingress_from(&self, source_groups: &[String]) -> CloudResult<Vec<IngressRule>> {
+        self.call("DescribeSecurityGroups", |w| {
+            Ok(w.account
+                .ingress
+                .iter()
+                .filter(|r| r.sources.iter().any(|s| source_groups.contains(s)))
+                .cloned()
+                .collect())
+        })
+    }
+
+    async fn instance_profile_roles(&self, name: &str) -> CloudResult<Vec<String>> {
+        self.call("GetInstanceProfile", |w| {
+            w.account
+                .profiles
+                .get(name)
+                .cloned()
+                .ok_or_else(|| not_found("GetInstanceProfile", name))
+        })
+    }
+
+    async fn role_policies(&self, role: &str) -> CloudResult<RolePolicies> {
+        self.call("ListAttachedRolePolicies", |w| {
+            w.account
+                .roles
+                .get(role)
+                .cloned()
+                .ok_or_else(|| not_found("ListAttachedRolePolicies", role))
+        })
+    }
+
+    async fn role_policy_document(&self, role: &str, policy: &str) -> CloudResult<String> {
+        self.call("GetRolePolicy", |w| {
+            w.account
+                .inline_documents
+                .get(&(role.to_owned(), policy.to_owned()))
+                .cloned()
+                .ok_or_else(|| not_found("GetRolePolicy", policy))
+        })
+    }
+
+    async fn policy_document(&self, arn: &str) -> CloudResult<String> {
+        self.call("GetPolicyVersion", |w| {
+            w.account
+                .managed_documents
+                .get(arn)
+                .cloned()
+                .ok_or_else(|| not_found("GetPolicyVersion", arn))
         })
     }
 

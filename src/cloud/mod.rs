@@ -74,6 +74,37 @@ pub trait Cloud: Send + Sync {
     /// Resolves security group ids or names to ids.
     async fn resolve_security_groups(&self, ids_or_names: &[String]) -> CloudResult<Vec<String>>;
 
+    // --- What `preflight` checks --------------------------------------------------------
+
+    /// The target groups with these ARNs; `NotFound` when one does not exist.
+    async fn target_groups(&self, arns: &[String]) -> CloudResult<Vec<TargetGroup>>;
+
+    /// The load balancers with these ARNs and their subnets; `NotFound` when one does not
+    /// exist.
+    async fn load_balancers(&self, arns: &[String]) -> CloudResult<Vec<LoadBalancer>>;
+
+    /// A subnet by id or `Name` tag, with its VPC and public IP default.
+    async fn subnet(&self, id_or_name: &str) -> CloudResult<Subnet>;
+
+    /// The service names of the VPC endpoints in `vpc_id` (e.g.
+    /// `com.amazonaws.us-east-1.ssm`).
+    async fn vpc_endpoint_services(&self, vpc_id: &str) -> CloudResult<Vec<String>>;
+
+    /// The inbound rules, in any security group, that admit one of `source_groups` (ids).
+    async fn ingress_from(&self, source_groups: &[String]) -> CloudResult<Vec<IngressRule>>;
+
+    /// The roles of instance profile `name`; `NotFound` when it does not exist.
+    async fn instance_profile_roles(&self, name: &str) -> CloudResult<Vec<String>>;
+
+    /// The managed policies attached to `role` and the names of its inline policies.
+    async fn role_policies(&self, role: &str) -> CloudResult<RolePolicies>;
+
+    /// The document (JSON) of inline policy `policy` of `role`.
+    async fn role_policy_document(&self, role: &str, policy: &str) -> CloudResult<String>;
+
+    /// The document (JSON) of the default version of managed policy `arn`.
+    async fn policy_document(&self, arn: &str) -> CloudResult<String>;
+
     // --- The builder -----------------------------------------------------------------
 
     /// Launches one builder instance; returns its id.

@@ -187,6 +187,8 @@ pub struct Group {
     pub desired_capacity: u32,
     pub config: GroupConfig,
     pub subnets: Vec<String>,
+    /// The target groups the group registers its instances with (their ARNs).
+    pub target_groups: Vec<String>,
     pub health_check_type: String,
     pub health_check_grace_period: u32,
     pub instances: Vec<GroupInstance>,
@@ -363,6 +365,73 @@ pub struct LaunchSpec {
     /// The user data as text; the adapter encodes it.
     pub user_data: String,
     pub tags: Tags,
+}
+
+/// An Elastic Load Balancing target group, with what the Red5 Pro guide sets on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TargetGroup {
+    pub arn: String,
+    pub name: String,
+    /// `HTTP`, `HTTPS`, `TCP`... as AWS spells it.
+    pub protocol: Option<String>,
+    pub port: Option<u16>,
+    pub health_check_protocol: Option<String>,
+    /// Only HTTP and HTTPS health checks have a path.
+    pub health_check_path: Option<String>,
+    /// The load balancers that route to it (their ARNs).
+    pub load_balancers: Vec<String>,
+}
+
+/// A load balancer and the subnets it serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LoadBalancer {
+    pub arn: String,
+    pub name: String,
+    pub subnets: Vec<String>,
+}
+
+/// A subnet, with whether instances launched in it get a public IP by default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Subnet {
+    pub id: String,
+    pub vpc_id: String,
+    pub maps_public_ip: bool,
+}
+
+/// One inbound rule of a security group that lets another security group in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IngressRule {
+    /// The security group the rule belongs to (the database's, say).
+    pub group_id: String,
+    pub group_name: String,
+    /// `tcp`, `udp`, `icmp` or `-1` (all traffic), as AWS spells it.
+    pub protocol: String,
+    /// The port range; AWS leaves it out for all traffic.
+    pub from_port: Option<i32>,
+    pub to_port: Option<i32>,
+    /// The security groups the rule admits.
+    pub sources: Vec<String>,
+}
+
+impl IngressRule {
+    /// Whether the rule admits TCP traffic on `port`.
+    pub fn admits_tcp(&self, port: i32) -> bool {
+        match self.protocol.as_str() {
+            "-1" | "all" => true,
+            "tcp" | "6" => match (self.from_port, self.to_port) {
+                (Some(from), Some(to)) => (from..=to).contains(&port),
+                _ => true,
+            },
+            _ => false,
+        }
+    }
+}
+
+/// The policies attached to an IAM role: managed policies by ARN, inline ones by name.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct RolePolicies {
+    pub attached: Vec<String>,
+    pub inline: Vec<String>,
 }
 
 /// A command sent to an instance, as SSM lists it: found again by a run that resumes the
@@ -630,6 +699,7 @@ mod tests {
             desired_capacity: 2,
             config,
             subnets: Vec::new(),
+            target_groups: Vec::new(),
             health_check_type: "ELB".into(),
             health_check_grace_period: 300,
             instances,

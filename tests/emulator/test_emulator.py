@@ -1104,6 +1104,8 @@ def test_seed_builds_the_stream_manager_fleet_once(endpoint: str, aws: Aws, cont
         ("red5pro-sm-subnet-a", "10.0.1.0/24", "us-east-1a"),
         ("red5pro-sm-subnet-b", "10.0.2.0/24", "us-east-1b"),
     ]
+    # Red5 Pro's VPC gives every instance a public IP: the builder reaches SSM through it.
+    assert all(s["MapPublicIpOnLaunch"] for s in found)
     security_groups = {g["GroupName"]: g for g in aws.ec2.describe_security_groups(
         Filters=[{"Name": "vpc-id", "Values": [vpc["VpcId"]]}])["SecurityGroups"]}
     assert sorted(p["FromPort"] for p in security_groups["red5pro-sm-sg"]["IpPermissions"]) == [22, 443, 5080]
@@ -1145,7 +1147,10 @@ def test_seed_builds_the_stream_manager_fleet_once(endpoint: str, aws: Aws, cont
     assert not any(t["Key"].startswith("red5-rollout:") for t in lt.get("Tags", []))
 
     target_group = aws.elbv2.describe_target_groups(Names=["red5pro-sm-tg"])["TargetGroups"][0]
-    assert (target_group["Port"], target_group["HealthCheckPath"]) == (5080, "/")
+    assert (target_group["Protocol"], target_group["Port"]) == ("HTTP", 5080)
+    assert (target_group["HealthCheckProtocol"], target_group["HealthCheckPath"]) == ("HTTP", "/")
+    [alb] = aws.elbv2.describe_load_balancers(LoadBalancerArns=target_group["LoadBalancerArns"])["LoadBalancers"]
+    assert sorted(z["SubnetId"] for z in alb["AvailabilityZones"]) == sorted(s["SubnetId"] for s in found)
     main_group = group(aws, "red5pro-sm-asg")
     assert main_group["LaunchTemplate"]["LaunchTemplateName"] == "red5pro-sm"
     assert main_group["LaunchTemplate"]["Version"] == "$Default"
@@ -1184,6 +1189,50 @@ def test_seed_builds_the_stream_manager_fleet_once(endpoint: str, aws: Aws, cont
     assert again.returncode == 0, again.stderr
     assert "already seeded" in again.stdout
     assert control.get("/_emulator/calls")["mutating_counts"] == {}
+
+
+def test_the_reads_preflight_makes_answer_as_aws_does(endpoint: str, aws: Aws) -> None:
+    """What preflight relies on: rules found by the group they admit, IAM documents
+    URL-encoded, unknown target groups and instance profiles refused with AWS's codes."""
+    vpc = aws.ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    sm = aws.ec2.create_security_group(GroupName="sm", Description="sm", VpcId=vpc)["GroupId"]
+    db = aws.ec2.create_security_group(GroupName="db", Description="db", VpcId=vpc)["GroupId"]
+    other = aws.ec2.create_security_group(GroupName="other", Description="other", VpcId=vpc)["GroupId"]
+    aws.ec2.authorize_security_group_ingress(GroupId=db, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 3306, "ToPort": 3306, "UserIdGroupPairs": [{"GroupId": sm}]}])
+    aws.ec2.authorize_security_group_ingress(GroupId=other, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 3306, "ToPort": 3306, "IpRanges": [{"CidrIp": "10.0.0.0/8"}]}])
+    admitting = aws.ec2.describe_security_groups(
+        Filters=[{"Name": "ip-permission.group-id", "Values": [sm]}])["SecurityGroups"]
+    assert [g["GroupId"] for g in admitting] == [db]
+
+    subnet = aws.ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.1.0/24")["Subnet"]
+    assert subnet["MapPublicIpOnLaunch"] is False, "a new subnet of a VPC of one's own gives no public IP"
+    assert aws.ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["VpcEndpoints"] == []
+
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
+                                                     "Action": "sts:AssumeRole"}]}
+    aws.iam.create_role(RoleName="no-ssm", AssumeRolePolicyDocument=json.dumps(trust))
+    aws.iam.put_role_policy(RoleName="no-ssm", PolicyName="s3", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}))
+    aws.iam.create_instance_profile(InstanceProfileName="no-ssm")
+    aws.iam.add_role_to_instance_profile(InstanceProfileName="no-ssm", RoleName="no-ssm")
+    assert [r["RoleName"] for r in aws.iam.get_instance_profile(InstanceProfileName="no-ssm")["InstanceProfile"]["Roles"]] == ["no-ssm"]
+    assert aws.iam.list_attached_role_policies(RoleName="no-ssm")["AttachedPolicies"] == []
+    assert aws.iam.list_role_policies(RoleName="no-ssm")["PolicyNames"] == ["s3"]
+    # AWS sends policy documents URL-encoded (boto3 decodes them; the Rust SDK does not).
+    request = urllib.request.Request(
+        endpoint, method="POST",
+        data=b"Action=GetRolePolicy&Version=2010-05-08&RoleName=no-ssm&PolicyName=s3",
+        headers={"Content-Type": "application/x-www-form-urlencoded",
+                 "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/iam/aws4_request, "
+                                  "SignedHeaders=host, Signature=0"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        raw = answer.read().decode()
+    assert "%22s3%3AGetObject%22" in raw, raw
+    assert error_of(lambda: aws.iam.get_instance_profile(InstanceProfileName="missing"))[:2] == ("NoSuchEntity", 404)
+    missing = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/missing/0123456789abcdef"
+    assert error_of(lambda: aws.elbv2.describe_target_groups(TargetGroupArns=[missing]))[0] == "TargetGroupNotFound"
 
 
 def test_background_start_reuses_the_running_emulator_and_stop_ends_it(tmp_path: pathlib.Path) -> None:

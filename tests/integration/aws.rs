@@ -1109,3 +1109,178 @@ async fn concurrent_polls_share_one_describe_and_a_missing_id_fails_only_its_own
     );
     cloud.terminate_instance(&builder).await.unwrap();
 }
+
+// --- What preflight reads ------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_seeded_group_target_group_and_load_balancer_are_read_as_the_guide_built_them() {
+    let emulator = Emulator::shared().await;
+    let cloud = emulator.cloud().await;
+    let group = cloud.group(seeded::GROUP).await.unwrap();
+    let arn = emulator.seeded_target_group().await;
+    assert_eq!(group.target_groups, std::slice::from_ref(&arn));
+
+    let [target_group] = cloud
+        .target_groups(std::slice::from_ref(&arn))
+        .await
+        .unwrap()
+        .try_into()
+        .unwrap();
+    assert_eq!(target_group.name, seeded::TARGET_GROUP);
+    assert_eq!(target_group.protocol.as_deref(), Some("HTTP"));
+    assert_eq!(target_group.port, Some(5080));
+    assert_eq!(target_group.health_check_protocol.as_deref(), Some("HTTP"));
+    assert_eq!(target_group.health_check_path.as_deref(), Some("/"));
+    assert_eq!(target_group.load_balancers.len(), 1);
+
+    let [balancer] = cloud
+        .load_balancers(&target_group.load_balancers)
+        .await
+        .unwrap()
+        .try_into()
+        .unwrap();
+    assert_eq!(balancer.name, seeded::LOAD_BALANCER);
+    let mut subnets = balancer.subnets.clone();
+    subnets.sort();
+    let mut theirs = group.subnets.clone();
+    theirs.sort();
+    assert_eq!(subnets, theirs);
+
+    let missing =
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/missing/0123456789abcdef";
+    let error = failure(cloud.target_groups(&[missing.to_owned()]).await);
+    assert_eq!(
+        (error.operation, error.class, error.code.as_str()),
+        (
+            "DescribeTargetGroups",
+            ErrorClass::NotFound,
+            "TargetGroupNotFound"
+        )
+    );
+    assert!(cloud.target_groups(&[]).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_subnet_says_whether_it_gives_a_public_ip_and_a_vpc_lists_its_endpoints() {
+    let emulator = Emulator::shared().await;
+    let cloud = emulator.cloud().await;
+    let by_name = cloud.subnet(seeded::SUBNETS[0]).await.unwrap();
+    assert!(by_name.id.starts_with("subnet-") && by_name.vpc_id.starts_with("vpc-"));
+    assert!(by_name.maps_public_ip, "the seeded subnets are public");
+    assert_eq!(cloud.subnet(&by_name.id).await.unwrap(), by_name);
+    let error = failure(cloud.subnet("no-such-subnet").await);
+    assert_eq!(error.class, ErrorClass::NotFound);
+
+    let ec2 = emulator.ec2().await;
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block("10.42.0.0/16")
+        .send()
+        .await
+        .unwrap()
+        .vpc()
+        .and_then(|v| v.vpc_id())
+        .unwrap()
+        .to_owned();
+    let private = ec2
+        .create_subnet()
+        .vpc_id(&vpc)
+        .cidr_block("10.42.1.0/24")
+        .send()
+        .await
+        .unwrap()
+        .subnet()
+        .and_then(|s| s.subnet_id())
+        .unwrap()
+        .to_owned();
+    assert!(!cloud.subnet(&private).await.unwrap().maps_public_ip);
+    assert!(cloud.vpc_endpoint_services(&vpc).await.unwrap().is_empty());
+    ec2.create_vpc_endpoint()
+        .vpc_id(&vpc)
+        .service_name("com.amazonaws.us-east-1.ssm")
+        .vpc_endpoint_type(aws_sdk_ec2::types::VpcEndpointType::Interface)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        cloud.vpc_endpoint_services(&vpc).await.unwrap(),
+        ["com.amazonaws.us-east-1.ssm"]
+    );
+}
+
+#[tokio::test]
+async fn the_database_rule_is_found_by_the_stream_managers_security_group() {
+    let emulator = Emulator::shared().await;
+    let cloud = emulator.cloud().await;
+    let sm = seeded_security_group(&cloud).await;
+    let rules = cloud.ingress_from(std::slice::from_ref(&sm)).await.unwrap();
+    let database: Vec<_> = rules
+        .iter()
+        .filter(|r| r.group_name == seeded::DB_SECURITY_GROUP)
+        .collect();
+    assert_eq!(database.len(), 1, "{rules:?}");
+    assert_eq!(database[0].protocol, "tcp");
+    assert_eq!(
+        (database[0].from_port, database[0].to_port),
+        (Some(3306), Some(3306))
+    );
+    assert_eq!(database[0].sources, [sm]);
+    assert!(database[0].admits_tcp(3306));
+    assert!(cloud.ingress_from(&[]).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_instance_profile_is_read_down_to_its_policy_documents() {
+    let emulator = Emulator::shared().await;
+    let cloud = emulator.cloud().await;
+    assert_eq!(
+        cloud
+            .instance_profile_roles(seeded::INSTANCE_PROFILE)
+            .await
+            .unwrap(),
+        [seeded::INSTANCE_PROFILE]
+    );
+    let policies = cloud.role_policies(seeded::INSTANCE_PROFILE).await.unwrap();
+    let core = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore";
+    assert_eq!(policies.attached, [core]);
+    assert!(policies.inline.is_empty());
+    let document = cloud.policy_document(core).await.unwrap();
+    let document: serde_json::Value = serde_json::from_str(&document).unwrap();
+    assert!(
+        document
+            .to_string()
+            .contains("ssm:UpdateInstanceInformation"),
+        "{document}"
+    );
+
+    let error = failure(cloud.instance_profile_roles("no-such-profile").await);
+    assert_eq!(
+        (error.operation, error.class, error.code.as_str()),
+        ("GetInstanceProfile", ErrorClass::NotFound, "NoSuchEntity")
+    );
+
+    let role = unique_name("inline-role");
+    let iam = emulator.iam().await;
+    iam.create_role()
+        .role_name(&role)
+        .assume_role_policy_document(
+            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}).to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let inline = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["ssm:*", "ec2messages:*", "ssmmessages:*"], "Resource": "*"}]});
+    iam.put_role_policy()
+        .role_name(&role)
+        .policy_name("agent")
+        .policy_document(inline.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cloud.role_policies(&role).await.unwrap().inline, ["agent"]);
+    let read = cloud.role_policy_document(&role, "agent").await.unwrap();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&read).unwrap(),
+        inline
+    );
+}

@@ -30,7 +30,7 @@ struct Setup {
 
 /// Images a 12.3.0 base image of the fleet's own, named as an operator names it: with
 /// none of the runner's tags (the test adopts it).
-async fn base_image(cloud: &AwsCloud, emulator: &Emulator, pipeline: &str) -> String {
+pub(crate) async fn base_image(cloud: &AwsCloud, emulator: &Emulator, pipeline: &str) -> String {
     let seeded = emulator.seeded_image("stream-manager").await;
     let subnet = cloud.resolve_subnet("red5pro-sm-subnet-a").await.unwrap();
     let groups = cloud

@@ -51,6 +51,8 @@ pub mod seeded {
     pub const INSTANCE_PROFILE: &str = "red5pro-sm-builder";
     pub const KEY_PAIR: &str = "red5pro-sm-key";
     pub const INSTANCE_TYPE: &str = "m5.large";
+    pub const TARGET_GROUP: &str = "red5pro-sm-tg";
+    pub const LOAD_BALANCER: &str = "red5pro-sm-alb";
 }
 
 /// The running emulator of this test process.
@@ -322,6 +324,34 @@ impl Emulator {
         )
     }
 
+    /// SDK clients to build or break fixtures with: Auto Scaling, EC2, IAM.
+    pub async fn autoscaling(&self) -> aws_sdk_autoscaling::Client {
+        aws_sdk_autoscaling::Client::new(&self.sdk_config().await)
+    }
+
+    pub async fn ec2(&self) -> aws_sdk_ec2::Client {
+        aws_sdk_ec2::Client::new(&self.sdk_config().await)
+    }
+
+    pub async fn iam(&self) -> aws_sdk_iam::Client {
+        aws_sdk_iam::Client::new(&self.sdk_config().await)
+    }
+
+    /// The ARN of the seeded target group (behind the seeded application load balancer).
+    pub async fn seeded_target_group(&self) -> String {
+        let client = aws_sdk_elasticloadbalancingv2::Client::new(&self.sdk_config().await);
+        let found = client
+            .describe_target_groups()
+            .names(seeded::TARGET_GROUP)
+            .send()
+            .await
+            .expect("describe the seeded target group");
+        found.target_groups()[0]
+            .target_group_arn()
+            .expect("a target group has an ARN")
+            .to_owned()
+    }
+
     async fn sdk_config(&self) -> aws_config::SdkConfig {
         let (key, secret) = test_credentials();
         aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -439,7 +469,8 @@ impl Emulator {
     /// A template fleet as an operator builds it by the guide: its template holds what the
     /// runner does not manage (an instance profile, IMDSv2, monitoring, an encrypted root
     /// volume on `/dev/xvda`, a recordings volume, a `team` tag), and the group names
-    /// `$Default` and protects its instances from scale-in.
+    /// `$Default`, protects its instances from scale-in, and is attached to the seeded
+    /// load balancer's target group with ELB health checks and a 300 s grace period.
     pub async fn guide_template_fleet(&self, label: &str, desired: i32, image: &str) -> Fleet {
         self.template_fleet_with(label, desired, Some(image), true)
             .await
@@ -508,9 +539,15 @@ impl Emulator {
             .await
             .expect("create the fleet's launch template");
         let group = format!("{name}-asg");
+        let target_groups = if as_the_guide_builds_it {
+            vec![self.seeded_target_group().await]
+        } else {
+            Vec::new()
+        };
         asg_client
             .create_auto_scaling_group()
             .auto_scaling_group_name(&group)
+            .set_target_group_arns((!target_groups.is_empty()).then_some(target_groups))
             .launch_template(
                 asg::LaunchTemplateSpecification::builder()
                     .launch_template_name(&name)

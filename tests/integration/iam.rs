@@ -115,3 +115,51 @@ async fn the_plan_policy_allows_every_call_of_plan_and_status() {
         );
     }
 }
+
+/// `preflight` (and `plan`, which runs it) reads every kind of fact: a subnet without a
+/// public IP (its VPC's endpoints), a role whose policies are read one by one.
+#[tokio::test(start_paused = true)]
+async fn the_plan_policy_allows_every_call_of_preflight() {
+    use red5_rollout::cloud::{Cloud, RolePolicies, Subnet};
+    let policy = allowed("docs/iam/plan.json");
+    let cloud = template_fleet();
+    cloud.with_world(|w| {
+        w.account.subnets.push(Subnet {
+            id: "subnet-red5pro-sm-subnet-a".into(),
+            vpc_id: "vpc-0fake".into(),
+            maps_public_ip: false,
+        });
+        w.account.roles.insert(
+            "red5pro-sm-builder".into(),
+            RolePolicies {
+                attached: vec!["arn:aws:iam::123456789012:policy/ssm-agent".into()],
+                inline: vec!["inline".into()],
+            },
+        );
+        w.account.inline_documents.insert(
+            ("red5pro-sm-builder".into(), "inline".into()),
+            r#"{"Statement":[]}"#.into(),
+        );
+        w.account.managed_documents.insert(
+            "arn:aws:iam::123456789012:policy/ssm-agent".into(),
+            r#"{"Statement":[]}"#.into(),
+        );
+    });
+    let pipeline = shipped_pipeline("stream-manager");
+    let group = cloud.group("red5pro-sm-asg").await.unwrap();
+    let fleets = vec![red5_rollout::preflight::Fleet {
+        pipeline: &pipeline,
+        group,
+        image_snapshot_gb: None,
+    }];
+    red5_rollout::preflight::gather(cloud.as_ref(), fleets)
+        .await
+        .unwrap();
+    let calls: Vec<String> = cloud.calls().into_iter().map(str::to_owned).collect();
+    for expected in ["DescribeVpcEndpoints", "GetRolePolicy", "GetPolicyVersion"] {
+        assert!(calls.iter().any(|c| c == expected), "{calls:?}");
+    }
+    let missing = missing(calls, &policy);
+    assert!(missing.is_empty(), "plan.json lacks {missing:?}");
+    assert!(cloud.mutating_calls().is_empty());
+}

@@ -12,6 +12,7 @@ mod git_history;
 mod github;
 mod iam;
 mod planner;
+mod preflight;
 mod reporting;
 mod support;
 mod validation;

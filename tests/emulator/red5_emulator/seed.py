@@ -8,8 +8,10 @@ with what a production fleet holds that the runner does not manage (an
 instance profile, IMDSv2, detailed monitoring, encrypted volumes, a
 recordings volume, instance tags, scale-in protection).
 
-- VPC ``red5pro-vpc`` (10.0.0.0/16) with subnets ``red5pro-sm-subnet-a``
-  (10.0.1.0/24, us-east-1a) and ``red5pro-sm-subnet-b`` (10.0.2.0/24, us-east-1b);
+- VPC ``red5pro-vpc`` (10.0.0.0/16) with public subnets ``red5pro-sm-subnet-a``
+  (10.0.1.0/24, us-east-1a) and ``red5pro-sm-subnet-b`` (10.0.2.0/24, us-east-1b),
+  which give instances a public IP as Red5 Pro's VPC setup does (so the builder
+  reaches SSM without endpoints);
 - security groups ``red5pro-sm-sg`` (tcp 5080, 443, 22) and ``red5pro-db-sg``
   (tcp 3306 from red5pro-sm-sg);
 - IAM role and instance profile ``red5pro-sm-builder`` with
@@ -147,6 +149,7 @@ class Seeder:
                 VpcId=vpc_id, CidrBlock=cidr, AvailabilityZone=zone,
                 TagSpecifications=[{"ResourceType": "subnet", "Tags": [{"Key": "Name", "Value": name}]}],
             )["Subnet"]["SubnetId"])
+            self.ec2.modify_subnet_attribute(SubnetId=subnet_ids[-1], MapPublicIpOnLaunch={"Value": True})
         sm_sg = self.ec2.create_security_group(
             GroupName=SM_SG, Description="Red5 Pro Stream Managers", VpcId=vpc_id,
             TagSpecifications=[{"ResourceType": "security-group", "Tags": [{"Key": "Name", "Value": SM_SG}]}],
