@@ -78,7 +78,9 @@ impl CloudError {
                 || c.ends_with("NotFoundException")
                 || c == "InvocationDoesNotExist"
                 || c == "ParameterNotFound"
-                || c == "InvalidInstanceId" =>
+                || c == "InvalidInstanceId"
+                // A deregistered image, for a while after its deregistration.
+                || c == "InvalidAMIID.Unavailable" =>
             {
                 ErrorClass::NotFound
             }
@@ -89,7 +91,12 @@ impl CloudError {
             | "ScalingActivityInProgress"
             | "IncorrectInstanceState"
             | "IdempotentParameterMismatch" => ErrorClass::Conflict,
-            c if c.contains("AlreadyExists") || c.ends_with(".Duplicate") => ErrorClass::Conflict,
+            c if c.contains("AlreadyExists")
+                || c.ends_with(".Duplicate")
+                || c.ends_with(".InUse") =>
+            {
+                ErrorClass::Conflict
+            }
             "Throttling"
             | "ThrottlingException"
             | "RequestLimitExceeded"
@@ -174,6 +181,7 @@ pub fn iam_action(operation: &str) -> String {
         | "DescribeLaunchConfigurations"
         | "DescribeInstanceRefreshes"
         | "CreateLaunchConfiguration"
+        | "DeleteLaunchConfiguration"
         | "UpdateAutoScalingGroup"
         | "CreateOrUpdateTags"
         | "StartInstanceRefresh"
@@ -209,7 +217,11 @@ mod tests {
                 Some(400),
                 ErrorClass::NotFound,
             ),
+            ("InvalidAMIID.Unavailable", Some(400), ErrorClass::NotFound),
+            ("InvalidSnapshot.NotFound", Some(400), ErrorClass::NotFound),
             ("AlreadyExists", Some(400), ErrorClass::Conflict),
+            ("ResourceInUse", Some(400), ErrorClass::Conflict),
+            ("InvalidSnapshot.InUse", Some(400), ErrorClass::Conflict),
             ("ParameterAlreadyExists", Some(400), ErrorClass::Conflict),
             ("InstanceRefreshInProgress", Some(400), ErrorClass::Conflict),
             (
