@@ -58,8 +58,8 @@ pub struct Facts {
     pub group_image: Option<String>,
     /// The configuration a refresh in flight moves the group to.
     pub refresh_target: Option<String>,
-    /// The configuration the group was on before the runner swapped it (a failed rollout
-    /// moves it back there).
+    /// The configuration the group was on before the runner swapped it, while the group has
+    /// not settled (a failed rollout moves it back there).
     pub previous_config: Option<String>,
     /// The template's default version number (templates only).
     pub default_version: Option<String>,
