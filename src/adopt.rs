@@ -280,6 +280,7 @@ mod tests {
                 status: ImageStatus::Available,
                 tags: image_tags,
                 root_device: None,
+                snapshots: Vec::new(),
             }),
             lease: None,
             settled: false,

@@ -119,6 +119,32 @@ pub enum Command {
     )]
     Adopt(AdoptArgs),
 
+    /// Delete the images, snapshots, launch template versions and launch configurations the
+    /// runner made that no rollback needs any more.
+    ///
+    /// Launch configurations have a quota of 200 per region, and every image's snapshots
+    /// cost money. For each pipeline, gc keeps the --keep newest versions, every version the
+    /// pipeline selected at the newest commits of git's first-parent history until --keep
+    /// distinct ones are found (what a `git revert` rolls back to: the version selected at
+    /// HEAD first, pinned or not), and whatever the group runs, its instances were launched
+    /// with, a refresh in flight targets or an unsettled rollout returns to, the template's default
+    /// version, and every image a kept or hand-made configuration launches. It deletes the
+    /// rest, configurations first, then their images, then the images' snapshots.
+    ///
+    /// Only what the runner made is ever deleted: images it baked (tagged
+    /// red5-rollout:pipeline and red5-rollout:run; an adopted image is never deleted),
+    /// template versions it made (tagged red5-rollout:launch), and launch configurations that
+    /// launch an image it baked for the pipeline. Untagged resources are never touched.
+    ///
+    /// It prints one line per resource with why it goes or stays, asks before deleting
+    /// (unless --yes, or CI=true), and holds each group's lease while it deletes: a pipeline
+    /// whose group a rollout holds is skipped (exit code 6). --dry-run prints the same list
+    /// and deletes nothing.
+    #[command(
+        after_help = "Examples:\n  red5-rollout gc --dry-run                 # what would go, and why the rest stays\n  red5-rollout gc stream-manager --keep 5 --yes\n  red5-rollout gc --endpoint-url http://127.0.0.1:5000 --yes   # the local emulator"
+    )]
+    Gc(GcArgs),
+
     /// Print, as JSON for a workflow's `strategy.matrix`, the pipelines a range of commits
     /// changes.
     ///
@@ -217,6 +243,41 @@ pub struct WatchArgs {
     /// How long after a lease ran out the next run takes it over (its run died).
     #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = duration)]
     pub lease_grace: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Pipelines to collect (file names under pipelines/ without .yaml); all when none.
+    #[arg(value_name = "PIPELINE")]
+    pub pipelines: Vec<String>,
+
+    /// How many versions to keep per pipeline, newest first (and as many distinct ones
+    /// from git's history, for a revert), at least 1.
+    #[arg(long, value_name = "N", default_value_t = crate::gc::DEFAULT_KEEP, value_parser = at_least_one)]
+    pub keep: usize,
+
+    /// Print what would be deleted and why the rest stays; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Do not ask before deleting (implied when CI=true).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    #[command(flatten)]
+    pub repo: RepoArgs,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+/// A count of at least one.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("keep at least 1 version: the one the group runs".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{text}` is not a whole number")),
+    }
 }
 
 #[derive(Debug, Args)]

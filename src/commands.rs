@@ -2,8 +2,8 @@
 //! Results go to stdout; problems are returned as [`Error`] for `main` to show on stderr.
 
 use crate::cli::{
-    AdoptArgs, ApplyArgs, AwsArgs, Command, Format, MatrixArgs, PlanArgs, PreflightArgs, RepoArgs,
-    StatusArgs, StatusFormat, UnlockArgs,
+    AdoptArgs, ApplyArgs, AwsArgs, Command, Format, GcArgs, MatrixArgs, PlanArgs, PreflightArgs,
+    RepoArgs, StatusArgs, StatusFormat, UnlockArgs,
 };
 use crate::cloud::Cloud;
 use crate::cloud::aws::AwsCloud;
@@ -38,6 +38,7 @@ pub async fn run(command: Command) -> Result<String, Error> {
         Command::Adopt(args) => adopt(&args).await,
         Command::Matrix(args) => matrix(&args),
         Command::Watch(args) => crate::watch::run(&args).await,
+        Command::Gc(args) => gc(&args).await,
     }
 }
 
@@ -988,4 +989,143 @@ async fn adopt(args: &AdoptArgs) -> Result<String, Error> {
         adoption.subject(),
         args.version
     ))
+}
+
+/// Plans, per pipeline, what `gc` deletes; prints it; with confirmation deletes it, holding
+/// each group's lease.
+async fn gc(args: &GcArgs) -> Result<String, Error> {
+    let snap = snapshot(&args.repo)?;
+    let catalog = &snap.catalog;
+    if !catalog.problems.is_empty() {
+        return Err(Error::Invalid(catalog.problems.clone()));
+    }
+    let selected = select(&args.pipelines, &catalog.pipelines)?;
+    let names: Vec<String> = selected.iter().map(|p| p.name.clone()).collect();
+    let mut history =
+        Repo::open(&args.repo.dir.repo)?.selections(&snap.commit, &names, args.keep, today())?;
+    let mut clouds = Clouds::new(&args.aws);
+    clouds.read_regions(&selected).await?;
+    let mut plans = Vec::new();
+    for pipeline in &selected {
+        let cloud = clouds.region(&pipeline.region).await;
+        let known = crate::observe::Known::in_region(clouds.shared(&pipeline.region), pipeline);
+        let facts = crate::gc::read_facts(
+            cloud.as_ref(),
+            pipeline,
+            known,
+            history.get(&pipeline.name).cloned().unwrap_or_default(),
+            args.keep,
+        )
+        .await
+        .map_err(|source| Error::Cloud {
+            pipeline: pipeline.name.clone(),
+            source,
+        })?;
+        plans.push(crate::gc::plan_gc(&facts));
+    }
+    {
+        let mut stdout = std::io::stdout().lock();
+        let _ = write!(stdout, "{}", crate::gc::plans_as_text(&plans));
+        let _ = stdout.flush();
+    }
+    if args.dry_run {
+        return Ok("dry run: nothing was deleted\n".into());
+    }
+    if plans.iter().all(crate::gc::GcPlan::deletes_nothing) {
+        return Ok("nothing to delete\n".into());
+    }
+    confirm(args.yes, "Delete these resources?")?;
+    let (ci_run, ci_url) = ci_run();
+    let lock = crate::cloud::Lock {
+        run: new_run_id(),
+        host: host_name(),
+        commit: snap.commit.clone(),
+        started: crate::lease::rfc3339(OffsetDateTime::now_utc()),
+        expires: None,
+        ci_run,
+        ci_url,
+    };
+    let mut summary = String::new();
+    let (mut failed, mut lease_held) = (false, false);
+    for (pipeline, plan) in selected.iter().zip(&plans) {
+        if plan.deletes_nothing() {
+            let _ = writeln!(summary, "{}: nothing to delete", pipeline.name);
+            continue;
+        }
+        let cloud = clouds.region(&pipeline.region).await;
+        let swept = crate::gc::sweep(
+            cloud.as_ref(),
+            pipeline,
+            plan,
+            history.remove(&pipeline.name).unwrap_or_default(),
+            &lock,
+        )
+        .await;
+        let said = |deleted: &[crate::gc::Resource]| {
+            if deleted.is_empty() {
+                "nothing".to_owned()
+            } else {
+                deleted
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        match swept {
+            Ok(crate::gc::Swept::Done { deleted, changed }) => {
+                let _ = writeln!(summary, "{}: deleted {}", pipeline.name, said(&deleted));
+                if !changed.is_empty() {
+                    let _ = writeln!(
+                        summary,
+                        "{}: kept {}, which the fleet needs since the plan above",
+                        pipeline.name,
+                        said(&changed)
+                    );
+                }
+            }
+            Ok(crate::gc::Swept::LeaseHeld { holder }) => {
+                lease_held = true;
+                let _ = writeln!(
+                    summary,
+                    "{}: skipped, nothing deleted: group {} is held by {}",
+                    pipeline.name,
+                    pipeline.auto_scaling_group,
+                    holder
+                        .as_ref()
+                        .map_or_else(|| "another run".to_owned(), crate::lease::describe_holder)
+                );
+            }
+            Ok(crate::gc::Swept::Failed {
+                deleted,
+                resource,
+                error,
+            }) => {
+                failed = true;
+                let _ = writeln!(
+                    summary,
+                    "{}: deleted {}, then {resource} could not be deleted: {error} ({})",
+                    pipeline.name,
+                    said(&deleted),
+                    error.hint()
+                );
+            }
+            Err(error) => {
+                failed = true;
+                let _ = writeln!(
+                    summary,
+                    "{}: nothing deleted: {error} ({})",
+                    pipeline.name,
+                    error.hint()
+                );
+            }
+        }
+    }
+    if failed || lease_held {
+        return Err(Error::Gc {
+            summary,
+            lease_held: lease_held && !failed,
+        });
+    }
+    Ok(summary)
 }

@@ -90,6 +90,8 @@ pub enum Error {
     AdoptRefused { pipeline: String, reason: String },
     #[error("{failed} preflight check(s) fail (see the lines above)")]
     PreflightFailed { failed: usize },
+    #[error("gc did not delete everything it planned:\n{summary}")]
+    Gc { summary: String, lease_held: bool },
     #[error("cannot read the fleet of pipeline {pipeline} from AWS")]
     Cloud {
         pipeline: String,
@@ -113,6 +115,10 @@ impl Error {
             | Error::AdoptRefused { .. }
             | Error::PreflightFailed { .. }
             | Error::LockMismatch { .. } => Exit::Invalid,
+            Error::Gc {
+                lease_held: true, ..
+            } => Exit::LockHeld,
+            Error::Gc { .. } => Exit::Environment,
             Error::Apply { results, .. } => results
                 .iter()
                 .map(|r| match r {
@@ -168,6 +174,14 @@ impl Error {
                 "every stage resumes where it stopped: fix the cause and run apply again (this was run {run})"
             )),
             Error::UnknownGroup { .. } => Some("pass --region REGION".into()),
+            Error::Gc {
+                lease_held: true, ..
+            } => Some(
+                "a rollout holds the group: run gc again once it is done (`red5-rollout status` shows the holder)".into(),
+            ),
+            Error::Gc { .. } => Some(
+                "gc decides again from what is left: fix the cause above and run it again".into(),
+            ),
             Error::AdoptRefused { .. } => Some(
                 "nothing was tagged; `red5-rollout status` shows the group, its instances and their configurations".into(),
             ),

@@ -11,6 +11,7 @@ pub mod commands;
 pub mod error;
 pub mod events;
 pub mod fleet;
+pub mod gc;
 pub mod github;
 pub mod lease;
 pub mod logging;

@@ -107,7 +107,7 @@ pub async fn observe(cloud: &dyn Cloud, pipeline: &Pipeline) -> Result<Observati
 
 /// Whether the group launches from what `target` names (the pipeline's template, or any
 /// launch configuration).
-fn launches_from(config: &GroupConfig, target: &LaunchTarget) -> bool {
+pub fn launches_from(config: &GroupConfig, target: &LaunchTarget) -> bool {
     match (config, target) {
         (GroupConfig::Template { id, name, .. }, LaunchTarget::Template { template }) => {
             name == template || id == template

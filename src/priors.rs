@@ -153,6 +153,7 @@ mod tests {
             status: ImageStatus::Available,
             tags,
             root_device: None,
+            snapshots: Vec::new(),
         }
     }
 

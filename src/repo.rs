@@ -8,6 +8,7 @@ use crate::model::{Catalog, Pipeline, Release, SourceFile, desired_release};
 use git2::{ObjectType, Oid, Repository, Tree};
 use semver::Version;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use time::Date;
 
@@ -207,6 +208,104 @@ impl Repo {
         let before = self.snapshot(from, date)?;
         let after = self.snapshot(to, date)?;
         Ok(compare(&before, &after))
+    }
+}
+
+/// The trees of `pipelines/` and `releases/` at a commit (`None`: no such directory).
+type DirTrees = (Option<Oid>, Option<Oid>);
+
+/// How many commits of history [`Repo::selections`] reads at most: enough for years of
+/// release bumps, bounded for a repository with a long unrelated history.
+pub const HISTORY_LIMIT: usize = 1000;
+
+impl Repo {
+    /// The release each of `pipelines` selected at the commits of the first-parent history
+    /// of `rev`, newest first (the commit `rev` names first): what a `git revert` of recent
+    /// history rolls back to. Stops once every pipeline has `distinct` distinct versions,
+    /// at the root, or after [`HISTORY_LIMIT`] commits. A commit where a pipeline selects
+    /// nothing (it did not exist, or its release file did not) adds nothing for it. Commits
+    /// that change neither `pipelines/` nor `releases/` are not read again.
+    pub fn selections(
+        &self,
+        rev: &str,
+        pipelines: &[String],
+        distinct: usize,
+        date: Date,
+    ) -> Result<BTreeMap<String, Vec<crate::gc::Selection>>, RepoError> {
+        let mut found: BTreeMap<String, Vec<crate::gc::Selection>> = pipelines
+            .iter()
+            .map(|name| (name.clone(), Vec::new()))
+            .collect();
+        let mut commit = Some(
+            self.inner
+                .find_commit(self.resolve(rev)?)
+                .map_err(|source| RepoError::Read {
+                    what: "the commit".into(),
+                    commit: rev.into(),
+                    source,
+                })?,
+        );
+        // The trees of `pipelines/` and `releases/` last read, and what they selected.
+        let mut last: Option<(DirTrees, Vec<(String, Version)>)> = None;
+        for _ in 0..HISTORY_LIMIT {
+            let Some(current) = commit.take() else { break };
+            let sha = current.id().to_string();
+            let read_err = |what: &str| {
+                let (what, commit) = (what.to_string(), sha.clone());
+                move |source| RepoError::Read {
+                    what,
+                    commit,
+                    source,
+                }
+            };
+            let tree = current.tree().map_err(read_err("the commit's tree"))?;
+            let dir = |name: &str| tree.get_path(Path::new(name)).ok().map(|e| e.id());
+            let key = (dir(PIPELINES_DIR), dir(RELEASES_DIR));
+            let selected = match &last {
+                Some((seen, selected)) if *seen == key => selected.clone(),
+                _ => {
+                    let pipeline_files = self
+                        .yaml_files(&tree, PIPELINES_DIR)
+                        .map_err(read_err(PIPELINES_DIR))?;
+                    let release_files = self
+                        .yaml_files(&tree, RELEASES_DIR)
+                        .map_err(read_err(RELEASES_DIR))?;
+                    let strip = |files: Vec<(SourceFile, Oid)>| {
+                        files.into_iter().map(|(f, _)| f).collect::<Vec<_>>()
+                    };
+                    let catalog =
+                        Catalog::check(&strip(pipeline_files), &strip(release_files), date, &sha);
+                    pipelines
+                        .iter()
+                        .filter_map(|name| {
+                            let pipeline = catalog.pipeline(name)?;
+                            Some((name.clone(), desired(pipeline, &catalog.releases)?))
+                        })
+                        .collect()
+                }
+            };
+            for (name, version) in &selected {
+                if let Some(list) = found.get_mut(name) {
+                    list.push(crate::gc::Selection {
+                        commit: sha.clone(),
+                        version: version.clone(),
+                    });
+                }
+            }
+            last = Some((key, selected));
+            let enough = found.values().all(|list| {
+                list.iter()
+                    .map(|s| &s.version)
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len()
+                    >= distinct
+            });
+            if enough {
+                break;
+            }
+            commit = current.parent(0).ok();
+        }
+        Ok(found)
     }
 }
 

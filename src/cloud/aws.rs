@@ -53,6 +53,10 @@ const COMMENT_LIMIT: usize = 100;
 const DESCRIPTION_LIMIT: usize = 255;
 /// The largest page DescribeLaunchTemplateVersions returns.
 const TEMPLATE_VERSIONS_PAGE: i32 = 200;
+/// The most versions DeleteLaunchTemplateVersions takes in one call.
+const TEMPLATE_VERSIONS_PER_DELETE: usize = 200;
+/// DeleteLaunchTemplateVersions' per-version code for a version that does not exist.
+const VERSION_GONE: &str = "launchTemplateVersionDoesNotExist";
 /// How many group names DescribeAutoScalingGroups takes in one call.
 const GROUP_NAMES_PER_CALL: usize = 50;
 /// How many ARNs DescribeLoadBalancers takes in one call.
@@ -621,6 +625,12 @@ fn image(operation: &'static str, image: &ec2::Image) -> CloudResult<Image> {
         status,
         tags: ec2_tags(image.tags()),
         root_device,
+        snapshots: image
+            .block_device_mappings()
+            .iter()
+            .filter_map(|mapping| mapping.ebs()?.snapshot_id())
+            .map(str::to_owned)
+            .collect(),
     })
 }
 
@@ -2095,6 +2105,90 @@ impl Cloud for AwsCloud {
             .send()
             .await
             .classified("RollbackInstanceRefresh")?;
+        Ok(())
+    }
+
+    async fn deregister_image(&self, image_id: &str) -> CloudResult<()> {
+        absent_is_none(
+            self.ec2
+                .deregister_image()
+                .image_id(image_id)
+                .send()
+                .await
+                .classified("DeregisterImage"),
+        )?;
+        Ok(())
+    }
+
+    async fn delete_snapshot(&self, snapshot_id: &str) -> CloudResult<()> {
+        absent_is_none(
+            self.ec2
+                .delete_snapshot()
+                .snapshot_id(snapshot_id)
+                .send()
+                .await
+                .classified("DeleteSnapshot"),
+        )?;
+        Ok(())
+    }
+
+    async fn delete_template_versions(
+        &self,
+        template: &str,
+        versions: &[String],
+    ) -> CloudResult<()> {
+        const OP: &str = "DeleteLaunchTemplateVersions";
+        for chunk in versions.chunks(TEMPLATE_VERSIONS_PER_DELETE) {
+            let request = self
+                .ec2
+                .delete_launch_template_versions()
+                .set_versions(Some(chunk.to_vec()));
+            let request = if is_template_id(template) {
+                request.launch_template_id(template)
+            } else {
+                request.launch_template_name(template)
+            };
+            let output = request.send().await.classified(OP)?;
+            // AWS answers 200 and lists each version it refused, with a code of its own.
+            let refused = output
+                .unsuccessfully_deleted_launch_template_versions()
+                .iter()
+                .find(|failed| {
+                    failed
+                        .response_error()
+                        .and_then(|e| e.code())
+                        .map(|c| c.as_str())
+                        != Some(VERSION_GONE)
+                });
+            if let Some(failed) = refused {
+                let error = failed.response_error();
+                let code = error
+                    .and_then(|e| e.code())
+                    .map_or("unexpectedError", |c| c.as_str());
+                return Err(CloudError::new(
+                    OP,
+                    CloudError::classify(code, None),
+                    code,
+                    format!(
+                        "launch template {template} version {}: {}",
+                        failed.version_number().unwrap_or_default(),
+                        error.and_then(|e| e.message()).unwrap_or("refused")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete_launch_configuration(&self, name: &str) -> CloudResult<()> {
+        absent_is_none(
+            self.autoscaling
+                .delete_launch_configuration()
+                .launch_configuration_name(name)
+                .send()
+                .await
+                .classified("DeleteLaunchConfiguration"),
+        )?;
         Ok(())
     }
 

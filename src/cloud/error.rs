@@ -79,7 +79,9 @@ impl CloudError {
                 || c == "InvocationDoesNotExist"
                 || c == "ParameterNotFound"
                 || c == "InvalidInstanceId"
-                || c == "NoSuchEntity" =>
+                || c == "NoSuchEntity"
+                // A deregistered image, for a while after its deregistration.
+                || c == "InvalidAMIID.Unavailable" =>
             {
                 ErrorClass::NotFound
             }
@@ -90,7 +92,12 @@ impl CloudError {
             | "ScalingActivityInProgress"
             | "IncorrectInstanceState"
             | "IdempotentParameterMismatch" => ErrorClass::Conflict,
-            c if c.contains("AlreadyExists") || c.ends_with(".Duplicate") => ErrorClass::Conflict,
+            c if c.contains("AlreadyExists")
+                || c.ends_with(".Duplicate")
+                || c.ends_with(".InUse") =>
+            {
+                ErrorClass::Conflict
+            }
             "Throttling"
             | "ThrottlingException"
             | "RequestLimitExceeded"
@@ -175,6 +182,7 @@ pub fn iam_action(operation: &str) -> String {
         | "DescribeLaunchConfigurations"
         | "DescribeInstanceRefreshes"
         | "CreateLaunchConfiguration"
+        | "DeleteLaunchConfiguration"
         | "UpdateAutoScalingGroup"
         | "CreateOrUpdateTags"
         | "StartInstanceRefresh"
@@ -219,7 +227,11 @@ mod tests {
                 Some(400),
                 ErrorClass::NotFound,
             ),
+            ("InvalidAMIID.Unavailable", Some(400), ErrorClass::NotFound),
+            ("InvalidSnapshot.NotFound", Some(400), ErrorClass::NotFound),
             ("AlreadyExists", Some(400), ErrorClass::Conflict),
+            ("ResourceInUse", Some(400), ErrorClass::Conflict),
+            ("InvalidSnapshot.InUse", Some(400), ErrorClass::Conflict),
             ("ParameterAlreadyExists", Some(400), ErrorClass::Conflict),
             ("InstanceRefreshInProgress", Some(400), ErrorClass::Conflict),
             (

@@ -157,6 +157,8 @@ pub struct World {
     pub launch_configurations: Vec<LaunchConfig>,
     commands: HashMap<String, FakeCommand>,
     refreshes: Vec<FakeRefresh>,
+    /// Snapshots deleted so far (every image has one, named after it: [`snapshot_of`]).
+    deleted_snapshots: std::collections::BTreeSet<String>,
     parameters: HashMap<String, String>,
     /// Every call, in order, by operation name.
     pub calls: Vec<&'static str>,
@@ -206,6 +208,10 @@ pub const MUTATING: &[&str] = &[
     "RollbackInstanceRefresh",
     "PutParameter",
     "DeleteParameter",
+    "DeregisterImage",
+    "DeleteSnapshot",
+    "DeleteLaunchTemplateVersions",
+    "DeleteLaunchConfiguration",
 ];
 
 impl FakeCloud {
@@ -277,6 +283,7 @@ impl FakeCloud {
             launch_configurations: Vec::new(),
             commands: HashMap::new(),
             refreshes: Vec::new(),
+            deleted_snapshots: std::collections::BTreeSet::new(),
             parameters: HashMap::new(),
             calls: Vec::new(),
             failures: HashMap::new(),
@@ -609,7 +616,12 @@ impl Cloud for FakeCloud {
 
     async fn launch_template(&self, template: &str) -> CloudResult<LaunchTemplate> {
         self.call("DescribeLaunchTemplates", |w| {
-            let latest = w.template_versions.len() as u64;
+            let latest = w
+                .template_versions
+                .iter()
+                .filter_map(|v| v.id.parse::<u64>().ok())
+                .max()
+                .unwrap_or(0);
             Ok(LaunchTemplate {
                 id: "lt-0fake".into(),
                 name: template.into(),
@@ -985,8 +997,15 @@ impl Cloud for FakeCloud {
         spec: &LaunchSpec,
     ) -> CloudResult<LaunchConfig> {
         self.call("CreateLaunchTemplateVersion", |w| {
+            // Numbers are never reused, also after versions were deleted.
+            let latest = w
+                .template_versions
+                .iter()
+                .filter_map(|v| v.id.parse::<u64>().ok())
+                .max()
+                .unwrap_or(0);
             let config = LaunchConfig {
-                id: (w.template_versions.len() + 1).to_string(),
+                id: (latest + 1).to_string(),
                 image_id: spec.image_id.clone(),
                 description: spec.name.clone(),
                 launch: spec.tags.get(super::TAG_LAUNCH).cloned(),
@@ -1170,6 +1189,63 @@ impl Cloud for FakeCloud {
         })
     }
 
+    async fn deregister_image(&self, image_id: &str) -> CloudResult<()> {
+        self.call("DeregisterImage", |w| {
+            w.images.remove(image_id);
+            Ok(())
+        })
+    }
+
+    async fn delete_snapshot(&self, snapshot_id: &str) -> CloudResult<()> {
+        self.call("DeleteSnapshot", |w| {
+            if let Some(image) = w.images.keys().find(|id| snapshot_of(id) == snapshot_id) {
+                return Err(CloudError::new(
+                    "DeleteSnapshot",
+                    ErrorClass::Conflict,
+                    "InvalidSnapshot.InUse",
+                    format!("The snapshot {snapshot_id} is currently in use by {image}"),
+                ));
+            }
+            w.deleted_snapshots.insert(snapshot_id.to_owned());
+            Ok(())
+        })
+    }
+
+    async fn delete_template_versions(
+        &self,
+        _template: &str,
+        versions: &[String],
+    ) -> CloudResult<()> {
+        self.call("DeleteLaunchTemplateVersions", |w| {
+            // The fake's template keeps version 1 as its default.
+            if versions.iter().any(|v| v == "1") {
+                return Err(CloudError::new(
+                    "DeleteLaunchTemplateVersions",
+                    ErrorClass::Invalid,
+                    "unexpectedError",
+                    "Cannot delete the default version of a launch template.",
+                ));
+            }
+            w.template_versions.retain(|v| !versions.contains(&v.id));
+            Ok(())
+        })
+    }
+
+    async fn delete_launch_configuration(&self, name: &str) -> CloudResult<()> {
+        self.call("DeleteLaunchConfiguration", |w| {
+            if w.group.config.is(name) {
+                return Err(CloudError::new(
+                    "DeleteLaunchConfiguration",
+                    ErrorClass::Conflict,
+                    "ResourceInUse",
+                    format!("Cannot delete launch configuration {name} because it is attached to AutoScalingGroup {}", w.group.name),
+                ));
+            }
+            w.launch_configurations.retain(|c| c.id != name);
+            Ok(())
+        })
+    }
+
     async fn put_lock(&self, name: &str, lock: &Lock) -> CloudResult<()> {
         self.call("PutParameter", |w| {
             if w.parameters.contains_key(name) {
@@ -1243,7 +1319,13 @@ fn image_view(id: &str, i: &FakeImage, now: Instant, delay: Duration) -> Image {
             name: "/dev/xvda".into(),
             snapshot_size_gb: Some(8),
         }),
+        snapshots: vec![snapshot_of(id)],
     }
+}
+
+/// The one snapshot of the fake's image `image_id`.
+pub fn snapshot_of(image_id: &str) -> String {
+    format!("snap-{}", image_id.trim_start_matches("ami-"))
 }
 
 fn instance_view(id: &str, i: &FakeInstance) -> Instance {

@@ -193,6 +193,30 @@ pub trait Cloud: Send + Sync {
     /// Rolls back the active refresh; `NotFound` when none is active.
     async fn rollback_refresh(&self, group: &str) -> CloudResult<()>;
 
+    // --- Garbage collection ----------------------------------------------------------
+
+    /// Deregisters image `image_id` (its snapshots stay: [`Cloud::delete_snapshot`]). An
+    /// image that is gone already counts as deregistered.
+    async fn deregister_image(&self, image_id: &str) -> CloudResult<()>;
+
+    /// Deletes EBS snapshot `snapshot_id`; `Conflict` while a registered image uses it. A
+    /// snapshot that is gone already counts as deleted.
+    async fn delete_snapshot(&self, snapshot_id: &str) -> CloudResult<()>;
+
+    /// Deletes `versions` (numbers) of launch template `template` (a name or an `lt-` id),
+    /// up to 200 per call as AWS takes them. AWS answers per version: the first version it
+    /// refuses (the default version, for one) fails the call with its code; a version that
+    /// is gone already counts as deleted.
+    async fn delete_template_versions(
+        &self,
+        template: &str,
+        versions: &[String],
+    ) -> CloudResult<()>;
+
+    /// Deletes launch configuration `name`; `Conflict` (`ResourceInUse`) while a group uses
+    /// it.
+    async fn delete_launch_configuration(&self, name: &str) -> CloudResult<()>;
+
     // --- Locks -----------------------------------------------------------------------
 
     /// Creates the lock parameter `name` with no overwrite; `Conflict` when it exists.

@@ -98,6 +98,10 @@ pub struct Image {
     pub tags: Tags,
     /// The root device, when AWS reports it (always for available EBS-backed images).
     pub root_device: Option<RootDevice>,
+    /// The EBS snapshots of its block device mappings: what the image costs while it is
+    /// kept, and what `gc` deletes after deregistering it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub snapshots: Vec<String>,
 }
 
 /// An image's root device: its name (`/dev/xvda` on many Linux AMIs, `/dev/sda1` on

@@ -804,6 +804,84 @@ def test_describe_auto_scaling_groups_takes_at_most_fifty_names(aws: Aws) -> Non
         "ValidationError", 400, "The number of group names that may be passed in is limited to 100")
 
 
+# -- deleting what a fleet no longer needs ---------------------------------------------
+
+def test_a_launch_configuration_a_group_uses_cannot_be_deleted(aws: Aws) -> None:
+    for name in ("SM-12.3.0-LC", "SM-12.4.0-LC"):
+        aws.autoscaling.create_launch_configuration(
+            LaunchConfigurationName=name, ImageId=UBUNTU_AMI, InstanceType="m5.large")
+    aws.autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName="legacy", LaunchConfigurationName="SM-12.3.0-LC",
+        MinSize=0, MaxSize=1, DesiredCapacity=0, VPCZoneIdentifier=",".join(subnets(aws)))
+    code, status, message = error_of(lambda: aws.autoscaling.delete_launch_configuration(
+        LaunchConfigurationName="SM-12.3.0-LC"))
+    assert (code, status) == ("ResourceInUse", 400)
+    assert "SM-12.3.0-LC" in message and "legacy" in message
+    aws.autoscaling.delete_launch_configuration(LaunchConfigurationName="SM-12.4.0-LC")
+    names = [c["LaunchConfigurationName"]
+             for c in aws.autoscaling.describe_launch_configurations()["LaunchConfigurations"]]
+    assert names == ["SM-12.3.0-LC"]
+    # Once the group moved on, the old one can go.
+    aws.autoscaling.create_launch_configuration(
+        LaunchConfigurationName="SM-12.5.0-LC", ImageId=OTHER_AMI, InstanceType="m5.large")
+    aws.autoscaling.update_auto_scaling_group(AutoScalingGroupName="legacy", LaunchConfigurationName="SM-12.5.0-LC")
+    aws.autoscaling.delete_launch_configuration(LaunchConfigurationName="SM-12.3.0-LC")
+
+
+def test_template_versions_are_deleted_but_never_the_default_one(aws: Aws) -> None:
+    template_id = aws.ec2.create_launch_template(
+        LaunchTemplateName="sm-template", LaunchTemplateData={"ImageId": UBUNTU_AMI, "InstanceType": "m5.large"},
+    )["LaunchTemplate"]["LaunchTemplateId"]
+    for _ in range(3):
+        aws.ec2.create_launch_template_version(
+            LaunchTemplateId=template_id, SourceVersion="1", LaunchTemplateData={"ImageId": OTHER_AMI})
+    answer = aws.ec2.delete_launch_template_versions(LaunchTemplateName="sm-template", Versions=["1", "2", "4", "9"])
+    assert [v["VersionNumber"] for v in answer["SuccessfullyDeletedLaunchTemplateVersions"]] == [2, 4]
+    refused = {v["VersionNumber"]: v["ResponseError"] for v in answer["UnsuccessfullyDeletedLaunchTemplateVersions"]}
+    assert refused[1] == {"Code": "unexpectedError",
+                          "Message": "Cannot delete the default version of a launch template."}
+    assert refused[9]["Code"] == "launchTemplateVersionDoesNotExist"
+    listed = aws.ec2.describe_launch_template_versions(LaunchTemplateId=template_id)["LaunchTemplateVersions"]
+    assert sorted(v["VersionNumber"] for v in listed) == [1, 3]
+    code, _, _ = error_of(lambda: aws.ec2.describe_launch_template_versions(
+        LaunchTemplateId=template_id, Versions=["2"]))
+    assert code == "InvalidLaunchTemplateId.VersionNotFound"
+    # $Latest is the newest version left, and a new version never reuses a number.
+    [latest] = aws.ec2.describe_launch_template_versions(
+        LaunchTemplateId=template_id, Versions=["$Latest"])["LaunchTemplateVersions"]
+    assert latest["VersionNumber"] == 3
+    [template] = aws.ec2.describe_launch_templates(LaunchTemplateIds=[template_id])["LaunchTemplates"]
+    assert (template["DefaultVersionNumber"], template["LatestVersionNumber"]) == (1, 3)
+    created = aws.ec2.create_launch_template_version(
+        LaunchTemplateId=template_id, SourceVersion="3", LaunchTemplateData={})["LaunchTemplateVersion"]
+    assert created["VersionNumber"] == 5
+    code, _, _ = error_of(lambda: aws.ec2.create_launch_template_version(
+        LaunchTemplateId=template_id, SourceVersion="2", LaunchTemplateData={}))
+    assert code == "InvalidLaunchTemplateId.VersionNotFound"
+
+
+def test_a_snapshot_a_registered_image_uses_cannot_be_deleted(aws: Aws) -> None:
+    instance_id = aws.ec2.run_instances(ImageId=OTHER_AMI, MinCount=1, MaxCount=1,
+                                        InstanceType="m5.large")["Instances"][0]["InstanceId"]
+    wait_until("running", lambda: instance_state(aws, instance_id) == "running")
+    baked = aws.ec2.create_image(InstanceId=instance_id, Name="red5pro-sm-12.4.0")["ImageId"]
+    [mapping] = aws.ec2.describe_images(ImageIds=[baked])["Images"][0]["BlockDeviceMappings"]
+    baked_snapshot = mapping["Ebs"]["SnapshotId"]
+    volume = aws.ec2.create_volume(AvailabilityZone="us-east-1a", Size=8)["VolumeId"]
+    snapshot = aws.ec2.create_snapshot(VolumeId=volume)["SnapshotId"]
+    registered = aws.ec2.register_image(
+        Name="registered", RootDeviceName="/dev/xvda", Architecture="x86_64", VirtualizationType="hvm",
+        BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": snapshot, "VolumeSize": 8}}],
+    )["ImageId"]
+    for image, used in ((baked, baked_snapshot), (registered, snapshot)):
+        code, status, message = error_of(lambda: aws.ec2.delete_snapshot(SnapshotId=used))
+        assert (code, status) == ("InvalidSnapshot.InUse", 400)
+        assert message == f"The snapshot {used} is currently in use by {image}"
+        aws.ec2.deregister_image(ImageId=image)
+        aws.ec2.delete_snapshot(SnapshotId=used)
+    assert error_of(lambda: aws.ec2.delete_snapshot(SnapshotId=snapshot))[0] == "InvalidSnapshot.NotFound"
+
+
 def set_up_group(aws: Aws, version: str = "1", desired: int = 2, protected: bool = False,
                  second: dict[str, Any] | None = None) -> str:
     """Group "sm-group" on template "sm-template" (v1 UBUNTU_AMI, v2 OTHER_AMI or ``second``)."""

@@ -1050,3 +1050,118 @@ async fn a_pipeline_s_end_reports_every_aws_call_its_run_made() {
     assert_eq!(counted.mutating, cloud.mutating_calls().len() as u64);
     assert!(counted.mutating >= 11, "{counted:?}");
 }
+
+/// A lock as `gc` takes it.
+fn gc_lock(run: &str) -> Lock {
+    Lock {
+        run: run.into(),
+        host: "ops-laptop".into(),
+        commit: "0123456789abcdef".into(),
+        started: "2026-11-30T08:00:00Z".into(),
+        expires: None,
+        ci_run: None,
+        ci_url: None,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn gc_skips_a_group_a_rollout_holds_and_deletes_configurations_before_images_before_snapshots()
+ {
+    use red5_rollout::gc::{Resource, Selection, Swept, plan_gc, read_facts, sweep};
+    let cloud = configuration_fleet();
+    for version in ["12.4.0", "12.5.0"] {
+        let (end, _) = apply(&cloud, "stream-manager-legacy", version).await;
+        assert_eq!(end.result, PipelineResult::Converged, "{}", end.message);
+    }
+    let pipeline = shipped_pipeline("stream-manager-legacy");
+    let history = vec![Selection {
+        commit: "0123456789abcdef".into(),
+        version: "12.5.0".parse().unwrap(),
+    }];
+    let facts = read_facts(
+        cloud.as_ref(),
+        &pipeline,
+        Default::default(),
+        history.clone(),
+        1,
+    )
+    .await
+    .unwrap();
+    let plan = plan_gc(&facts);
+    let old_image = facts
+        .images
+        .iter()
+        .find(|i| i.tags.get("red5-rollout:version").map(String::as_str) == Some("12.4.0"))
+        .expect("the 12.4.0 image")
+        .id
+        .clone();
+    let deletions = plan.deletions();
+    assert_eq!(
+        deletions.len(),
+        3,
+        "{}",
+        red5_rollout::gc::plans_as_text(std::slice::from_ref(&plan))
+    );
+    assert!(
+        matches!(&deletions[0], Resource::LaunchConfiguration(name) if name.contains("12.4.0"))
+    );
+    assert_eq!(deletions[1], Resource::Image(old_image.clone()));
+    assert!(matches!(&deletions[2], Resource::Snapshot(_)));
+
+    // A rollout holds the group: nothing is deleted, and who holds it is said.
+    let group = "red5pro-sm-legacy-asg";
+    let rollout = gc_lock("20261130T080000Z-aaaa");
+    red5_rollout::lease::acquire(
+        cloud.as_ref(),
+        group,
+        &rollout,
+        red5_rollout::lease::LeaseTerms::DEFAULT,
+    )
+    .await
+    .unwrap();
+    cloud.clear_calls();
+    let swept = sweep(
+        cloud.as_ref(),
+        &pipeline,
+        &plan,
+        history.clone(),
+        &gc_lock("gc-1"),
+    )
+    .await
+    .unwrap();
+    match swept {
+        Swept::LeaseHeld { holder } => assert_eq!(holder.unwrap().run, rollout.run),
+        other => panic!("expected the lease to be held: {other:?}"),
+    }
+    assert_eq!(cloud.mutating_calls(), vec!["PutParameter"]);
+
+    red5_rollout::lease::release(cloud.as_ref(), group, &rollout.run)
+        .await
+        .unwrap();
+    cloud.clear_calls();
+    let swept = sweep(cloud.as_ref(), &pipeline, &plan, history, &gc_lock("gc-2"))
+        .await
+        .unwrap();
+    match swept {
+        Swept::Done { deleted, changed } => {
+            assert_eq!(deleted, deletions);
+            assert!(changed.is_empty(), "{changed:?}");
+        }
+        other => panic!("expected the plan to be deleted: {other:?}"),
+    }
+    assert_eq!(
+        cloud.mutating_calls(),
+        vec![
+            "PutParameter",
+            "DeleteLaunchConfiguration",
+            "DeregisterImage",
+            "DeleteSnapshot",
+            "DeleteParameter"
+        ]
+    );
+    assert_eq!(
+        cloud.image(&old_image).await.unwrap_err().class,
+        ErrorClass::NotFound
+    );
+    assert_eq!(cloud.read_lock(&lock_name(group)).await.unwrap(), None);
+}

@@ -1284,3 +1284,115 @@ async fn an_instance_profile_is_read_down_to_its_policy_documents() {
         inline
     );
 }
+
+// --- Garbage collection -------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_image_is_deregistered_then_its_snapshots_deleted_never_before() {
+    let emulator = Emulator::shared().await;
+    let cloud = emulator.cloud().await;
+    let spec = builder_spec(&emulator, &cloud, "gc-image").await;
+    let builder = cloud.run_builder(&spec).await.unwrap();
+    wait_for_state(&cloud, &builder, InstanceState::Running).await;
+    let name = unique_name("red5pro-gc-image");
+    let image_id = cloud
+        .create_image(&builder, &name, &spec.tags)
+        .await
+        .unwrap();
+    cloud.terminate_instance(&builder).await.unwrap();
+    let image = cloud.image(&image_id).await.unwrap();
+    assert!(!image.snapshots.is_empty(), "{image:?}");
+    assert!(image.snapshots.iter().all(|s| s.starts_with("snap-")));
+
+    // AWS refuses to delete a snapshot while a registered image uses it.
+    let error = failure(cloud.delete_snapshot(&image.snapshots[0]).await);
+    assert_eq!(error.class, ErrorClass::Conflict);
+    assert_eq!(error.code, "InvalidSnapshot.InUse");
+
+    cloud.deregister_image(&image_id).await.unwrap();
+    let error = failure(cloud.image(&image_id).await);
+    assert_eq!(error.class, ErrorClass::NotFound);
+    for snapshot in &image.snapshots {
+        cloud.delete_snapshot(snapshot).await.unwrap();
+    }
+    // Doing it again finds them gone, which is what was wanted.
+    cloud.deregister_image(&image_id).await.unwrap();
+    cloud.delete_snapshot(&image.snapshots[0]).await.unwrap();
+}
+
+#[tokio::test]
+async fn template_versions_are_deleted_but_never_the_default_one() {
+    let emulator = Emulator::shared().await;
+    let cloud = emulator.cloud().await;
+    let fleet = emulator.template_fleet("gc-versions", 1).await;
+    let security_group = seeded_security_group(&cloud).await;
+    for n in 2..=4 {
+        let spec = launch_spec(&format!("v{n}"), &fleet.image_id, &security_group, None);
+        cloud
+            .create_template_version(fleet.template(), "1", &spec)
+            .await
+            .unwrap();
+    }
+
+    cloud
+        .delete_template_versions(fleet.template(), &["2".to_owned(), "3".to_owned()])
+        .await
+        .unwrap();
+    let listed: Vec<String> = cloud
+        .template_versions(fleet.template())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.id)
+        .collect();
+    assert_eq!(listed, vec!["1", "4"]);
+    // A version deleted already is no failure.
+    cloud
+        .delete_template_versions(fleet.template(), &["2".to_owned()])
+        .await
+        .unwrap();
+
+    // AWS answers 200 and names the default version among those it did not delete.
+    let error = failure(
+        cloud
+            .delete_template_versions(fleet.template(), &["1".to_owned()])
+            .await,
+    );
+    assert_eq!(error.operation, "DeleteLaunchTemplateVersions");
+    assert_eq!(error.code, "unexpectedError");
+    assert!(
+        error.message.contains(fleet.template()) && error.message.contains("version 1"),
+        "{error}"
+    );
+    let template = cloud.launch_template(fleet.template()).await.unwrap();
+    assert_eq!((template.default_version, template.latest_version), (1, 4));
+}
+
+#[tokio::test]
+async fn a_launch_configuration_is_deleted_unless_a_group_uses_it() {
+    let emulator = Emulator::shared().await;
+    let cloud = emulator.cloud().await;
+    let fleet = emulator.configuration_fleet("gc-lc", 1).await;
+    let security_group = seeded_security_group(&cloud).await;
+    let spare = format!("{}-spare-LC", fleet.group);
+    cloud
+        .create_launch_configuration(&launch_spec(&spare, &fleet.image_id, &security_group, None))
+        .await
+        .unwrap();
+
+    let in_use = fleet.configuration.clone().unwrap();
+    let error = failure(cloud.delete_launch_configuration(&in_use).await);
+    assert_eq!(error.class, ErrorClass::Conflict);
+    assert_eq!(error.code, "ResourceInUse");
+
+    cloud.delete_launch_configuration(&spare).await.unwrap();
+    let left: Vec<String> = cloud
+        .launch_configurations(&fleet.group)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(left, Vec::<String>::new());
+    assert!(cloud.launch_configurations(&in_use).await.unwrap().len() == 1);
+}

@@ -402,3 +402,24 @@ fn inside_github_actions_problems_are_also_annotations_on_their_lines() {
     let plain = red5_rollout(repo.path(), &["validate"]);
     assert_eq!(stdout(&plain), "");
 }
+
+#[test]
+fn gc_keeps_at_least_one_version_and_its_help_says_what_it_never_touches() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = red5_rollout(dir.path(), &["gc", "--keep", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("keep at least 1 version: the one the group runs"),
+        "{}",
+        stderr(&out)
+    );
+    let help = stdout(&red5_rollout(dir.path(), &["gc", "--help"]));
+    for taught in [
+        "Untagged resources are never touched",
+        "--dry-run prints the same list",
+        "Examples:\n  red5-rollout gc --dry-run",
+        "[default: 3]",
+    ] {
+        assert!(help.contains(taught), "{taught} missing from:\n{help}");
+    }
+}

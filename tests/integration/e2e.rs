@@ -1793,3 +1793,182 @@ async fn a_long_lived_watch_converges_a_push_and_stops_at_once_on_sigterm_when_i
         signalled.elapsed()
     );
 }
+
+/// A launch specification as a person writes one by hand: none of the runner's tags.
+async fn by_hand(cloud: &AwsCloud, name: &str, image: &str) -> red5_rollout::cloud::LaunchSpec {
+    red5_rollout::cloud::LaunchSpec {
+        name: name.to_owned(),
+        image_id: image.to_owned(),
+        instance_type: "m5.large".into(),
+        security_group_ids: cloud
+            .resolve_security_groups(&["red5pro-sm-sg".to_string()])
+            .await
+            .unwrap(),
+        key_pair: None,
+        public_ip: None,
+        volume_size_gb: 16,
+        root_device_name: "/dev/xvda".into(),
+        user_data: "#!/bin/bash\n".into(),
+        tags: tags(&[("team", "streaming")]),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gc_keeps_what_a_revert_needs_deletes_the_rest_and_never_what_a_person_made() {
+    let emulator = Emulator::alone().await;
+    let setup = setup(&emulator, "e2e-gc", "stream-manager", 1).await;
+    // Five bumps (template versions 2 to 6), then the revert of the last: 12.7.0 runs.
+    for version in ["12.4.0", "12.5.0", "12.6.0", "12.7.0", "12.8.0"] {
+        setup.bump(version);
+        let out = setup.apply();
+        assert_eq!(out.status.code(), Some(0), "{version}: {}", stderr(&out));
+    }
+    git(setup.repo.path(), &["revert", "--no-edit", "HEAD"]);
+    let out = setup.apply();
+    assert_eq!(out.status.code(), Some(0), "revert: {}", stderr(&out));
+    setup.assert_fleet_on("5", "12.7.0").await;
+
+    // What a person made by hand: an image without the runner's tags, a template version
+    // launching it, and a launch configuration launching the runner's 12.5.0 image.
+    let cloud = setup.cloud().await;
+    let untagged = base_image(&cloud, &emulator, &setup.pipeline).await;
+    let template = setup.fleet.template().to_owned();
+    let hand_version = cloud
+        .create_template_version(
+            &template,
+            "1",
+            &by_hand(&cloud, "made by hand", &untagged).await,
+        )
+        .await
+        .unwrap()
+        .id;
+    let image_125 = setup.images_of("12.5.0").await[0].clone();
+    let hand_configuration = unique_name("by-hand-LC");
+    cloud
+        .create_launch_configuration(&by_hand(&cloud, &hand_configuration, &image_125).await)
+        .await
+        .unwrap();
+    let image_124 = setup.images_of("12.4.0").await[0].clone();
+    let image_126 = setup.images_of("12.6.0").await[0].clone();
+    let mut snapshots = Vec::new();
+    for image in [&image_124, &image_126] {
+        snapshots.extend(cloud.image(image).await.unwrap().snapshots);
+    }
+    assert!(!snapshots.is_empty());
+
+    emulator.reset_calls();
+    let dry = setup.run(&["gc", "--keep", "2", "--dry-run"]);
+    assert_eq!(dry.status.code(), Some(0), "{}", stderr(&dry));
+    assert_eq!(mutating(&emulator), Vec::<(String, u64)>::new());
+    let shown = stdout(&dry);
+    for line in [
+        "delete template version 2".to_owned(),
+        "delete template version 3".to_owned(),
+        "delete template version 4".to_owned(),
+        format!("delete image {image_124}"),
+        format!("delete image {image_126}"),
+        "dry run: nothing was deleted".to_owned(),
+    ] {
+        assert!(shown.contains(&line), "{line} missing from:\n{shown}");
+    }
+    for (kept, why) in [
+        (
+            "keep   template version 5",
+            "runs now, newest 2, selected at HEAD",
+        ),
+        ("keep   template version 6", "newest 2, revert target at"),
+        (
+            &format!("keep   image {image_125}") as &str,
+            &format!("launch configuration {hand_configuration} launches it") as &str,
+        ),
+    ] {
+        let line = shown
+            .lines()
+            .find(|l| l.trim_start().starts_with(kept))
+            .unwrap_or_else(|| panic!("{kept} missing from:\n{shown}"));
+        assert!(line.contains(why), "{line}");
+    }
+    assert!(!shown.contains(&untagged), "{shown}");
+    assert!(
+        !shown.contains(&format!("template version {hand_version}")),
+        "{shown}"
+    );
+
+    emulator.reset_calls();
+    let out = setup.run(&["gc", "--keep", "2", "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let calls = mutating(&emulator);
+    assert_eq!(
+        calls,
+        vec![
+            ("autoscaling:DeleteLaunchConfiguration".to_owned(), 0),
+            ("ec2:DeleteLaunchTemplateVersions".to_owned(), 1),
+            ("ec2:DeleteSnapshot".to_owned(), snapshots.len() as u64),
+            ("ec2:DeregisterImage".to_owned(), 2),
+            ("ssm:DeleteParameter".to_owned(), 1),
+            ("ssm:PutParameter".to_owned(), 1),
+        ]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .collect::<Vec<_>>()
+    );
+    for (version, left) in [
+        ("12.4.0", 0),
+        ("12.5.0", 1),
+        ("12.6.0", 0),
+        ("12.7.0", 1),
+        ("12.8.0", 1),
+    ] {
+        assert_eq!(setup.images_of(version).await.len(), left, "{version}");
+    }
+    let versions: Vec<String> = cloud
+        .template_versions(&template)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.id)
+        .collect();
+    assert_eq!(versions, vec!["1", "5", "6", hand_version.as_str()]);
+    assert_eq!(
+        cloud.image(&untagged).await.unwrap().status,
+        ImageStatus::Available
+    );
+    assert!(
+        cloud
+            .launch_configurations(&hand_configuration)
+            .await
+            .unwrap()
+            .len()
+            == 1
+    );
+    // Adopted 12.3.0 stays: a person built it.
+    assert!(
+        cloud
+            .image(&setup.fleet.image_id)
+            .await
+            .unwrap()
+            .tags
+            .contains_key(TAG_PIPELINE)
+    );
+
+    emulator.reset_calls();
+    let again = setup.run(&["gc", "--keep", "2", "--yes"]);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert!(
+        stdout(&again).contains("nothing to delete"),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(mutating(&emulator), Vec::<(String, u64)>::new());
+
+    // What a revert needs is still there: reverting the revert rolls 12.8.0 out again
+    // without a bake.
+    git(setup.repo.path(), &["revert", "--no-edit", "HEAD"]);
+    emulator.reset_calls();
+    let out = setup.apply();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let calls = mutating(&emulator);
+    assert_eq!(count(&calls, "ec2:RunInstances"), 0, "{calls:?}");
+    assert_eq!(count(&calls, "ec2:CreateImage"), 0, "{calls:?}");
+    setup.assert_fleet_on("6", "12.8.0").await;
+}

@@ -396,3 +396,42 @@ fn only_a_change_to_the_pipeline_or_the_release_counts_as_changed_since_a_failur
             .changed_since("0000000000000000000000000000000000000001", &fixed, &files)
     );
 }
+
+#[test]
+fn the_releases_selected_in_first_parent_history_are_listed_newest_first_until_enough() {
+    let repo = GitRepo::with_releases(&["12.3.0"]);
+    let first = repo.head();
+    repo.add_shipped_release("12.4.0");
+    let bump = repo.commit("release 12.4.0");
+    repo.write("NOTES.md", "not a pipeline or a release\n");
+    let notes = repo.commit("notes");
+    repo.git(&["revert", "--no-edit", &bump]);
+    let revert = repo.head();
+
+    let selected = |distinct: usize| -> Vec<(String, String)> {
+        let found = repo
+            .open()
+            .selections("HEAD", &["stream-manager".to_string()], distinct, TODAY)
+            .expect("the history reads");
+        found["stream-manager"]
+            .iter()
+            .map(|s| (s.commit.clone(), s.version.to_string()))
+            .collect()
+    };
+    let pair = |commit: &str, version: &str| (commit.to_string(), version.to_string());
+    // Two distinct versions are found by the second commit: the walk stops there.
+    assert_eq!(
+        selected(2),
+        [pair(&revert, "12.3.0"), pair(&notes, "12.4.0")]
+    );
+    // Asked for more than history holds, it reads to the root.
+    assert_eq!(
+        selected(3),
+        [
+            pair(&revert, "12.3.0"),
+            pair(&notes, "12.4.0"),
+            pair(&bump, "12.4.0"),
+            pair(&first, "12.3.0"),
+        ]
+    );
+}

@@ -26,6 +26,8 @@ It also fixes moto where it differs from AWS in ways the runner depends on:
 - a launch AWS refuses (a volume smaller than its snapshot) leaves the group
   short and records a ``launch_failed`` event instead of failing the API
   call that asked for capacity;
+- DeleteLaunchConfiguration refuses a configuration that a group uses with
+  ``ResourceInUse`` (400), as AWS does; moto deleted it from under the group;
 - DescribeAutoScalingGroups refuses more than 50 ``AutoScalingGroupNames``
   (or more than ``MaxRecords``, when that is above 50) with AWS's
   ``ValidationError``; moto accepted any number.
@@ -53,6 +55,23 @@ from .state import EMULATOR
 
 class AlreadyExists(ServiceException):
     code = "AlreadyExists"
+
+
+class ResourceInUse(ServiceException):
+    code = "ResourceInUse"
+
+
+_original_delete_launch_configuration = AutoScalingBackend.delete_launch_configuration
+
+
+def delete_launch_configuration(self: AutoScalingBackend, launch_configuration_name: str) -> None:
+    for group in self.autoscaling_groups.values():
+        if getattr(group, "launch_configuration_name", None) == launch_configuration_name:
+            raise ResourceInUse(
+                f"Cannot delete launch configuration {launch_configuration_name} because "
+                f"it is attached to AutoScalingGroup {group.name}"
+            )
+    _original_delete_launch_configuration(self, launch_configuration_name)
 
 
 def find_template(ec2_backend: Any, template_id: str | None, template_name: str | None) -> Any:
@@ -377,6 +396,7 @@ def install() -> None:
     AutoScalingBackend.update_attached_target_groups = update_attached_target_groups
     instances.RUNNING_HOOKS.append(_register_when_running)
     AutoScalingBackend.create_launch_configuration = create_launch_configuration
+    AutoScalingBackend.delete_launch_configuration = delete_launch_configuration
     AutoScalingResponse.describe_auto_scaling_groups = describe_auto_scaling_groups
     LaunchTemplate.create_version = create_version
     FakeAutoScalingGroup._set_launch_configuration = _set_launch_configuration

@@ -26,6 +26,10 @@ snapshots), ``Architecture``, ``VirtualizationType`` and image tag
 specifications, which moto ignored. The images of moto's catalogue get an
 8 GiB root snapshot, the size of the Amazon Linux and Ubuntu images they
 stand for.
+
+DeleteSnapshot refuses a snapshot that any registered image maps, with
+``InvalidSnapshot.InUse`` as on AWS; moto refused only the snapshots its
+own CreateImage made, so an image made by RegisterImage lost its snapshots.
 """
 
 from __future__ import annotations
@@ -35,8 +39,9 @@ from typing import Any
 
 from moto.core.exceptions import ServiceException
 from moto.core.responses import ActionResult
-from moto.ec2.exceptions import InvalidAMIIdError
+from moto.ec2.exceptions import InvalidAMIIdError, InvalidSnapshotInUse
 from moto.ec2.models.amis import Ami, AmiBackend
+from moto.ec2.models.elastic_block_store import EBSBackend
 from moto.ec2.responses.amis import AmisResponse
 
 from .instances import InvalidBlockDeviceMapping, _snapshot_size, _truthy
@@ -252,8 +257,20 @@ def _finish_image(ami: Any, failure: dict[str, str] | None) -> None:
         EMULATOR.record_event("image_failed", ami.id, reason=failure["reason"])
 
 
+_original_delete_snapshot = EBSBackend.delete_snapshot
+
+
+def delete_snapshot(self: Any, snapshot_id: str) -> Any:
+    for ami in list(self.amis.values()):
+        mapped = [d.get("Ebs", {}).get("SnapshotId") for d in ami.block_device_mappings]
+        if snapshot_id in mapped:
+            raise InvalidSnapshotInUse(snapshot_id, ami.id)
+    return _original_delete_snapshot(self, snapshot_id)
+
+
 def install() -> None:
     AmiBackend.create_image = create_image
+    EBSBackend.delete_snapshot = delete_snapshot
     Ami.__init__ = ami_init
     Ami.block_device_mappings = property(block_device_mappings)
     AmisResponse.register_image = register_image

@@ -17,6 +17,16 @@ for that long: asked for by number it is
 ``InvalidLaunchTemplateId.VersionNotFound``, ``$Latest`` answers the newest
 version already visible, and listings omit it. Auto Scaling and
 RunInstances use it at once.
+
+DeleteLaunchTemplateVersions, which moto lacks, deletes up to 200 versions
+per call and answers per version, as AWS does: the template's default
+version is refused (``UnsuccessfullyDeletedLaunchTemplateVersions`` with
+``ResponseError`` code ``unexpectedError``, "Cannot delete the default
+version of a launch template"), and so is a version that does not exist
+(``launchTemplateVersionDoesNotExist``). A deleted version is gone from
+DescribeLaunchTemplateVersions (by number it is
+``InvalidLaunchTemplateId.VersionNotFound``) and from ``$Latest``; numbers
+are never reused.
 """
 
 from __future__ import annotations
@@ -25,13 +35,90 @@ import copy
 from typing import Any
 
 from moto.core.responses import ActionResult
+from moto.core.exceptions import ServiceException
 from moto.ec2.exceptions import InvalidLaunchTemplateVersionNotFound
-from moto.ec2.models.launch_templates import LaunchTemplateBackend
+from moto.ec2.models.launch_templates import LaunchTemplate, LaunchTemplateBackend
 from moto.ec2.responses.launch_templates import LaunchTemplates
 
 from .state import EMULATOR, is_hidden
 
 _original_create_launch_template = LaunchTemplates.create_launch_template
+_original_get_version = LaunchTemplate.get_version
+
+# The most versions one DeleteLaunchTemplateVersions call takes.
+VERSIONS_PER_DELETE = 200
+
+
+class VersionLimitExceeded(ServiceException):
+    code = "VersionLimitExceeded"
+
+
+def is_deleted(version: Any) -> bool:
+    return getattr(version, "red5_deleted", False)
+
+
+def _live(template: Any) -> list[Any]:
+    return [v for v in template.versions if not is_deleted(v)]
+
+
+def latest_version(self: Any) -> Any:
+    live = _live(self)
+    return live[-1] if live else self.versions[-1]
+
+
+def get_version(self: Any, num: Any) -> Any:
+    if str(num).lower() == "$latest":
+        return latest_version(self)
+    version = _original_get_version(self, num)
+    if is_deleted(version):
+        raise InvalidLaunchTemplateVersionNotFound(template_id=self.id, version=num)
+    return version
+
+
+def delete_launch_template_versions(self: LaunchTemplates) -> ActionResult:
+    name = self._get_param("LaunchTemplateName")
+    template_id = self._get_param("LaunchTemplateId")
+    if template_id:
+        template = self.ec2_backend.get_launch_template(template_id)
+    else:
+        template = self.ec2_backend.get_launch_template_by_name(name)
+    wanted = [str(v) for v in self._get_param("Versions", []) or []]
+    self.error_on_dryrun()
+    if len(wanted) > VERSIONS_PER_DELETE:
+        raise VersionLimitExceeded(
+            f"You can delete up to {VERSIONS_PER_DELETE} launch template versions in a single request."
+        )
+    deleted, refused = [], []
+    for text in wanted:
+        entry = {
+            "LaunchTemplateId": template.id,
+            "LaunchTemplateName": template.name,
+        }
+        number = int(text) if text.isdigit() else None
+        version = (
+            template.versions[number - 1]
+            if number is not None and 1 <= number <= len(template.versions)
+            else None
+        )
+        if number is not None:
+            entry["VersionNumber"] = number
+        if version is None or is_deleted(version):
+            refused.append(dict(entry, ResponseError={
+                "Code": "launchTemplateVersionDoesNotExist",
+                "Message": f"The specified launch template version does not exist: {text}",
+            }))
+        elif template.is_default(version):
+            refused.append(dict(entry, ResponseError={
+                "Code": "unexpectedError",
+                "Message": "Cannot delete the default version of a launch template.",
+            }))
+        else:
+            version.red5_deleted = True
+            deleted.append(entry)
+    return ActionResult({
+        "SuccessfullyDeletedLaunchTemplateVersions": deleted,
+        "UnsuccessfullyDeletedLaunchTemplateVersions": refused,
+    })
 _original_describe_versions = LaunchTemplateBackend.describe_launch_template_versions
 
 
@@ -96,7 +183,11 @@ def _source(template: Any, text: str) -> Any:
     lowered = text.lower()
     if lowered in ("$latest", "$default"):
         return template.get_version(lowered)
-    if not text.isdigit() or not 1 <= int(text) <= len(template.versions):
+    if (
+        not text.isdigit()
+        or not 1 <= int(text) <= len(template.versions)
+        or is_deleted(template.versions[int(text) - 1])
+    ):
         raise InvalidLaunchTemplateVersionNotFound(version=text, template_id=template.id)
     return template.versions[int(text) - 1]
 
@@ -114,10 +205,11 @@ def describe_launch_template_versions(self: Any, template_name: str, template_id
         for version in versions:
             text = str(version)
             if text.lower() == "$latest":
-                visible = [v for v in template.versions if not is_hidden(v)]
+                visible = [v for v in _live(template) if not is_hidden(v)]
                 wanted.append(str(visible[-1].number) if visible else text)
-            elif text.isdigit() and 1 <= int(text) <= len(template.versions) and is_hidden(
-                template.versions[int(text) - 1]
+            elif text.isdigit() and 1 <= int(text) <= len(template.versions) and (
+                is_hidden(template.versions[int(text) - 1])
+                or is_deleted(template.versions[int(text) - 1])
             ):
                 raise InvalidLaunchTemplateVersionNotFound(version=text, template_id=template.id)
             else:
@@ -126,10 +218,13 @@ def describe_launch_template_versions(self: Any, template_name: str, template_id
     found = _original_describe_versions(
         self, template_name, template_id, versions, min_version, max_version, max_results
     )
-    return [(t, v) for t, v in found if not is_hidden(v)]
+    return [(t, v) for t, v in found if not is_hidden(v) and not is_deleted(v)]
 
 
 def install() -> None:
     LaunchTemplates.create_launch_template = create_launch_template
     LaunchTemplates.create_launch_template_version = create_launch_template_version
+    LaunchTemplates.delete_launch_template_versions = delete_launch_template_versions
+    LaunchTemplate.latest_version = latest_version
+    LaunchTemplate.get_version = get_version
     LaunchTemplateBackend.describe_launch_template_versions = describe_launch_template_versions
