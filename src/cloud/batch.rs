@@ -13,11 +13,15 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-/// How long a batch gathers polls before it is sent.
-pub const WINDOW: Duration = Duration::from_millis(40);
+/// How long a batch gathers polls before it is sent: aligned polls arrive within it.
+pub const WINDOW: Duration = Duration::from_millis(10);
 
 /// The grid waits poll on (see [`align`]).
 pub const GRID: Duration = Duration::from_millis(500);
+
+/// Only delays at least this long are aligned: shortening one by up to a [`GRID`] then
+/// costs at most a tenth more polls.
+pub const ALIGN_FROM: Duration = Duration::from_secs(5);
 
 /// What one batch answered: every id's own answer, or the error of the whole call.
 type Answer<V> = Arc<Result<HashMap<String, V>, CloudError>>;
@@ -123,9 +127,10 @@ fn origin() -> Instant {
 
 /// A delay shortened so that it ends on the shared grid (never lengthened, so a wait's
 /// bound holds): concurrent waits then poll at the same instants, and their polls share
-/// one describe call. A delay shorter than the grid is left as it is.
+/// one describe call. A delay shorter than [`ALIGN_FROM`] is left as it is (a second's
+/// poll shortened by half a second would cost half as many polls again).
 pub fn align(delay: Duration) -> Duration {
-    if delay < GRID {
+    if delay < ALIGN_FROM {
         return delay;
     }
     let now = Instant::now();
@@ -200,11 +205,11 @@ mod tests {
     async fn aligned_delays_end_on_the_grid_and_are_never_longer() {
         let _ = origin();
         tokio::time::advance(Duration::from_millis(130)).await;
-        for ms in [100u64, 700, 1_000, 4_321, 60_000] {
+        for ms in [100u64, 700, 1_000, 4_321, 5_000, 7_777, 60_000] {
             let delay = Duration::from_millis(ms);
             let aligned = align(delay);
             assert!(aligned <= delay);
-            if delay >= GRID {
+            if delay >= ALIGN_FROM {
                 let end = (Instant::now() + aligned).duration_since(origin());
                 assert_eq!(end.as_millis() % GRID.as_millis(), 0, "{ms}");
                 assert!(delay - aligned < GRID);
