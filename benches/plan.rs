@@ -96,6 +96,7 @@ fn main() {
                     id: "ami-0123456789abcdef0".into(),
                     version: "10.0.0".parse().unwrap(),
                     state: ImageState::Available,
+                    baked_by: None,
                 }],
                 ..FleetState::default()
             };

@@ -285,6 +285,7 @@ mod tests {
             lease: None,
             settled: false,
             priors: Default::default(),
+            promoted_succeeded: None,
         }
     }
 

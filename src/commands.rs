@@ -991,6 +991,30 @@ async fn adopt(args: &AdoptArgs) -> Result<String, Error> {
     ))
 }
 
+/// The pipelines of `catalog` that promote `pipeline`'s images, with the release each
+/// selects.
+fn promoters<'a>(
+    catalog: &'a crate::model::Catalog,
+    pipeline: &Pipeline,
+) -> Vec<(&'a Pipeline, Option<semver::Version>)> {
+    catalog
+        .pipelines
+        .iter()
+        .filter(|p| {
+            p.image
+                .from_pipeline
+                .as_ref()
+                .is_some_and(|f| f.pipeline == pipeline.name)
+        })
+        .map(|p| {
+            let selected = desired_release(p, &catalog.releases)
+                .ok()
+                .map(|r| r.version.clone());
+            (p, selected)
+        })
+        .collect()
+}
+
 /// Plans, per pipeline, what `gc` deletes; prints it; with confirmation deletes it, holding
 /// each group's lease.
 async fn gc(args: &GcArgs) -> Result<String, Error> {
@@ -1015,6 +1039,7 @@ async fn gc(args: &GcArgs) -> Result<String, Error> {
             known,
             history.get(&pipeline.name).cloned().unwrap_or_default(),
             args.keep,
+            &promoters(catalog, pipeline),
         )
         .await
         .map_err(|source| Error::Cloud {
@@ -1059,6 +1084,7 @@ async fn gc(args: &GcArgs) -> Result<String, Error> {
             plan,
             history.remove(&pipeline.name).unwrap_or_default(),
             &lock,
+            &promoters(catalog, pipeline),
         )
         .await;
         let said = |deleted: &[crate::gc::Resource]| {

@@ -61,6 +61,10 @@ pub struct FleetState {
     /// only; its `red5-rollout:previous-config` tag).
     #[serde(default)]
     pub previous_config: Option<String>,
+    /// For a promoted pipeline (`image.from_pipeline`), the versions whose rollout the
+    /// baking pipeline's group records as succeeded (its `red5-rollout:succeeded` tag).
+    #[serde(default)]
+    pub promoted_succeeded: Option<Vec<Version>>,
 }
 
 /// A rollout whose refresh failed: the version it moved to and the commit that asked.
@@ -95,6 +99,9 @@ pub struct ImageRecord {
     /// The size of its root snapshot, in GB, when known.
     #[serde(default)]
     pub snapshot_gb: Option<u32>,
+    /// The pipeline that baked it, when another one did (a promoted pipeline's images).
+    #[serde(default)]
+    pub baked_by: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,8 +4,8 @@
 
 use crate::cloud::{
     Cloud, CloudError, ErrorClass, Group, GroupConfig, Image, ImageStatus, Instance, LaunchConfig,
-    Lock, Refresh, TAG_LAUNCH, TAG_PIPELINE, TAG_ROLE, TAG_RUN, TAG_UPDATED, TAG_VERSION, Tags,
-    is_version_alias,
+    Lock, Refresh, TAG_LAUNCH, TAG_PIPELINE, TAG_ROLE, TAG_RUN, TAG_SUCCEEDED, TAG_UPDATED,
+    TAG_VERSION, Tags, is_version_alias, succeeded_versions,
 };
 use crate::fleet::{
     BuilderRecord, FleetState, ImageRecord, ImageState, LaunchConfigRecord, RefreshRecord,
@@ -42,6 +42,8 @@ pub struct Observation {
     /// past refreshes.
     #[serde(skip)]
     pub priors: Priors,
+    /// For a promoted pipeline, the versions its baking pipeline rolled out successfully.
+    pub promoted_succeeded: Option<Vec<Version>>,
 }
 
 /// How much of a fleet to read.
@@ -129,6 +131,8 @@ pub struct Known {
     /// stands for.
     configs: Option<(Vec<LaunchConfig>, Option<u64>)>,
     refreshes: Option<Vec<Refresh>>,
+    /// A promoted pipeline's baking pipeline's group.
+    source_group: Option<Group>,
 }
 
 impl Known {
@@ -142,6 +146,11 @@ impl Known {
                 .get(TAG_PIPELINE)
                 .is_some_and(|p| *p == pipeline.name)
         };
+        let source = pipeline.image.from_pipeline.as_ref();
+        let baked_for = |tagged: &Tags| {
+            of_pipeline(tagged)
+                || source.is_some_and(|s| tagged.get(TAG_PIPELINE) == Some(&s.pipeline))
+        };
         Known {
             // A group not among the region's is asked for alone, and says why.
             group: shared
@@ -153,7 +162,7 @@ impl Known {
                 shared
                     .images
                     .iter()
-                    .filter(|i| of_pipeline(&i.tags))
+                    .filter(|i| baked_for(&i.tags))
                     .cloned()
                     .collect(),
             ),
@@ -167,6 +176,8 @@ impl Known {
             ),
             configs: None,
             refreshes: None,
+            source_group: source
+                .and_then(|s| shared.groups.iter().find(|g| g.name == s.group).cloned()),
         }
     }
 
@@ -195,6 +206,8 @@ impl Known {
             }),
             refreshes: (!changed(&[InstanceRefresh]) && !observation.settled)
                 .then(|| observation.refresh.into_iter().collect()),
+            // Read again: its record is another pipeline's to write.
+            source_group: None,
         }
     }
 }
@@ -210,13 +223,39 @@ pub async fn observe_in(
         Some(group) => group,
         None => cloud.group(&pipeline.auto_scaling_group).await?,
     };
+    let source = pipeline.image.from_pipeline.as_ref();
     let images = match known.images {
         Some(images) => images,
         None => {
-            cloud
+            let mut images = cloud
                 .find_images(&tags(&[(TAG_PIPELINE, &pipeline.name)]))
-                .await?
+                .await?;
+            if let Some(source) = source {
+                images.extend(
+                    cloud
+                        .find_images(&tags(&[(TAG_PIPELINE, &source.pipeline)]))
+                        .await?,
+                );
+            }
+            images
         }
+    };
+    // A promoted pipeline rolls out only what its baking pipeline rolled out successfully.
+    let promoted_succeeded = match source {
+        Some(source) => {
+            let group = match known.source_group {
+                Some(group) => group,
+                None => cloud.group(&source.group).await?,
+            };
+            Some(
+                group
+                    .tags
+                    .get(TAG_SUCCEEDED)
+                    .map(|v| succeeded_versions(v))
+                    .unwrap_or_default(),
+            )
+        }
+        None => None,
     };
     let version_of_image = |id: &str| {
         images
@@ -272,6 +311,7 @@ pub async fn observe_in(
             running_image,
             lease: None,
             settled: true,
+            promoted_succeeded,
             priors,
         });
     }
@@ -346,6 +386,7 @@ pub async fn observe_in(
         running_image,
         lease: None,
         settled: false,
+        promoted_succeeded,
         priors,
     })
 }
@@ -393,6 +434,11 @@ impl Observation {
                     version: version_tag(&i.tags)?,
                     state,
                     snapshot_gb: i.snapshot_size_gb(),
+                    baked_by: i
+                        .tags
+                        .get(TAG_PIPELINE)
+                        .filter(|p| **p != self.pipeline)
+                        .cloned(),
                 })
             })
             .collect();
@@ -480,6 +526,7 @@ impl Observation {
                 .tags
                 .get(crate::stages::TAG_PREVIOUS_CONFIG)
                 .cloned(),
+            promoted_succeeded: self.promoted_succeeded.clone(),
         }
     }
 }

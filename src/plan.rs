@@ -181,6 +181,15 @@ pub enum PlanError {
         size: u32,
         snapshot: u32,
     },
+    #[error(
+        "{pipeline} promotes the images of {baker}, and {why}: nothing of {to} is rolled out here before it is there"
+    )]
+    NotPromotable {
+        pipeline: String,
+        baker: String,
+        to: Version,
+        why: String,
+    },
     #[error("refresh {id} of group {group} is {status} towards {target}, not {wanted}")]
     OtherRefreshInFlight {
         group: String,
@@ -211,6 +220,9 @@ impl PlanError {
             } => {
                 format!("set {field} to at least {snapshot}")
             }
+            PlanError::NotPromotable { baker, to, .. } => format!(
+                "roll {to} out to {baker} first (red5-rollout apply {baker}); once it converges there, this pipeline rolls out the very image it baked"
+            ),
         }
     }
 }
@@ -369,11 +381,16 @@ impl<'a> Facts<'a> {
         fleet: &'a FleetState,
     ) -> Result<Facts<'a>, PlanError> {
         let to = &release.version;
+        // The pipeline's own image first (one adopted for a rollback, say), then one its
+        // baking pipeline made, when it promotes.
         let image_of = |state: ImageState| {
-            fleet
-                .images
-                .iter()
-                .find(|i| &i.version == to && i.state == state)
+            let of = |own: bool| {
+                fleet
+                    .images
+                    .iter()
+                    .find(|i| &i.version == to && i.state == state && i.baked_by.is_none() == own)
+            };
+            of(true).or_else(|| of(false))
         };
         let image = image_of(ImageState::Available);
         let pending_image = image_of(ImageState::Pending).filter(|_| image.is_none());
@@ -455,6 +472,40 @@ impl<'a> Facts<'a> {
     /// Refuses what would fail in AWS or mix two installs, before anything is touched.
     fn refuse(&self) -> Result<(), PlanError> {
         let (pipeline, fleet, to) = (self.pipeline, self.fleet, self.to);
+        if let Some(source) = &pipeline.image.from_pipeline {
+            let baked_there = self
+                .image
+                .or(self.pending_image)
+                .is_some_and(|i| i.baked_by.as_deref() == Some(source.pipeline.as_str()));
+            let succeeded = fleet
+                .promoted_succeeded
+                .as_ref()
+                .is_some_and(|versions| versions.contains(to));
+            if self.needs_bake && !baked_there {
+                return Err(PlanError::NotPromotable {
+                    pipeline: pipeline.name.clone(),
+                    baker: source.pipeline.clone(),
+                    to: to.clone(),
+                    why: format!("{} has no image of {to}", source.pipeline),
+                });
+            }
+            if baked_there && !succeeded {
+                return Err(PlanError::NotPromotable {
+                    pipeline: pipeline.name.clone(),
+                    baker: source.pipeline.clone(),
+                    to: to.clone(),
+                    why: format!(
+                        "the rollout of {to} to {}{} has not succeeded",
+                        source.pipeline,
+                        if source.group.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (group {})", source.group)
+                        }
+                    ),
+                });
+            }
+        }
         if self.needs_bake && self.pending_image.is_none() && self.builder.is_none() {
             if pipeline.builder.base_image == BaseImage::FromGroup && self.running > to {
                 return Err(PlanError::WouldBakeOverNewer {
@@ -511,7 +562,13 @@ impl<'a> Facts<'a> {
     fn bake_skip(&self, what: &str) -> Option<String> {
         let to = self.to;
         if let Some(image) = self.image {
-            Some(format!("{} for {to} exists", image.id))
+            Some(match &image.baked_by {
+                Some(source) => format!(
+                    "promoted: {} for {to} was baked by {source}, where its rollout succeeded",
+                    image.id
+                ),
+                None => format!("{} for {to} exists", image.id),
+            })
         } else if let Some(pending) = self.pending_image {
             Some(format!("image {} for {to} is being created", pending.id))
         } else if self.is_converged {

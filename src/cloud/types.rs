@@ -27,6 +27,39 @@ pub const TAG_SOURCE_IMAGE: &str = "red5-rollout:source-image";
 /// the group on and the image that configuration launches, as `HASH@IMAGE`, HASH standing
 /// for the configuration (see [`Group::converged_image`]).
 pub const TAG_CONVERGED: &str = "red5-rollout:converged";
+/// Set on a group when a rollout converges: the versions whose rollouts to it succeeded,
+/// newest last, at most [`SUCCEEDED_KEPT`] (what a pipeline promoting its images asks).
+pub const TAG_SUCCEEDED: &str = "red5-rollout:succeeded";
+/// How many versions [`TAG_SUCCEEDED`] keeps.
+pub const SUCCEEDED_KEPT: usize = 12;
+
+/// The versions a [`TAG_SUCCEEDED`] value holds.
+pub fn succeeded_versions(value: &str) -> Vec<semver::Version> {
+    value
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect()
+}
+
+/// The [`TAG_SUCCEEDED`] value once `version` succeeded too: it moves to the end, and the
+/// oldest entries go beyond [`SUCCEEDED_KEPT`].
+pub fn succeeded_tag(value: Option<&str>, version: &semver::Version) -> String {
+    let mut versions: Vec<semver::Version> = value
+        .map(succeeded_versions)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|v| v != version)
+        .collect();
+    versions.push(version.clone());
+    let skip = versions.len().saturating_sub(SUCCEEDED_KEPT);
+    versions
+        .iter()
+        .skip(skip)
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Set on a group when a rollout converges (and by `adopt`): its minimum and maximum size
 /// then, `min=1 max=4`, to tell a hand change from the runner's.
 pub const TAG_BOUNDS: &str = "red5-rollout:bounds";

@@ -70,6 +70,17 @@ pub struct Facts {
     /// For a template pipeline, every launch configuration of the region: an image one of
     /// them launches stays.
     pub launch_configurations: Vec<LaunchConfig>,
+    /// What the pipelines that promote this one's images use: their name, the version they
+    /// select at HEAD and run now, and the image their group launches.
+    pub promoted: Vec<PromotedUse>,
+}
+
+/// What a pipeline promoting this one's images (`image.from_pipeline`) uses of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PromotedUse {
+    pub pipeline: String,
+    pub versions: Vec<Version>,
+    pub image: Option<String>,
 }
 
 /// One resource `gc` may delete.
@@ -126,6 +137,8 @@ pub enum Reason {
     UnknownVersion,
     /// A kept image maps the same snapshot.
     SharedWith(String),
+    /// A pipeline promoting this one's images runs it, or selects its version.
+    PromotedBy(String),
 }
 
 impl fmt::Display for Reason {
@@ -148,6 +161,7 @@ impl fmt::Display for Reason {
             Reason::NotAvailable(state) => write!(f, "{state}"),
             Reason::UnknownVersion => f.write_str("its version is unknown"),
             Reason::SharedWith(image) => write!(f, "image {image} uses it too"),
+            Reason::PromotedBy(pipeline) => write!(f, "{pipeline} rolls it out (it promotes)"),
         }
     }
 }
@@ -330,6 +344,16 @@ pub fn plan_gc(facts: &Facts) -> GcPlan {
         if facts.group_image.as_deref() == Some(image.id.as_str()) {
             reasons.push(Reason::GroupUses);
         }
+        reasons.extend(
+            facts
+                .promoted
+                .iter()
+                .filter(|p| {
+                    p.image.as_deref() == Some(image.id.as_str())
+                        || version.as_ref().is_some_and(|v| p.versions.contains(v))
+                })
+                .map(|p| Reason::PromotedBy(p.pipeline.clone())),
+        );
         reasons.extend(
             launched_by
                 .iter()
@@ -538,6 +562,7 @@ mod tests {
             images,
             configs,
             launch_configurations: Vec::new(),
+            promoted: Vec::new(),
         }
     }
 
@@ -821,6 +846,49 @@ mod tests {
   delete snapshot snap-ami-1240                       12.4.0
   to delete: 1 configuration(s), 1 image(s), 1 snapshot(s)
 "
+        );
+    }
+
+    #[test]
+    fn an_image_a_promoting_pipeline_runs_or_selects_is_kept() {
+        let facts = Facts {
+            pipeline: "sm".into(),
+            kind: LaunchKind::Template,
+            keep: 1,
+            history: history(&[("bump126", "12.6.0")]),
+            running_version: Some(v("12.6.0")),
+            group_image: Some("ami-1260".into()),
+            images: vec![
+                image("ami-1240", "12.4.0", false),
+                image("ami-1250", "12.5.0", false),
+                image("ami-1260", "12.6.0", false),
+            ],
+            promoted: vec![PromotedUse {
+                pipeline: "production".into(),
+                versions: vec![v("12.5.0")],
+                image: Some("ami-1240".into()),
+            }],
+            ..Facts::default()
+        };
+        let plan = plan_gc(&facts);
+        assert_eq!(deleted(&plan), Vec::<String>::new());
+        let text = plans_as_text(std::slice::from_ref(&plan));
+        assert!(
+            text.contains("production rolls it out (it promotes)"),
+            "{text}"
+        );
+        let alone = plan_gc(&Facts {
+            promoted: Vec::new(),
+            ..facts
+        });
+        assert_eq!(
+            deleted(&alone),
+            vec![
+                "image ami-1240",
+                "image ami-1250",
+                "snapshot snap-ami-1240",
+                "snapshot snap-ami-1250"
+            ]
         );
     }
 }

@@ -11,12 +11,13 @@
 //! Fails at the first AWS call that fails, reporting what was deleted before it: a second
 //! `gc` decides again from what is left.
 
-use super::decide::{Facts, GcPlan, Resource, Selection, plan_gc};
-use crate::cloud::{Cloud, CloudError, GroupConfig, Lock};
+use super::decide::{Facts, GcPlan, PromotedUse, Resource, Selection, plan_gc};
+use crate::cloud::{Cloud, CloudError, GroupConfig, Lock, TAG_PIPELINE};
 use crate::lease::{self, Acquired, LeaseTerms};
 use crate::model::{LaunchTarget, Pipeline, Target};
 use crate::observe::{Depth, Known, launches_from, observe_in};
 use crate::stages::TAG_PREVIOUS_CONFIG;
+use semver::Version;
 
 /// Reads the facts `gc` decides from for `pipeline`, given the releases it selected in git's
 /// history (newest first) and how many versions to keep.
@@ -26,8 +27,23 @@ pub async fn read_facts(
     known: Known,
     history: Vec<Selection>,
     keep: usize,
+    promoters: &[(&Pipeline, Option<Version>)],
 ) -> Result<Facts, CloudError> {
     let observation = observe_in(cloud, pipeline, known, Depth::Full).await?;
+    // What the pipelines promoting this one's images run and select: theirs to keep.
+    let mut promoted = Vec::new();
+    for (promoter, selected) in promoters {
+        let seen = observe_in(cloud, promoter, Known::default(), Depth::Settled).await?;
+        promoted.push(PromotedUse {
+            pipeline: promoter.name.clone(),
+            versions: selected
+                .iter()
+                .chain(seen.running_version.iter())
+                .cloned()
+                .collect(),
+            image: seen.image_id,
+        });
+    }
     let state = observation.fleet_state();
     let target = &pipeline.launch.target;
     // The observation lists only the configurations it can tell a version of; gc must also
@@ -88,9 +104,15 @@ pub async fn read_facts(
             .filter(|_| group.converged_image().is_none())
             .cloned(),
         default_version,
-        images: observation.images,
+        // A promoting pipeline sees its baking pipeline's images too: those are not its own.
+        images: observation
+            .images
+            .into_iter()
+            .filter(|i| i.tags.get(TAG_PIPELINE) == Some(&pipeline.name))
+            .collect(),
         configs,
         launch_configurations,
+        promoted,
     })
 }
 
@@ -120,6 +142,7 @@ pub async fn sweep(
     shown: &GcPlan,
     history: Vec<Selection>,
     lock: &Lock,
+    promoters: &[(&Pipeline, Option<Version>)],
 ) -> Result<Swept, CloudError> {
     let group = &pipeline.auto_scaling_group;
     if let Acquired::HeldBy { holder } =
@@ -127,7 +150,7 @@ pub async fn sweep(
     {
         return Ok(Swept::LeaseHeld { holder });
     }
-    let swept = sweep_held(cloud, pipeline, shown, history).await;
+    let swept = sweep_held(cloud, pipeline, shown, history, promoters).await;
     let released = lease::release(cloud, group, &lock.run).await;
     let swept = swept?;
     released?;
@@ -139,8 +162,17 @@ async fn sweep_held(
     pipeline: &Pipeline,
     shown: &GcPlan,
     history: Vec<Selection>,
+    promoters: &[(&Pipeline, Option<Version>)],
 ) -> Result<Swept, CloudError> {
-    let facts = read_facts(cloud, pipeline, Known::default(), history, shown.keep).await?;
+    let facts = read_facts(
+        cloud,
+        pipeline,
+        Known::default(),
+        history,
+        shown.keep,
+        promoters,
+    )
+    .await?;
     let now = plan_gc(&facts).deletions();
     let (go, changed): (Vec<Resource>, Vec<Resource>) =
         shown.deletions().into_iter().partition(|r| now.contains(r));

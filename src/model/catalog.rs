@@ -92,8 +92,82 @@ impl Catalog {
                 Err(problems) => catalog.problems.extend(problems),
             }
         }
+        catalog.link_promotions();
         catalog.problems = std::mem::take(&mut catalog.problems).sorted();
         catalog
+    }
+
+    /// Checks each `image.from_pipeline` against the pipelines it may name, and notes the
+    /// group of the one it names: another pipeline, that bakes its own images, in the same
+    /// region (an image lives in one region).
+    fn link_promotions(&mut self) {
+        let sources: Vec<(String, String, String, bool)> = self
+            .pipelines
+            .iter()
+            .map(|p| {
+                (
+                    p.name.clone(),
+                    p.region.clone(),
+                    p.auto_scaling_group.clone(),
+                    p.image.from_pipeline.is_some(),
+                )
+            })
+            .collect();
+        let mut problems = Vec::new();
+        for pipeline in &mut self.pipelines {
+            let Some(promotion) = pipeline.image.from_pipeline.as_mut() else {
+                continue;
+            };
+            let found = sources
+                .iter()
+                .find(|(name, ..)| *name == promotion.pipeline);
+            let problem = match found {
+                _ if promotion.pipeline == pipeline.name => Some((
+                    format!("image.from_pipeline names this pipeline, {}", pipeline.name),
+                    "name the pipeline that bakes the images this one rolls out (staging, say), or remove the line to bake here".to_string(),
+                )),
+                None => Some((
+                    format!("image.from_pipeline names {}, which is no pipeline", promotion.pipeline),
+                    format!(
+                        "name one of: {}",
+                        sources
+                            .iter()
+                            .map(|(name, ..)| name.as_str())
+                            .filter(|name| *name != pipeline.name)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )),
+                Some((name, _, _, true)) => Some((
+                    format!("image.from_pipeline names {name}, which bakes no images of its own: it promotes them too"),
+                    "name the pipeline that bakes them".to_string(),
+                )),
+                Some((name, region, _, _)) if *region != pipeline.region => Some((
+                    format!(
+                        "image.from_pipeline names {name}, which runs in {region}, and this pipeline runs in {}: promoting an image to another region (CopyImage) is not supported yet",
+                        pipeline.region
+                    ),
+                    "promote from a pipeline of the same region, or remove the line to bake in this region".to_string(),
+                )),
+                Some((_, _, group, _)) => {
+                    promotion.group.clone_from(group);
+                    None
+                }
+            };
+            if let Some((message, hint)) = problem {
+                problems.push(
+                    Diagnostic::new(
+                        &pipeline.origin.file,
+                        pipeline.origin.from_pipeline_at,
+                        message,
+                    )
+                    .with_hint(hint),
+                );
+            }
+        }
+        for problem in problems {
+            self.problems.push(problem);
+        }
     }
 
     /// The pipeline name a file under `pipelines/` stands for.

@@ -18,8 +18,8 @@ pub use launch_spec::{ChangedField, LAUNCH_FIELDS, LaunchSignature, describe_cha
 pub use pipeline::{
     BaseImage, Builder, DEFAULT_CHECKPOINT_DELAY, DEFAULT_REFRESH_TIMEOUT, DEFAULT_WARMUP,
     HeldInstances, Image, Launch, LaunchKind, LaunchTarget, MAX_AMI_NAME, MAX_CHECKPOINT_DELAY,
-    MAX_LAUNCH_CONFIGURATION_NAME, MAX_TEMPLATE_NAME, MIN_VOLUME_GB, Origin, Pipeline, Refresh,
-    StandbyInstances, Target, Update, format_duration, parse_duration,
+    MAX_LAUNCH_CONFIGURATION_NAME, MAX_TEMPLATE_NAME, MIN_VOLUME_GB, Origin, Pipeline, Promotion,
+    Refresh, StandbyInstances, Target, Update, format_duration, parse_duration,
 };
 pub use release::{Artifact, Release};
 pub use select::{NoRelease, Rendered, desired_release, render, template_values};

@@ -69,6 +69,8 @@ struct RawImage {
     stop_before_imaging: bool,
     #[serde(default)]
     timeout: Option<Scalar>,
+    #[serde(default)]
+    from_pipeline: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -297,6 +299,18 @@ pub struct Image {
     pub name: Template,
     pub stop_before_imaging: bool,
     pub timeout: Duration,
+    /// Bake once, promote: the pipeline whose images this one rolls out (it never bakes).
+    pub from_pipeline: Option<Promotion>,
+}
+
+/// Where a promoted pipeline's images come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Promotion {
+    /// The pipeline that bakes them.
+    pub pipeline: String,
+    /// Its Auto Scaling group, whose tags say which of its rollouts succeeded (set when the
+    /// repository's pipelines are checked together; empty until then).
+    pub group: String,
 }
 
 /// What the group launches from, with what that needs.
@@ -370,6 +384,8 @@ pub struct Origin {
     pub target_at: Location,
     pub max_healthy_at: Location,
     pub image_name_at: Location,
+    /// Where `image.from_pipeline` is, when it is.
+    pub from_pipeline_at: Location,
     pub launch_name_at: Location,
     /// The first line of the update script, to which a render error's line is added.
     pub script_at: Location,
@@ -796,10 +812,26 @@ impl Checker<'_> {
             Duration::from_secs(45 * 60),
         );
 
+        let from_pipeline = match i.from_pipeline.as_deref().map(str::trim) {
+            Some("") => {
+                self.fail(
+                    &["image", "from_pipeline"],
+                    "image.from_pipeline is empty",
+                    "name the pipeline whose images this one rolls out (its file name under pipelines/ without .yaml), or remove the line to bake here",
+                );
+                None
+            }
+            Some(name) => Some(Promotion {
+                pipeline: name.to_string(),
+                group: String::new(),
+            }),
+            None => None,
+        };
         Some(Image {
             name: image_name?,
             stop_before_imaging: i.stop_before_imaging,
             timeout: image_timeout,
+            from_pipeline,
         })
     }
 
@@ -897,6 +929,7 @@ impl Pipeline {
             }]),
             max_healthy_at: c.at.value(&["refresh", "max_healthy_percentage"]),
             image_name_at: c.at.value(&["image", "name"]),
+            from_pipeline_at: c.at.value(&["image", "from_pipeline"]),
             launch_name_at: c.at.value(&["launch", "name"]),
             script_at: c.at.line_in_value(&["update", "script"], 0),
             user_data_at: c.at.line_in_value(&["launch", "user_data"], 0),

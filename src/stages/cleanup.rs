@@ -14,7 +14,7 @@
 use super::context::{Baked, Context, StageError};
 use crate::cloud::{
     TAG_BOUNDS, TAG_COMMIT, TAG_CONVERGED, TAG_FAILED, TAG_LAUNCH, TAG_PIPELINE, TAG_ROLE,
-    TAG_TEMPLATE_DEFAULT, TAG_VERSION,
+    TAG_SUCCEEDED, TAG_TEMPLATE_DEFAULT, TAG_VERSION, succeeded_tag,
 };
 use crate::events::{Produced, StageOutcome};
 use crate::model::LaunchSignature;
@@ -94,7 +94,12 @@ pub async fn run(
             ),
             LaunchTarget::Configuration => None,
         };
+        let succeeded = succeeded_tag(
+            current.tags.get(TAG_SUCCEEDED).map(String::as_str),
+            &ctx.release.version,
+        );
         if current.tags.get(TAG_VERSION) != Some(&version)
+            || current.tags.get(TAG_SUCCEEDED) != Some(&succeeded)
             || current.tags.get(TAG_COMMIT) != Some(&ctx.commit)
             || current.tags.get(TAG_LAUNCH) != Some(&launch)
             || current.tags.get(TAG_CONVERGED) != settled.as_ref()
@@ -107,6 +112,7 @@ pub async fn run(
                 (TAG_COMMIT, &ctx.commit),
                 (TAG_LAUNCH, &launch),
                 (TAG_BOUNDS, &bounds),
+                (TAG_SUCCEEDED, &succeeded),
             ]);
             if let Some(settled) = settled {
                 written.insert(TAG_CONVERGED.into(), settled);

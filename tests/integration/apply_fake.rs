@@ -1084,6 +1084,7 @@ async fn gc_skips_a_group_a_rollout_holds_and_deletes_configurations_before_imag
         Default::default(),
         history.clone(),
         1,
+        &[],
     )
     .await
     .unwrap();
@@ -1126,6 +1127,7 @@ async fn gc_skips_a_group_a_rollout_holds_and_deletes_configurations_before_imag
         &plan,
         history.clone(),
         &gc_lock("gc-1"),
+        &[],
     )
     .await
     .unwrap();
@@ -1139,9 +1141,16 @@ async fn gc_skips_a_group_a_rollout_holds_and_deletes_configurations_before_imag
         .await
         .unwrap();
     cloud.clear_calls();
-    let swept = sweep(cloud.as_ref(), &pipeline, &plan, history, &gc_lock("gc-2"))
-        .await
-        .unwrap();
+    let swept = sweep(
+        cloud.as_ref(),
+        &pipeline,
+        &plan,
+        history,
+        &gc_lock("gc-2"),
+        &[],
+    )
+    .await
+    .unwrap();
     match swept {
         Swept::Done { deleted, changed } => {
             assert_eq!(deleted, deletions);

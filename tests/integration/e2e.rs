@@ -1972,3 +1972,87 @@ async fn gc_keeps_what_a_revert_needs_deletes_the_rest_and_never_what_a_person_m
     assert_eq!(count(&calls, "ec2:CreateImage"), 0, "{calls:?}");
     setup.assert_fleet_on("6", "12.8.0").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn production_rolls_out_the_image_staging_baked_and_only_after_staging_succeeded() {
+    let emulator = Emulator::alone().await;
+    let staging = setup(&emulator, "e2e-staging", "stream-manager", 1).await;
+    // Production: a fleet of its own (built as the guide builds one, on its own 12.3.0
+    // image), and a pipeline that promotes staging's images.
+    let cloud = emulator.cloud().await;
+    let production = unique_name("e2e-production");
+    let image = base_image(&cloud, &emulator, &production).await;
+    let fleet = emulator.guide_template_fleet(&production, 1, &image).await;
+    let text = std::fs::read_to_string(
+        staging
+            .repo
+            .path()
+            .join(format!("pipelines/{}.yaml", staging.pipeline)),
+    )
+    .unwrap()
+    .replace(
+        &format!("name: {}\n", staging.pipeline),
+        &format!("name: {production}\n"),
+    )
+    .replace(
+        &format!("auto_scaling_group: {}", staging.fleet.group),
+        &format!("auto_scaling_group: {}", fleet.group),
+    )
+    .replace(
+        &format!("template: {}\n", staging.fleet.template()),
+        &format!("template: {}\n", fleet.template()),
+    )
+    .replace(
+        "image:\n",
+        &format!("image:\n  from_pipeline: {}\n", staging.pipeline),
+    );
+    std::fs::write(
+        staging
+            .repo
+            .path()
+            .join(format!("pipelines/{production}.yaml")),
+        text,
+    )
+    .unwrap();
+    git(staging.repo.path(), &["add", "-A"]);
+    git(
+        staging.repo.path(),
+        &["commit", "-q", "-m", "production promotes staging"],
+    );
+    let adopted = staging.run(&["adopt", &production, "--version", "12.3.0", "--yes"]);
+    assert!(adopted.status.success(), "{}", stderr(&adopted));
+
+    staging.bump("12.4.0");
+    emulator.reset_calls();
+    let early = staging.run(&["apply", &production, "--output", "json"]);
+    assert_eq!(early.status.code(), Some(1), "{}", stderr(&early));
+    assert!(
+        stderr(&early).contains(&format!("{} has no image of 12.4.0", staging.pipeline)),
+        "{}",
+        stderr(&early)
+    );
+    assert_eq!(mutating(&emulator), Vec::<(String, u64)>::new());
+
+    let baked = staging.run(&["apply", &staging.pipeline, "--output", "json"]);
+    assert_eq!(baked.status.code(), Some(0), "{}", stderr(&baked));
+    let staged = staging.images_of("12.4.0").await;
+    assert_eq!(staged.len(), 1, "{staged:?}");
+
+    emulator.reset_calls();
+    let promoted = staging.run(&["apply", &production, "--output", "json"]);
+    assert_eq!(promoted.status.code(), Some(0), "{}", stderr(&promoted));
+    assert!(
+        stdout(&promoted).contains("promoted:"),
+        "{}",
+        stdout(&promoted)
+    );
+    let calls = mutating(&emulator);
+    for action in ["ec2:RunInstances", "ec2:CreateImage", "ssm:SendCommand"] {
+        assert_eq!(count(&calls, action), 0, "{action} in {calls:?}");
+    }
+    assert_eq!(count(&calls, "autoscaling:StartInstanceRefresh"), 1);
+    // The very image staging baked and rolled out.
+    let group = cloud.group(&fleet.group).await.unwrap();
+    let running = cloud.config_image(&group.config).await.unwrap();
+    assert_eq!(running.as_deref(), Some(staged[0].as_str()));
+}

@@ -601,3 +601,43 @@ fn watch_tells_git_changes_unfinished_work_and_drift_apart() {
         });
     assert_eq!(reason(&held, true, bounds()), Reason::UpToDate);
 }
+
+/// A promoted pipeline never bakes: it rolls out the image its baking pipeline made, once
+/// that pipeline's rollout of the version succeeded, and refuses before.
+#[test]
+fn a_promoted_pipeline_rolls_out_the_baked_image_only_after_its_rollout_succeeded() {
+    let promoted = || {
+        Scenario::new("stream-manager")
+            .replacing("image:\n", "image:\n  from_pipeline: staging\n")
+            .release("12.4.0")
+            .fleet_on("12.3.0")
+    };
+    let plan = promoted()
+        .baked_by("12.4.0", "staging")
+        .succeeded_there(&["12.3.0", "12.4.0"])
+        .plan();
+    assert_eq!(actions(&plan), "SSSRSRS");
+    assert_eq!(plan.image_id.as_deref(), Some("ami-staging-12.4.0"));
+    assert_eq!(
+        plan.stage(Stage::LaunchBuilder).reason,
+        "promoted: ami-staging-12.4.0 for 12.4.0 was baked by staging, where its rollout succeeded"
+    );
+
+    let early = promoted()
+        .baked_by("12.4.0", "staging")
+        .succeeded_there(&["12.3.0"])
+        .try_plan()
+        .unwrap_err();
+    assert!(
+        early
+            .to_string()
+            .contains("the rollout of 12.4.0 to staging has not succeeded"),
+        "{early}"
+    );
+    let unbaked = promoted().succeeded_there(&[]).try_plan().unwrap_err();
+    assert_eq!(
+        unbaked.to_string(),
+        "stream-manager promotes the images of staging, and staging has no image of 12.4.0: nothing of 12.4.0 is rolled out here before it is there"
+    );
+    assert!(unbaked.hint().contains("red5-rollout apply staging"));
+}

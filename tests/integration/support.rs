@@ -138,7 +138,26 @@ impl Scenario {
             id: image_id(version),
             version: version.parse().unwrap(),
             state,
+            baked_by: None,
         });
+        self
+    }
+
+    /// An available image of `version` that pipeline `source` baked.
+    pub fn baked_by(mut self, version: &str, source: &str) -> Self {
+        self.fleet.images.push(ImageRecord {
+            snapshot_gb: None,
+            id: format!("ami-{source}-{version}"),
+            version: version.parse().unwrap(),
+            state: ImageState::Available,
+            baked_by: Some(source.into()),
+        });
+        self
+    }
+
+    /// The versions the baking pipeline's group records as rolled out successfully.
+    pub fn succeeded_there(mut self, versions: &[&str]) -> Self {
+        self.fleet.promoted_succeeded = Some(versions.iter().map(|v| v.parse().unwrap()).collect());
         self
     }
 

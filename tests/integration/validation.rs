@@ -1409,3 +1409,90 @@ fn an_unquoted_checksum_that_yaml_reads_as_a_number_is_taken_as_written() {
     let release = red5_rollout::model::Release::from_yaml("releases/12.4.0.yaml", &text).unwrap();
     assert_eq!(release.artifact.sha256, digits);
 }
+
+/// `image.from_pipeline` names another pipeline of the repository, one that bakes its own
+/// images, in the same region; each mistake is named at its line with the fix.
+#[test]
+fn a_promoted_pipeline_names_a_baking_pipeline_of_its_region() {
+    let production = |name: &str, group: &str, region: &str, from: &str| {
+        PIPELINE
+            .replace("name: stream-manager\n", &format!("name: {name}\n"))
+            .replace(
+                "auto_scaling_group: red5pro-sm-asg",
+                &format!("auto_scaling_group: {group}"),
+            )
+            .replace("region: us-east-1", &format!("region: {region}"))
+            .replace("image:\n", &format!("image:\n  from_pipeline: {from}\n"))
+    };
+    let check = |files: &[(&str, String)]| {
+        let files: Vec<SourceFile> = files.iter().map(|(p, t)| source(p, t)).collect();
+        Catalog::check(&files, &good_releases(), TODAY, COMMIT)
+    };
+    let staging = (PIPELINE_FILE, PIPELINE.to_string());
+    let linked = check(&[
+        staging.clone(),
+        (
+            "pipelines/production.yaml",
+            production("production", "prod-asg", "us-east-1", "stream-manager"),
+        ),
+    ]);
+    assert!(linked.problems.is_empty(), "{}", linked.problems);
+    let promotion = linked
+        .pipeline("production")
+        .unwrap()
+        .image
+        .from_pipeline
+        .clone()
+        .unwrap();
+    assert_eq!(
+        (promotion.pipeline.as_str(), promotion.group.as_str()),
+        ("stream-manager", "red5pro-sm-asg")
+    );
+
+    for (files, expected) in [
+        (
+            vec![
+                staging.clone(),
+                (
+                    "pipelines/production.yaml",
+                    production("production", "prod-asg", "us-east-1", "stagin"),
+                ),
+            ],
+            "pipelines/production.yaml:22:18: image.from_pipeline names stagin, which is no pipeline\n  hint: name one of: stream-manager",
+        ),
+        (
+            vec![(
+                "pipelines/production.yaml",
+                production("production", "prod-asg", "us-east-1", "production"),
+            )],
+            "pipelines/production.yaml:22:18: image.from_pipeline names this pipeline, production",
+        ),
+        (
+            vec![
+                staging.clone(),
+                (
+                    "pipelines/production.yaml",
+                    production("production", "prod-asg", "eu-west-1", "stream-manager"),
+                ),
+            ],
+            "image.from_pipeline names stream-manager, which runs in us-east-1, and this pipeline runs in eu-west-1: promoting an image to another region (CopyImage) is not supported yet",
+        ),
+        (
+            vec![
+                staging.clone(),
+                (
+                    "pipelines/production.yaml",
+                    production("production", "prod-asg", "us-east-1", "stream-manager"),
+                ),
+                (
+                    "pipelines/dr.yaml",
+                    production("dr", "dr-asg", "us-east-1", "production"),
+                ),
+            ],
+            "pipelines/dr.yaml:22:18: image.from_pipeline names production, which bakes no images of its own: it promotes them too\n  hint: name the pipeline that bakes them",
+        ),
+    ] {
+        let problems = check(&files).problems.to_string();
+        assert!(problems.contains(expected), "{problems}");
+    }
+}
