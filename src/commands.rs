@@ -802,8 +802,14 @@ async fn apply(args: &ApplyArgs) -> Result<String, Error> {
         // The last statuses and comment edits; a stalled GitHub does not hold the exit.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(60), task).await;
     }
+    run_ended(run_id, &ends)
+}
+
+/// How a run ends for its command: a line per pipeline, and an error (with the exit code
+/// its results call for) unless every pipeline converged or was up to date.
+pub(crate) fn run_ended(run_id: String, ends: &[crate::run::PipelineEnd]) -> Result<String, Error> {
     let mut summary = String::new();
-    for end in &ends {
+    for end in ends {
         let _ = writeln!(summary, "{}: {}", end.pipeline, end.message);
     }
     if ends.iter().all(|e| {

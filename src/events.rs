@@ -118,7 +118,7 @@ pub enum Event {
     Drifted {
         pipeline: String,
         group: String,
-        drift: crate::watch::Drift,
+        drift: crate::drift::Drift,
         healing: bool,
     },
     /// `watch`: what a cycle found at `commit` (empty when the branch could not be read),

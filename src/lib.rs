@@ -8,6 +8,7 @@ pub mod adopt;
 pub mod cli;
 pub mod cloud;
 pub mod commands;
+pub mod drift;
 pub mod error;
 pub mod events;
 pub mod fleet;

@@ -119,6 +119,18 @@ pub fn launches_from(config: &GroupConfig, target: &LaunchTarget) -> bool {
     }
 }
 
+/// A part of a fleet's observation that a stage may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The group: its configuration, instances and tags.
+    Group,
+    Images,
+    Builders,
+    /// The configurations made for the pipeline (and what `$Latest` stands for).
+    Configs,
+    Refreshes,
+}
+
 /// What is known already of a pipeline's fleet, so that observing it does not read it
 /// again: what its region's reads found, or what the last observation saw and nothing has
 /// changed since.
@@ -181,20 +193,16 @@ impl Known {
         }
     }
 
-    /// What `observation` saw, less what a stage that just ran may have changed: the
-    /// builder (launched, updated, stopped), the images, the configurations (a new one,
-    /// and with it what `$Latest` stands for), the group (swapped, refreshed) and its
-    /// refreshes. A settled observation lists one configuration only, so its
-    /// configurations are read again.
-    pub fn after(observation: Observation, stage: crate::plan::Stage) -> Known {
-        use crate::plan::Stage::*;
-        let changed = |stages: &[crate::plan::Stage]| stages.contains(&stage);
+    /// What `observation` saw, less the `changed` parts (what a stage that just ran may
+    /// have changed). A settled observation lists one configuration only, so its
+    /// configurations are read again, and its refreshes.
+    pub fn after(observation: Observation, changed: &[Part]) -> Known {
+        let changed = |part: Part| changed.contains(&part);
         Known {
-            group: (!changed(&[SwapAsg, InstanceRefresh])).then_some(observation.group),
-            images: (!changed(&[CreateImage])).then_some(observation.images),
-            builders: (!changed(&[LaunchBuilder, ApplyUpdate, CreateImage]))
-                .then_some(observation.builders),
-            configs: (!changed(&[CreateLaunchConfig]) && !observation.settled).then(|| {
+            group: (!changed(Part::Group)).then_some(observation.group),
+            images: (!changed(Part::Images)).then_some(observation.images),
+            builders: (!changed(Part::Builders)).then_some(observation.builders),
+            configs: (!changed(Part::Configs) && !observation.settled).then(|| {
                 (
                     observation
                         .launch_configs
@@ -204,7 +212,7 @@ impl Known {
                     observation.resolved_version,
                 )
             }),
-            refreshes: (!changed(&[InstanceRefresh]) && !observation.settled)
+            refreshes: (!changed(Part::Refreshes) && !observation.settled)
                 .then(|| observation.refresh.into_iter().collect()),
             // Read again: its record is another pipeline's to write.
             source_group: None,

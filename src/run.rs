@@ -317,7 +317,9 @@ async fn run_stages(ctx: &Context, plan: &Plan, baked: &mut Baked) -> Option<(St
             None => {
                 let known = seen
                     .take()
-                    .map(|(observation, ran)| crate::observe::Known::after(observation, ran))
+                    .map(|(observation, ran)| {
+                        crate::observe::Known::after(observation, changed_by(ran))
+                    })
                     .unwrap_or_default();
                 replan(ctx, stage, known).await.map(|(fresh, observation)| {
                     baked.group_image.clone_from(&observation.running_image);
@@ -440,6 +442,21 @@ async fn recover(ctx: &Context, baked: &Baked, failure: Option<&(Stage, StageErr
             },
             None => Recovery::Nothing,
         },
+    }
+}
+
+/// What running `stage` may change of the fleet: the builder (launched, updated, stopped),
+/// the images, the configurations, the group (swapped, refreshed) and its refreshes.
+fn changed_by(stage: Stage) -> &'static [crate::observe::Part] {
+    use crate::observe::Part;
+    match stage {
+        Stage::LaunchBuilder | Stage::ApplyUpdate => &[Part::Builders],
+        Stage::CreateImage => &[Part::Images, Part::Builders],
+        // It pins a group on an alias to its number first.
+        Stage::CreateLaunchConfig => &[Part::Configs, Part::Group],
+        Stage::SwapAsg => &[Part::Group],
+        Stage::InstanceRefresh => &[Part::Group, Part::Refreshes],
+        Stage::Cleanup => &[Part::Builders, Part::Group],
     }
 }
 

@@ -4,7 +4,7 @@ use crate::cloud::{GroupConfig, ImageStatus};
 use crate::observe::Observation;
 use std::fmt::Write;
 
-fn config_label(config: &GroupConfig) -> String {
+pub(crate) fn config_label(config: &GroupConfig) -> String {
     match config {
         GroupConfig::Template { name, version, .. } => {
             format!("launch template {name} version {version}")

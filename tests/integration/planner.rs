@@ -565,8 +565,8 @@ fn a_failed_rollout_is_held_until_its_pipeline_or_release_changes_or_retry() {
 /// treats a plan with work as drift; a held rollout waits for a commit, drift or not.
 #[test]
 fn watch_tells_git_changes_unfinished_work_and_drift_apart() {
+    use red5_rollout::drift::{Drift, Reason, reason};
     use red5_rollout::plan::RetryRule;
-    use red5_rollout::watch::{Drift, Reason, reason};
     let bounds = || {
         vec![Drift::Bounds {
             recorded_min: 1,
