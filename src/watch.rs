@@ -14,7 +14,7 @@ use crate::error::Error;
 use crate::events::{Emitter, Event};
 use crate::model::{LaunchTarget, desired_release};
 use crate::repo::Mirror;
-use crate::run::{RunOptions, prepare_in, run_all};
+use crate::run::{PrepareError, RunOptions, prepare_in, run_all};
 use std::path::PathBuf;
 use tokio::time::Instant;
 
@@ -121,7 +121,7 @@ impl Cycle<'_> {
             };
             let cloud = clouds.region(&pipeline.region).await;
             let shared = clouds.shared(&pipeline.region);
-            let job = prepare_in(
+            let prepared = prepare_in(
                 cloud.clone(),
                 pipeline,
                 release,
@@ -130,7 +130,20 @@ impl Cycle<'_> {
                 &rule,
                 shared,
             )
-            .await?;
+            .await;
+            let job = match prepared {
+                Ok(job) => job,
+                // A pipeline the planner refuses (one that promotes a release its baking
+                // pipeline has not rolled out yet, say) waits; the others go on.
+                Err(PrepareError::Plan { pipeline, source }) => {
+                    self.events.emit(Event::Watched {
+                        commit: commit.clone(),
+                        message: format!("{pipeline}: not now: {source}; {}", source.hint()),
+                    });
+                    continue;
+                }
+                Err(other) => return Err(other.into()),
+            };
             let cloud_error = |source| Error::Cloud {
                 pipeline: pipeline.name.clone(),
                 source,

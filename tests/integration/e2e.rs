@@ -2055,4 +2055,48 @@ async fn production_rolls_out_the_image_staging_baked_and_only_after_staging_suc
     let group = cloud.group(&fleet.group).await.unwrap();
     let running = cloud.config_image(&group.config).await.unwrap();
     assert_eq!(running.as_deref(), Some(staged[0].as_str()));
+
+    // Watched, one commit bumps both: the first cycle rolls staging out and lets
+    // production wait, the next one promotes.
+    let watched = staging.remote();
+    staging.bump("12.5.0");
+    staging.push(&watched);
+    let remote = watched.remote.path().to_str().unwrap().to_string();
+    let mirror = watched.mirrors.path().join("m");
+    let cycle = || {
+        staging.run(&[
+            "watch",
+            "--once",
+            "--output",
+            "json",
+            "--remote",
+            &remote,
+            "--mirror",
+            mirror.to_str().unwrap(),
+        ])
+    };
+    let first = cycle();
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    assert!(
+        events_named(&first, "watched").iter().any(|e| e["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with(&format!("{production}: not now"))),
+        "{}",
+        stderr(&first)
+    );
+    assert_eq!(staging.images_of("12.5.0").await.len(), 1);
+    emulator.reset_calls();
+    let second = cycle();
+    assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
+    let calls = mutating(&emulator);
+    assert_eq!(count(&calls, "ec2:CreateImage"), 0, "{calls:?}");
+    assert_eq!(
+        count(&calls, "autoscaling:StartInstanceRefresh"),
+        1,
+        "{calls:?}"
+    );
+    let group = cloud.group(&fleet.group).await.unwrap();
+    let running = cloud.config_image(&group.config).await.unwrap();
+    assert_eq!(running, staging.images_of("12.5.0").await.first().cloned());
 }
