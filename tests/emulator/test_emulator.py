@@ -1342,3 +1342,69 @@ def test_describe_images_by_ids_refuses_the_call_when_one_image_does_not_exist(a
     # DescribeInstances did so already.
     code, status = error_of(lambda: aws.ec2.describe_instances(InstanceIds=["i-0000000000000dead"]))[:2]
     assert (code, status) == ("InvalidInstanceID.NotFound", 400)
+
+
+def test_copy_image_copies_another_regions_image_pending_tagged_and_once_per_token(
+        aws: Aws, control: Control) -> None:
+    # The source: an Amazon Linux image in us-east-1 with a recordings volume and a tag.
+    instance_id = aws.ec2.run_instances(ImageId=OTHER_AMI, MinCount=1, MaxCount=1, InstanceType="m5.large",
+                                        BlockDeviceMappings=[{"DeviceName": "/dev/sdf", "Ebs": {"VolumeSize": 50}}],
+                                        )["Instances"][0]["InstanceId"]
+    wait_until("running", lambda: instance_state(aws, instance_id) == "running")
+    source = aws.ec2.create_image(
+        InstanceId=instance_id, Name="red5pro-sm-12.4.0",
+        TagSpecifications=[{"ResourceType": "image", "Tags": [{"Key": "team", "Value": "streaming"}]}],
+    )["ImageId"]
+    west = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-west-2",
+    ).client("ec2", endpoint_url=control.url, config=Config(retries={"total_max_attempts": 1}))
+
+    def copy(token: str, name: str = "red5pro-sm-12.4.0", copy_tags: bool = False) -> Any:
+        return west.copy_image(
+            SourceRegion="us-east-1", SourceImageId=source, Name=name, ClientToken=token,
+            CopyImageTags=copy_tags,
+            TagSpecifications=[
+                {"ResourceType": "image", "Tags": [{"Key": "red5-rollout:version", "Value": "12.4.0"}]},
+                {"ResourceType": "snapshot", "Tags": [{"Key": "red5-rollout:version", "Value": "12.4.0"}]},
+            ],
+        )
+
+    # AWS copies only an available image.
+    code, status, _ = error_of(lambda: copy("too-early"))
+    assert (code, status) == ("InvalidAMIID.NotFound", 400)
+    wait_until("the source available",
+               lambda: aws.ec2.describe_images(ImageIds=[source])["Images"][0]["State"] == "available")
+    code, _, _ = error_of(lambda: west.copy_image(SourceRegion="us-east-1", SourceImageId="ami-12345678",
+                                                  Name="nothing"))
+    assert code == "InvalidAMIID.NotFound"
+
+    copied = copy("promote-12.4.0")["ImageId"]
+    assert copy("promote-12.4.0")["ImageId"] == copied
+    code, status, _ = error_of(lambda: copy("promote-12.4.0", name="another-name"))
+    assert (code, status) == ("IdempotentParameterMismatch", 400)
+    # The name is the destination region's to check; the source region's own image does not count.
+    code, _, _ = error_of(lambda: copy("second-token"))
+    assert code == "InvalidAMIName.Duplicate"
+    assert len(west.describe_images(Owners=["self"])["Images"]) == 1
+
+    image = west.describe_images(ImageIds=[copied])["Images"][0]
+    assert image["State"] == "pending"
+    # The request's tags, not the source's (AWS copies user tags only with CopyImageTags).
+    assert image["Tags"] == [{"Key": "red5-rollout:version", "Value": "12.4.0"}]
+    assert image["RootDeviceName"] == "/dev/xvda"
+    mappings = {m["DeviceName"]: m["Ebs"] for m in image["BlockDeviceMappings"]}
+    source_mappings = {m["DeviceName"]: m["Ebs"]
+                       for m in aws.ec2.describe_images(ImageIds=[source])["Images"][0]["BlockDeviceMappings"]}
+    assert {d: e["VolumeSize"] for d, e in mappings.items()} == {"/dev/xvda": 8, "/dev/sdf": 50}
+    snapshots = west.describe_snapshots(SnapshotIds=[e["SnapshotId"] for e in mappings.values()])["Snapshots"]
+    assert sorted(s["VolumeSize"] for s in snapshots) == [8, 50]
+    assert all(s["Tags"] == [{"Key": "red5-rollout:version", "Value": "12.4.0"}] for s in snapshots)
+    assert not set(e["SnapshotId"] for e in mappings.values()) & set(
+        e["SnapshotId"] for e in source_mappings.values())
+    wait_until("the copy available",
+               lambda: west.describe_images(ImageIds=[copied])["Images"][0]["State"] == "available")
+    assert copied in [e["id"] for e in control.events("image_available")]
+
+    with_tags = copy("with-tags", name="red5pro-sm-12.4.0-tagged", copy_tags=True)["ImageId"]
+    tags = west.describe_images(ImageIds=[with_tags])["Images"][0]["Tags"]
+    assert sorted(t["Key"] for t in tags) == ["red5-rollout:version", "team"]

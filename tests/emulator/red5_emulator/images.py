@@ -27,6 +27,25 @@ specifications, which moto ignored. The images of moto's catalogue get an
 8 GiB root snapshot, the size of the Amazon Linux and Ubuntu images they
 stand for.
 
+CopyImage, called in the destination region as on AWS, copies the source
+region's image, which moto made available at once with moto's placeholder
+snapshot and none of the request's tags, and crashed on an unknown source.
+Here the copy:
+
+- stays ``pending`` for the ``image_available`` delay, then turns
+  ``available`` (or ``failed`` with the ``image_fail_next`` switch);
+- mirrors the source's root device and block device mappings, each with a
+  new snapshot of its size in the destination region;
+- carries the ``image`` and ``snapshot`` tags of its TagSpecifications, and
+  the source's own tags only with ``CopyImageTags`` (AWS copies none by
+  default);
+- is refused with ``InvalidAMIID.NotFound`` when the source is unknown in its
+  region (or not available), and with ``InvalidAMIName.Duplicate`` when the
+  destination region has an image of that name;
+- is idempotent by ``ClientToken``: the same token with the same parameters
+  answers the first copy's id, with other parameters
+  ``IdempotentParameterMismatch``.
+
 DeleteSnapshot refuses a snapshot that any registered image maps, with
 ``InvalidSnapshot.InUse`` as on AWS; moto refused only the snapshots its
 own CreateImage made, so an image made by RegisterImage lost its snapshots.
@@ -44,7 +63,12 @@ from moto.ec2.models.amis import Ami, AmiBackend
 from moto.ec2.models.elastic_block_store import EBSBackend
 from moto.ec2.responses.amis import AmisResponse
 
-from .instances import InvalidBlockDeviceMapping, _snapshot_size, _truthy
+from .instances import (
+    IdempotentParameterMismatch,
+    InvalidBlockDeviceMapping,
+    _snapshot_size,
+    _truthy,
+)
 from .state import EMULATOR, is_hidden
 
 CATALOGUE_ROOT_GIB = 8
@@ -268,7 +292,85 @@ def delete_snapshot(self: Any, snapshot_id: str) -> Any:
     return _original_delete_snapshot(self, snapshot_id)
 
 
+# -- CopyImage ---------------------------------------------------------------------
+
+# (account, destination region, client token) -> (the request's parameters, image id)
+COPY_TOKENS: dict[tuple[str, str, str], tuple[tuple[tuple[str, str], ...], str]] = {}
+
+
+def copy_image(self: AmisResponse) -> ActionResult:
+    from moto.ec2.models import ec2_backends
+    from moto.ec2.utils import random_ami_id
+
+    self.error_on_dryrun()
+    backend = self.ec2_backend
+    source_id = self._get_param("SourceImageId")
+    source_region = self._get_param("SourceRegion")
+    name = self._get_param("Name")
+    token = self._get_param("ClientToken")
+    parameters = tuple(sorted(
+        (key, "\x1f".join(str(v) for v in values))
+        for key, values in self.querystring.items()
+        if key not in ("Action", "Version", "ClientToken", "DryRun")
+    ))
+    key = (self.current_account, self.region, token or "")
+    if token:
+        known = COPY_TOKENS.get(key)
+        if known is not None:
+            if known[0] != parameters:
+                raise IdempotentParameterMismatch(
+                    "Arguments on this idempotent request are inconsistent with arguments "
+                    "used in previous request(s)."
+                )
+            return ActionResult({"ImageId": known[1]})
+    source_backend = ec2_backends[self.current_account][source_region]
+    source = source_backend.amis.get(source_id)
+    if source is None or is_hidden(source) or source.state != "available":
+        raise InvalidAMIIdError([source_id])
+    _refuse_duplicate_name(backend, name)
+    ami = Ami(backend, random_ami_id(), source_ami=source, name=name,
+              description=self._get_param("Description"))
+    ami.root_device_name = source.root_device_name
+    ami.root_device_type = source.root_device_type
+    devices = []
+    zone = f"{self.region}a"
+    for mapping in source.block_device_mappings:
+        ebs = dict(mapping.get("Ebs") or {})
+        source_snapshot = source_backend.snapshots.get(ebs.get("SnapshotId"))
+        if source_snapshot is None:
+            continue
+        volume = backend.create_volume(size=int(source_snapshot.volume.size), zone_name=zone)
+        snapshot = backend.create_snapshot(
+            volume.id, f"Copied for DestinationAmi {ami.id} from SourceAmi {source.id}",
+            from_ami=ami.id,
+        )
+        ebs["SnapshotId"] = snapshot.id
+        devices.append({"DeviceName": mapping["DeviceName"], "Ebs": ebs})
+        if mapping["DeviceName"] == ami.root_device_name:
+            backend.snapshots.pop(ami.ebs_snapshot.id, None)
+            ami.ebs_snapshot = snapshot
+    ami.red5_block_devices = devices
+    backend.amis[ami.id] = ami
+    if _truthy(self._get_param("CopyImageTags", False)):
+        ami.add_tags({t["key"]: t["value"] for t in source.get_tags()
+                      if not t["key"].startswith("aws:")})
+    for resource_type, tags in self._parse_tag_specification().items():
+        if resource_type == "image":
+            ami.add_tags(tags)
+        elif resource_type == "snapshot":
+            for snapshot in _snapshots_of(backend, ami):
+                snapshot.add_tags(tags)
+    ami.state = "pending"
+    if token:
+        COPY_TOKENS[key] = (parameters, ami.id)
+    failure = EMULATOR.take_fault("image_fail_next")
+    EMULATOR.after("image_available", _finish_image, ami, failure)
+    return ActionResult({"ImageId": ami.id})
+
+
 def install() -> None:
+    AmisResponse.copy_image = copy_image
+    EMULATOR.reset_hooks.append(COPY_TOKENS.clear)
     AmiBackend.create_image = create_image
     EBSBackend.delete_snapshot = delete_snapshot
     Ami.__init__ = ami_init
