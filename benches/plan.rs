@@ -97,6 +97,7 @@ fn main() {
                     version: "10.0.0".parse().unwrap(),
                     state: ImageState::Available,
                     baked_by: None,
+                    region: None,
                 }],
                 ..FleetState::default()
             };

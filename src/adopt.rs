@@ -286,6 +286,8 @@ mod tests {
             settled: false,
             priors: Default::default(),
             promoted_succeeded: None,
+            source_region: None,
+            source_images: Vec::new(),
         }
     }
 

@@ -99,9 +99,14 @@ pub struct ImageRecord {
     /// The size of its root snapshot, in GB, when known.
     #[serde(default)]
     pub snapshot_gb: Option<u32>,
-    /// The pipeline that baked it, when another one did (a promoted pipeline's images).
+    /// The pipeline that baked it, when another one did (a promoted pipeline's images, and
+    /// their copies).
     #[serde(default)]
     pub baked_by: Option<String>,
+    /// The region it lives in, when not the pipeline's: an image its baking pipeline made
+    /// in another region, which is copied before it is rolled out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,8 +4,8 @@
 
 use crate::cloud::{
     Cloud, CloudError, ErrorClass, Group, GroupConfig, Image, ImageStatus, Instance, LaunchConfig,
-    Lock, Refresh, TAG_LAUNCH, TAG_PIPELINE, TAG_ROLE, TAG_RUN, TAG_SUCCEEDED, TAG_UPDATED,
-    TAG_VERSION, Tags, is_version_alias, succeeded_versions,
+    Lock, Refresh, TAG_BAKED_BY, TAG_LAUNCH, TAG_PIPELINE, TAG_ROLE, TAG_RUN, TAG_SUCCEEDED,
+    TAG_UPDATED, TAG_VERSION, Tags, is_version_alias, succeeded_versions,
 };
 use crate::fleet::{
     BuilderRecord, FleetState, ImageRecord, ImageState, LaunchConfigRecord, RefreshRecord,
@@ -44,6 +44,12 @@ pub struct Observation {
     pub priors: Priors,
     /// For a promoted pipeline, the versions its baking pipeline rolled out successfully.
     pub promoted_succeeded: Option<Vec<Version>>,
+    /// For a pipeline promoting the images of a pipeline in another region: that region,
+    /// and the images that pipeline made there (each is copied before it is rolled out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_region: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub source_images: Vec<Image>,
 }
 
 /// How much of a fleet to read.
@@ -145,6 +151,9 @@ pub struct Known {
     refreshes: Option<Vec<Refresh>>,
     /// A promoted pipeline's baking pipeline's group.
     source_group: Option<Group>,
+    /// What was read of a baking pipeline in another region: the versions it rolled out
+    /// successfully and its images there.
+    remote: Option<(Vec<Version>, Vec<Image>)>,
 }
 
 impl Known {
@@ -158,7 +167,11 @@ impl Known {
                 .get(TAG_PIPELINE)
                 .is_some_and(|p| *p == pipeline.name)
         };
-        let source = pipeline.image.from_pipeline.as_ref();
+        let source = pipeline
+            .image
+            .from_pipeline
+            .as_ref()
+            .filter(|s| s.other_region(&pipeline.region).is_none());
         let baked_for = |tagged: &Tags| {
             of_pipeline(tagged)
                 || source.is_some_and(|s| tagged.get(TAG_PIPELINE) == Some(&s.pipeline))
@@ -190,6 +203,7 @@ impl Known {
             refreshes: None,
             source_group: source
                 .and_then(|s| shared.groups.iter().find(|g| g.name == s.group).cloned()),
+            remote: None,
         }
     }
 
@@ -216,6 +230,13 @@ impl Known {
                 .then(|| observation.refresh.into_iter().collect()),
             // Read again: its record is another pipeline's to write.
             source_group: None,
+            // Another region's, which no stage here changes: read once per run.
+            remote: observation.source_region.is_some().then(|| {
+                (
+                    observation.promoted_succeeded.unwrap_or_default(),
+                    observation.source_images,
+                )
+            }),
         }
     }
 }
@@ -232,13 +253,14 @@ pub async fn observe_in(
         None => cloud.group(&pipeline.auto_scaling_group).await?,
     };
     let source = pipeline.image.from_pipeline.as_ref();
+    let source_region = source.and_then(|s| s.other_region(&pipeline.region));
     let images = match known.images {
         Some(images) => images,
         None => {
             let mut images = cloud
                 .find_images(&tags(&[(TAG_PIPELINE, &pipeline.name)]))
                 .await?;
-            if let Some(source) = source {
+            if let Some(source) = source.filter(|_| source_region.is_none()) {
                 images.extend(
                     cloud
                         .find_images(&tags(&[(TAG_PIPELINE, &source.pipeline)]))
@@ -248,23 +270,33 @@ pub async fn observe_in(
             images
         }
     };
+    // A pipeline promoting another region's images reads there what its baking pipeline
+    // rolled out successfully, and the images it made.
+    let remote = match (source, source_region, known.remote) {
+        (_, None, _) | (None, ..) => None,
+        (Some(_), Some(_), Some(remote)) => Some(remote),
+        (Some(source), Some(region), None) => {
+            let there = cloud.in_region(region)?;
+            let group = there.group(&source.group).await?;
+            let images = there
+                .find_images(&tags(&[(TAG_PIPELINE, &source.pipeline)]))
+                .await?;
+            Some((succeeded_of(&group), images))
+        }
+    };
     // A promoted pipeline rolls out only what its baking pipeline rolled out successfully.
-    let promoted_succeeded = match source {
-        Some(source) => {
+    let (promoted_succeeded, source_images) = match (source, remote) {
+        (_, Some((succeeded, images))) => (Some(succeeded), images),
+        (None, None) => (None, Vec::new()),
+        (Some(source), None) => {
             let group = match known.source_group {
                 Some(group) => group,
                 None => cloud.group(&source.group).await?,
             };
-            Some(
-                group
-                    .tags
-                    .get(TAG_SUCCEEDED)
-                    .map(|v| succeeded_versions(v))
-                    .unwrap_or_default(),
-            )
+            (Some(succeeded_of(&group)), Vec::new())
         }
-        None => None,
     };
+    let source_region = source_region.map(str::to_owned);
     let version_of_image = |id: &str| {
         images
             .iter()
@@ -320,6 +352,8 @@ pub async fn observe_in(
             lease: None,
             settled: true,
             promoted_succeeded,
+            source_region,
+            source_images,
             priors,
         });
     }
@@ -395,8 +429,19 @@ pub async fn observe_in(
         lease: None,
         settled: false,
         promoted_succeeded,
+        source_region,
+        source_images,
         priors,
     })
+}
+
+/// The versions a baking pipeline's group records as rolled out successfully.
+fn succeeded_of(group: &Group) -> Vec<Version> {
+    group
+        .tags
+        .get(TAG_SUCCEEDED)
+        .map(|v| succeeded_versions(v))
+        .unwrap_or_default()
 }
 
 /// The image `id` as AWS describes it: from the pipeline's `images` when it is one of them.
@@ -427,28 +472,37 @@ impl Observation {
             GroupConfig::Configuration { name } => Some(name.clone()),
             GroupConfig::Other => None,
         };
+        let record = |i: &Image, region: Option<&String>| {
+            let state = match i.status {
+                ImageStatus::Pending => ImageState::Pending,
+                ImageStatus::Available => ImageState::Available,
+                ImageStatus::Failed(_) => ImageState::Failed,
+                ImageStatus::Other(_) => return None,
+            };
+            Some(ImageRecord {
+                id: i.id.clone(),
+                version: version_tag(&i.tags)?,
+                state,
+                snapshot_gb: i.snapshot_size_gb(),
+                // A copy names its baker; an image of another pipeline is its baker's.
+                baked_by: i.tags.get(TAG_BAKED_BY).cloned().or_else(|| {
+                    i.tags
+                        .get(TAG_PIPELINE)
+                        .filter(|p| **p != self.pipeline)
+                        .cloned()
+                }),
+                region: region.cloned(),
+            })
+        };
         let images = self
             .images
             .iter()
-            .filter_map(|i| {
-                let state = match i.status {
-                    ImageStatus::Pending => ImageState::Pending,
-                    ImageStatus::Available => ImageState::Available,
-                    ImageStatus::Failed(_) => ImageState::Failed,
-                    ImageStatus::Other(_) => return None,
-                };
-                Some(ImageRecord {
-                    id: i.id.clone(),
-                    version: version_tag(&i.tags)?,
-                    state,
-                    snapshot_gb: i.snapshot_size_gb(),
-                    baked_by: i
-                        .tags
-                        .get(TAG_PIPELINE)
-                        .filter(|p| **p != self.pipeline)
-                        .cloned(),
-                })
-            })
+            .filter_map(|i| record(i, None))
+            .chain(
+                self.source_images
+                    .iter()
+                    .filter_map(|i| record(i, self.source_region.as_ref())),
+            )
             .collect();
         let group_launch = self.group.tags.get(TAG_LAUNCH).cloned();
         let hash_of = |signature: &str| LaunchSignature::parse(signature).map(|s| s.hash());

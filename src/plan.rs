@@ -130,9 +130,22 @@ pub struct Plan {
     /// The configuration for the release with the pipeline's launch settings, when it
     /// exists.
     pub config_id: Option<String>,
+    /// The image create-image copies into this region, when the pipeline promotes the
+    /// images of a pipeline in another region and has no copy yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copy_from: Option<CopySource>,
     pub stages: Vec<StagePlan>,
     /// Things a reviewer should know that do not change the stages.
     pub notes: Vec<String>,
+}
+
+/// An image of another region that a promoting pipeline copies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CopySource {
+    pub region: String,
+    pub image_id: String,
+    /// The pipeline that baked it there.
+    pub baked_by: String,
 }
 
 impl Plan {
@@ -285,6 +298,7 @@ pub fn plan_rollout_with(
         launch_name: facts.launch_name(),
         image_id: facts.image.map(|i| i.id.clone()),
         config_id: facts.config.map(|c| c.id.clone()),
+        copy_from: facts.copy_from(),
         stages,
         notes: facts.notes(retry),
     })
@@ -330,6 +344,7 @@ fn held(
         launch_name: names.launch_name.clone(),
         image_id: None,
         config_id: None,
+        copy_from: None,
         stages: Stage::ALL
             .iter()
             .map(|stage| StagePlan {
@@ -356,6 +371,9 @@ struct Facts<'a> {
     running: &'a Version,
     image: Option<&'a ImageRecord>,
     pending_image: Option<&'a ImageRecord>,
+    /// For a pipeline promoting another region's images: the release's image there, which
+    /// is copied here when there is no copy yet.
+    source_image: Option<&'a ImageRecord>,
     builder: Option<&'a BuilderRecord>,
     /// The configuration for the release with the pipeline's launch settings.
     config: Option<&'a LaunchConfigRecord>,
@@ -385,15 +403,21 @@ impl<'a> Facts<'a> {
         // baking pipeline made, when it promotes.
         let image_of = |state: ImageState| {
             let of = |own: bool| {
-                fleet
-                    .images
-                    .iter()
-                    .find(|i| &i.version == to && i.state == state && i.baked_by.is_none() == own)
+                fleet.images.iter().find(|i| {
+                    &i.version == to
+                        && i.state == state
+                        && i.baked_by.is_none() == own
+                        && i.region.is_none()
+                })
             };
             of(true).or_else(|| of(false))
         };
         let image = image_of(ImageState::Available);
         let pending_image = image_of(ImageState::Pending).filter(|_| image.is_none());
+        let source_image = fleet
+            .images
+            .iter()
+            .find(|i| &i.version == to && i.state == ImageState::Available && i.region.is_some());
         let launch = LaunchSignature::of(&pipeline.launch, &names.user_data);
         let wanted = launch.hash();
         let fits = |c: &LaunchConfigRecord| c.launch_hash.as_deref().is_none_or(|h| h == wanted);
@@ -455,6 +479,7 @@ impl<'a> Facts<'a> {
             running,
             image,
             pending_image,
+            source_image,
             builder: fleet.builder.as_ref().filter(|b| &b.version == to),
             config,
             group_uses_config,
@@ -476,6 +501,7 @@ impl<'a> Facts<'a> {
             let baked_there = self
                 .image
                 .or(self.pending_image)
+                .or(self.source_image)
                 .is_some_and(|i| i.baked_by.as_deref() == Some(source.pipeline.as_str()));
             let succeeded = fleet
                 .promoted_succeeded
@@ -486,7 +512,13 @@ impl<'a> Facts<'a> {
                     pipeline: pipeline.name.clone(),
                     baker: source.pipeline.clone(),
                     to: to.clone(),
-                    why: format!("{} has no image of {to}", source.pipeline),
+                    why: match source.other_region(&pipeline.region) {
+                        Some(region) => format!(
+                            "{} has no available image of {to} in {region}",
+                            source.pipeline
+                        ),
+                        None => format!("{} has no image of {to}", source.pipeline),
+                    },
                 });
             }
             if baked_there && !succeeded {
@@ -506,7 +538,11 @@ impl<'a> Facts<'a> {
                 });
             }
         }
-        if self.needs_bake && self.pending_image.is_none() && self.builder.is_none() {
+        if self.needs_bake
+            && self.pending_image.is_none()
+            && self.builder.is_none()
+            && pipeline.image.from_pipeline.is_none()
+        {
             if pipeline.builder.base_image == BaseImage::FromGroup && self.running > to {
                 return Err(PlanError::WouldBakeOverNewer {
                     pipeline: pipeline.name.clone(),
@@ -528,6 +564,7 @@ impl<'a> Facts<'a> {
         }
         if let Some(snapshot) = self
             .image
+            .or(self.source_image.filter(|_| self.needs_bake))
             .and_then(|i| i.snapshot_gb)
             .filter(|_| self.config.is_none())
             && snapshot > pipeline.launch.volume_size_gb
@@ -573,9 +610,24 @@ impl<'a> Facts<'a> {
             Some(format!("image {} for {to} is being created", pending.id))
         } else if self.is_converged {
             Some(format!("group already runs {to}; no {what} needed"))
+        } else if let Some(source) = self.copy_from() {
+            Some(format!(
+                "promoted: {} for {to} was baked by {} in {}, where its rollout succeeded; create-image copies it here",
+                source.image_id, source.baked_by, source.region
+            ))
         } else {
             None
         }
+    }
+
+    /// The image of another region that create-image copies here, when it does.
+    fn copy_from(&self) -> Option<CopySource> {
+        let source = self.source_image?;
+        (self.needs_bake && self.pending_image.is_none()).then(|| CopySource {
+            region: source.region.clone().unwrap_or_default(),
+            image_id: source.id.clone(),
+            baked_by: source.baked_by.clone().unwrap_or_default(),
+        })
     }
 
     fn base_image(&self) -> String {
@@ -633,6 +685,17 @@ impl<'a> Facts<'a> {
                 format!("wait for image {} to be available", pending.id),
             ),
             (None, None) if self.is_converged => (Action::Skip, format!("group already runs {to}")),
+            (None, None) if let Some(source) = self.copy_from() => (
+                Action::Run,
+                format!(
+                    "copy {} of {} (baked by {}) into {} as `{}` (CopyImage) and wait for it",
+                    source.image_id,
+                    source.region,
+                    source.baked_by,
+                    self.pipeline.region,
+                    self.names.image_name
+                ),
+            ),
             (None, None) => (
                 Action::Run,
                 format!(
@@ -835,6 +898,9 @@ impl<'a> Facts<'a> {
                     b.instance_id
                 ),
             ),
+            (None, _) if self.pipeline.image.from_pipeline.is_some() => {
+                (Action::Skip, "a promoted pipeline runs no builder".into())
+            }
             (None, true) => (
                 Action::Run,
                 "terminate the builder (always, also after a failure)".to_string(),
@@ -892,7 +958,7 @@ impl<'a> Facts<'a> {
                 fleet.group
             ));
         }
-        if self.is_rollback() && self.needs_bake {
+        if self.is_rollback() && self.needs_bake && pipeline.image.from_pipeline.is_none() {
             notes.push(format!(
                 "no image for {to} exists any more; it is baked again from {}",
                 self.base_image()

@@ -12,10 +12,10 @@ use super::batch::Batcher;
 use super::meter::{self, CallCount, Meter};
 use super::{
     BuilderSpec, Cloud, CloudError, CloudResult, CommandResult, CommandStatus, ErrorClass, Group,
-    GroupConfig, GroupInstance, Image, ImageStatus, IngressRule, Instance, InstanceState,
-    LaunchConfig, LaunchSpec, LaunchTemplate, LoadBalancer, Lock, Refresh, RefreshSpec,
-    RefreshStatus, RolePolicies, RootDevice, SentCommand, Subnet, TAG_LAUNCH, TAG_PIPELINE, Tags,
-    TargetGroup,
+    GroupConfig, GroupInstance, Image, ImageCopy, ImageStatus, IngressRule, Instance,
+    InstanceState, LaunchConfig, LaunchSpec, LaunchTemplate, LoadBalancer, Lock, Refresh,
+    RefreshSpec, RefreshStatus, RolePolicies, RootDevice, SentCommand, Subnet, TAG_LAUNCH,
+    TAG_PIPELINE, Tags, TargetGroup,
 };
 use async_trait::async_trait;
 use aws_config::retry::RetryConfig;
@@ -76,6 +76,11 @@ pub struct AwsCloud {
     images: Batcher<Image>,
     instances: Batcher<Instance>,
     ssm_online: Batcher<bool>,
+    /// What the clients were made from: the same account in another region shares it, with
+    /// its meter and budget.
+    config: aws_config::SdkConfig,
+    /// This account's clients in other regions, made on first use.
+    regions: std::sync::Mutex<HashMap<String, Arc<AwsCloud>>>,
 }
 
 impl AwsCloud {
@@ -191,6 +196,10 @@ impl AwsCloud {
             meter: meter.clone(),
         });
         let config = loader.load().await;
+        AwsCloud::from_config(config, meter)
+    }
+
+    fn from_config(config: aws_config::SdkConfig, meter: Arc<Meter>) -> AwsCloud {
         AwsCloud {
             ec2: aws_sdk_ec2::Client::new(&config),
             autoscaling: aws_sdk_autoscaling::Client::new(&config),
@@ -201,6 +210,8 @@ impl AwsCloud {
             images: Batcher::default(),
             instances: Batcher::default(),
             ssm_online: Batcher::default(),
+            config,
+            regions: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -1014,6 +1025,22 @@ impl Cloud for AwsCloud {
         Some(self.meter.ledger.of(pipeline))
     }
 
+    fn in_region(&self, region: &str) -> CloudResult<Arc<dyn Cloud>> {
+        let mut regions = self
+            .regions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let cloud = regions.entry(region.to_owned()).or_insert_with(|| {
+            let config = self
+                .config
+                .to_builder()
+                .region(Region::new(region.to_owned()))
+                .build();
+            Arc::new(AwsCloud::from_config(config, self.meter.clone()))
+        });
+        Ok(cloud.clone())
+    }
+
     async fn group(&self, name: &str) -> CloudResult<Group> {
         const OP: &str = "DescribeAutoScalingGroups";
         self.groups(&[name.to_owned()])
@@ -1822,6 +1849,30 @@ impl Cloud for AwsCloud {
                     .set_tags(Some(ec2_tag_list(tags)))
                     .build(),
             );
+        }
+        let output = request.send().await.classified(OP)?;
+        required(OP, "image id", output.image_id())
+    }
+
+    async fn copy_image(&self, copy: &ImageCopy) -> CloudResult<String> {
+        const OP: &str = "CopyImage";
+        let tagged = |kind: ec2::ResourceType| {
+            ec2::TagSpecification::builder()
+                .resource_type(kind)
+                .set_tags(Some(ec2_tag_list(&copy.tags)))
+                .build()
+        };
+        let mut request = self
+            .ec2
+            .copy_image()
+            .source_region(&copy.source_region)
+            .source_image_id(&copy.source_image)
+            .name(&copy.name)
+            .client_token(&copy.client_token);
+        if !copy.tags.is_empty() {
+            request = request
+                .tag_specifications(tagged(ec2::ResourceType::Image))
+                .tag_specifications(tagged(ec2::ResourceType::Snapshot));
         }
         let output = request.send().await.classified(OP)?;
         required(OP, "image id", output.image_id())

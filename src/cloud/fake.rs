@@ -152,6 +152,8 @@ pub struct World {
     pub account: Account,
     instances: BTreeMap<String, FakeInstance>,
     images: BTreeMap<String, FakeImage>,
+    /// CopyImage's client tokens, with the copy each made.
+    copies: HashMap<String, String>,
     /// Launch template versions of the group's template, by number.
     pub template_versions: Vec<LaunchConfig>,
     pub launch_configurations: Vec<LaunchConfig>,
@@ -199,6 +201,7 @@ pub const MUTATING: &[&str] = &[
     "TerminateInstances",
     "CreateTags",
     "CreateImage",
+    "CopyImage",
     "CreateLaunchTemplateVersion",
     "CreateLaunchConfiguration",
     "UpdateAutoScalingGroup",
@@ -279,6 +282,7 @@ impl FakeCloud {
             account: Account::default(),
             instances: BTreeMap::new(),
             images: BTreeMap::new(),
+            copies: HashMap::new(),
             template_versions: Vec::new(),
             launch_configurations: Vec::new(),
             commands: HashMap::new(),
@@ -986,6 +990,29 @@ impl Cloud for FakeCloud {
                     tags: tags.clone(),
                 },
             );
+            Ok(id)
+        })
+    }
+
+    /// The fake holds one region: the copy is made from nothing (its source is not
+    /// checked), as a pending image with the copy's tags, once per client token.
+    async fn copy_image(&self, copy: &super::ImageCopy) -> CloudResult<String> {
+        self.call("CopyImage", |w| {
+            if let Some(id) = w.copies.get(&copy.client_token) {
+                return Ok(id.clone());
+            }
+            let id = w.next_id("ami");
+            let fails = w.next_image_fails.take();
+            w.images.insert(
+                id.clone(),
+                FakeImage {
+                    name: copy.name.clone(),
+                    created: Instant::now(),
+                    fails,
+                    tags: copy.tags.clone(),
+                },
+            );
+            w.copies.insert(copy.client_token.clone(), id.clone());
             Ok(id)
         })
     }

@@ -27,6 +27,17 @@ pub trait Cloud: Send + Sync {
         None
     }
 
+    /// The same account in `region`: what a pipeline promoting another region's images
+    /// reads there. Its calls count for the pipeline that makes them, as this one's do.
+    fn in_region(&self, region: &str) -> CloudResult<std::sync::Arc<dyn Cloud>> {
+        Err(CloudError::new(
+            "in_region",
+            ErrorClass::Invalid,
+            "NoOtherRegion",
+            format!("this client reaches one region only, not {region}"),
+        ))
+    }
+
     // --- Reading ---------------------------------------------------------------------
 
     /// The Auto Scaling group, its configuration and its instances.
@@ -144,6 +155,12 @@ pub trait Cloud: Send + Sync {
     /// Creates an image of the instance with `tags` on the image; returns its id.
     async fn create_image(&self, instance_id: &str, name: &str, tags: &Tags)
     -> CloudResult<String>;
+
+    /// Copies image `copy.source_image` of region `copy.source_region` into this region
+    /// (CopyImage, called in the destination), with `copy.tags` on the copy and its
+    /// snapshots; `copy.client_token` makes a repeated request answer the first copy.
+    /// Returns the copy's id; it is `pending` until AWS has copied it.
+    async fn copy_image(&self, copy: &ImageCopy) -> CloudResult<String>;
 
     // --- The fleet -------------------------------------------------------------------
 

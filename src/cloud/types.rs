@@ -60,6 +60,13 @@ pub fn succeeded_tag(value: Option<&str>, version: &semver::Version) -> String {
         .join(" ")
 }
 
+/// Set on an image copied from another region for a promoting pipeline: `REGION/ami-…`,
+/// the image it is a copy of.
+pub const TAG_COPY_OF: &str = "red5-rollout:copy-of";
+/// Set on such a copy: the pipeline that baked the image (the copy's own
+/// `red5-rollout:pipeline` is the promoting pipeline, whose `gc` looks after it).
+pub const TAG_BAKED_BY: &str = "red5-rollout:baked-by";
+
 /// Set on a group when a rollout converges (and by `adopt`): its minimum and maximum size
 /// then, `min=1 max=4`, to tell a hand change from the runner's.
 pub const TAG_BOUNDS: &str = "red5-rollout:bounds";
@@ -381,6 +388,20 @@ pub struct BuilderSpec {
     /// 64 ASCII characters, unique per pipeline, region, version and run (AWS refuses the
     /// same token with other parameters).
     pub client_token: String,
+    pub tags: Tags,
+}
+
+/// A copy of another region's image into this one (bake once, promote).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageCopy {
+    pub source_region: String,
+    pub source_image: String,
+    /// The copy's name (unique among the account's images of this region).
+    pub name: String,
+    /// Idempotency token: a retried copy with the same token copies nothing new. At most 64
+    /// ASCII characters.
+    pub client_token: String,
+    /// On the copy and its snapshots, from the copy's creation on.
     pub tags: Tags,
 }
 

@@ -33,7 +33,16 @@ pub async fn read_facts(
     // What the pipelines promoting this one's images run and select: theirs to keep.
     let mut promoted = Vec::new();
     for (promoter, selected) in promoters {
-        let seen = observe_in(cloud, promoter, Known::default(), Depth::Settled).await?;
+        // A promoter in another region runs a copy there: what it keeps here is the
+        // versions it runs and selects, which it may copy again.
+        let elsewhere = promoter.region != pipeline.region;
+        let there = if elsewhere {
+            Some(cloud.in_region(&promoter.region)?)
+        } else {
+            None
+        };
+        let reader = there.as_deref().unwrap_or(cloud);
+        let seen = observe_in(reader, promoter, Known::default(), Depth::Settled).await?;
         promoted.push(PromotedUse {
             pipeline: promoter.name.clone(),
             versions: selected
@@ -41,7 +50,7 @@ pub async fn read_facts(
                 .chain(seen.running_version.iter())
                 .cloned()
                 .collect(),
-            image: seen.image_id,
+            image: seen.image_id.filter(|_| !elsewhere),
         });
     }
     let state = observation.fleet_state();

@@ -98,8 +98,7 @@ impl Catalog {
     }
 
     /// Checks each `image.from_pipeline` against the pipelines it may name, and notes the
-    /// group of the one it names: another pipeline, that bakes its own images, in the same
-    /// region (an image lives in one region).
+    /// group and region of the one it names: another pipeline, that bakes its own images.
     fn link_promotions(&mut self) {
         let sources: Vec<(String, String, String, bool)> = self
             .pipelines
@@ -142,15 +141,9 @@ impl Catalog {
                     format!("image.from_pipeline names {name}, which bakes no images of its own: it promotes them too"),
                     "name the pipeline that bakes them".to_string(),
                 )),
-                Some((name, region, _, _)) if *region != pipeline.region => Some((
-                    format!(
-                        "image.from_pipeline names {name}, which runs in {region}, and this pipeline runs in {}: promoting an image to another region (CopyImage) is not supported yet",
-                        pipeline.region
-                    ),
-                    "promote from a pipeline of the same region, or remove the line to bake in this region".to_string(),
-                )),
-                Some((_, _, group, _)) => {
+                Some((_, region, group, _)) => {
                     promotion.group.clone_from(group);
+                    promotion.region.clone_from(region);
                     None
                 }
             };

@@ -311,6 +311,16 @@ pub struct Promotion {
     /// Its Auto Scaling group, whose tags say which of its rollouts succeeded (set when the
     /// repository's pipelines are checked together; empty until then).
     pub group: String,
+    /// Its region (set with `group`). In another region than this pipeline's, each image is
+    /// copied here (CopyImage) before it is rolled out.
+    pub region: String,
+}
+
+impl Promotion {
+    /// The baking pipeline's region, when it is not `region` (the promoting pipeline's).
+    pub fn other_region(&self, region: &str) -> Option<&str> {
+        (!self.region.is_empty() && self.region != region).then_some(self.region.as_str())
+    }
 }
 
 /// What the group launches from, with what that needs.
@@ -824,6 +834,7 @@ impl Checker<'_> {
             Some(name) => Some(Promotion {
                 pipeline: name.to_string(),
                 group: String::new(),
+                region: String::new(),
             }),
             None => None,
         };

@@ -82,6 +82,9 @@ pub struct Baked {
     pub group_image: Option<Image>,
     /// The images made for the pipeline, as the decision right before the stage saw them.
     pub images: Vec<Image>,
+    /// The image of another region to copy here, as the decision right before the stage
+    /// found it (a pipeline promoting that region's images, without a copy yet).
+    pub copy_from: Option<crate::plan::CopySource>,
 }
 
 impl Baked {
@@ -96,6 +99,7 @@ impl Baked {
             self.config.clone_from(&decided.config_id);
         }
         self.launch_name = Some(decided.launch_name.clone());
+        self.copy_from.clone_from(&decided.copy_from);
     }
 }
 

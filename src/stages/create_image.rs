@@ -6,12 +6,20 @@
 //! with the rendered name and the release's tags (pipeline, version, commit, run, source
 //! image, date), and wait until it is available within `image.timeout`.
 //!
+//! A pipeline promoting the images of a pipeline in another region bakes nothing: this
+//! stage copies that pipeline's image of the release into the pipeline's region
+//! (CopyImage, with a client token of the pipeline, version and source image), tagged at
+//! creation as the pipeline's own image with `red5-rollout:copy-of` and
+//! `red5-rollout:baked-by`, and waits for the copy as for a new image.
+//!
 //! Guarantees: at most one usable image per pipeline and version; the image is tagged at
 //! creation, so an interrupted run finds it. Fails with AWS's reason when the image ends
-//! `failed` (a later run bakes again), or a timeout.
+//! `failed` (a later run bakes, or copies, again), or a timeout.
 
 use super::context::{Baked, Context, StageError, Visibility};
-use crate::cloud::{ImageStatus, InstanceState, TAG_SOURCE_IMAGE};
+use crate::cloud::{
+    ImageCopy, ImageStatus, InstanceState, TAG_BAKED_BY, TAG_COPY_OF, TAG_SOURCE_IMAGE,
+};
 use crate::events::{Event, Produced, StageOutcome};
 use crate::observe::tags;
 use crate::plan::Stage;
@@ -38,6 +46,9 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
             adopted: true,
             ..Produced::default()
         }));
+    }
+    if let Some(source) = baked.copy_from.clone() {
+        return copy(ctx, baked, &source).await;
     }
     let Some(builder) = ctx.builder_for(STAGE, baked).await? else {
         return Err(StageError::Precondition {
@@ -107,6 +118,79 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
     }))
 }
 
+/// Copies `source` into the pipeline's region and waits for the copy.
+async fn copy(
+    ctx: &Context,
+    baked: &mut Baked,
+    source: &crate::plan::CopySource,
+) -> Result<StageOutcome, StageError> {
+    if ctx.is_interrupted() {
+        return Err(StageError::Interrupted { stage: STAGE });
+    }
+    let mut tags = ctx.release_tags();
+    tags.insert(
+        TAG_COPY_OF.into(),
+        format!("{}/{}", source.region, source.image_id),
+    );
+    tags.insert(TAG_BAKED_BY.into(), source.baked_by.clone());
+    let request = ImageCopy {
+        source_region: source.region.clone(),
+        source_image: source.image_id.clone(),
+        name: ctx.names.image_name.clone(),
+        client_token: copy_token(
+            &ctx.pipeline.name,
+            &ctx.release.version,
+            &source.image_id,
+            failed_copies(baked, &ctx.release.version),
+        ),
+        tags,
+    };
+    let image = ctx
+        .cloud
+        .copy_image(&request)
+        .await
+        .map_err(StageError::cloud(STAGE))?;
+    baked.image = Some(image.clone());
+    // A copy takes its own time, which no bake's timings tell.
+    wait_until_available(ctx, &image, None).await?;
+    Ok(StageOutcome::done(Produced {
+        image: Some(image),
+        image_name: Some(ctx.names.image_name.clone()),
+        ..Produced::default()
+    }))
+}
+
+/// How many copies made for `version` ended failed, by the images the decision saw.
+fn failed_copies(baked: &Baked, version: &semver::Version) -> usize {
+    baked
+        .images
+        .iter()
+        .filter(|i| {
+            i.tags.contains_key(TAG_COPY_OF)
+                && matches!(i.status, ImageStatus::Failed(_))
+                && i.tags.get(crate::cloud::TAG_VERSION) == Some(&version.to_string())
+        })
+        .count()
+}
+
+/// CopyImage's idempotency token: the same for every run that copies `source_image` as
+/// `version` for `pipeline` (a run resumed before the copy is visible to DescribeImages
+/// gets the first copy back), and another once `failed` copies of it ended failed (AWS
+/// would answer the failed one again). At most 64 ASCII characters.
+pub fn copy_token(
+    pipeline: &str,
+    version: &semver::Version,
+    source_image: &str,
+    failed: usize,
+) -> String {
+    let hash = crate::model::fnv1a(
+        [pipeline, &version.to_string(), source_image]
+            .join("\n")
+            .as_bytes(),
+    );
+    format!("r5r-copy-{hash:016x}-{failed}")
+}
+
 /// Tags the image with how long its bake's steps took, for the next rollout's waits. A
 /// failure to do so costs only that, so it is said and the rollout goes on.
 async fn record_timings(ctx: &Context, image: &str, timings: &Timings) {
@@ -157,4 +241,26 @@ async fn wait_until_available(
         },
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::copy_token;
+
+    #[test]
+    fn a_copy_token_is_the_same_for_every_run_and_changes_after_a_failed_copy() {
+        let v = |s: &str| s.parse::<semver::Version>().unwrap();
+        let base = copy_token("production", &v("12.4.0"), "ami-0aaa", 0);
+        assert_eq!(base, copy_token("production", &v("12.4.0"), "ami-0aaa", 0));
+        for other in [
+            copy_token("production-eu", &v("12.4.0"), "ami-0aaa", 0),
+            copy_token("production", &v("12.5.0"), "ami-0aaa", 0),
+            copy_token("production", &v("12.4.0"), "ami-0bbb", 0),
+            copy_token("production", &v("12.4.0"), "ami-0aaa", 1),
+        ] {
+            assert_ne!(base, other);
+        }
+        let long = copy_token(&"p".repeat(300), &v("1.0.0-rc.1+build.7"), "ami-0aaa", 99);
+        assert!(long.len() <= 64 && long.is_ascii(), "{long}");
+    }
 }

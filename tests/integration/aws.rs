@@ -7,8 +7,8 @@ use crate::emulator::{Emulator, Fleet, eventually, seeded, unique_name};
 use red5_rollout::cloud::aws::AwsCloud;
 use red5_rollout::cloud::{
     BuilderSpec, Cloud, CloudResult, CommandResult, ErrorClass, GroupConfig, HeldInstances,
-    ImageStatus, InstanceState, LaunchSpec, Lock, Refresh, RefreshSpec, RefreshStatus, TAG_COMMIT,
-    TAG_PIPELINE, TAG_ROLE, TAG_RUN, TAG_SOURCE_IMAGE, TAG_UPDATED, TAG_VERSION, Tags,
+    ImageCopy, ImageStatus, InstanceState, LaunchSpec, Lock, Refresh, RefreshSpec, RefreshStatus,
+    TAG_COMMIT, TAG_PIPELINE, TAG_ROLE, TAG_RUN, TAG_SOURCE_IMAGE, TAG_UPDATED, TAG_VERSION, Tags,
 };
 use serde_json::json;
 use std::time::Duration;
@@ -1395,4 +1395,73 @@ async fn a_launch_configuration_is_deleted_unless_a_group_uses_it() {
         .collect();
     assert_eq!(left, Vec::<String>::new());
     assert!(cloud.launch_configurations(&in_use).await.unwrap().len() == 1);
+}
+
+/// Promotion to another region: the client reaches the same account there (its calls are
+/// counted with this one's), and CopyImage, called in the destination, makes a pending copy
+/// tagged at creation, once per client token; an unknown source is not found.
+#[tokio::test]
+async fn an_image_is_copied_from_another_region_once_per_token_and_tagged() {
+    let emulator = Emulator::shared().await;
+    let east = emulator.cloud().await;
+    let west = east.in_region("us-west-2").unwrap();
+    let source = emulator.seeded_image(seeded::PIPELINE).await;
+    let pipeline = unique_name("copy");
+    let copy = ImageCopy {
+        source_region: "us-east-1".into(),
+        source_image: source.clone(),
+        name: unique_name("copied"),
+        client_token: unique_name("copy-token"),
+        tags: tags(&[(TAG_PIPELINE, &pipeline), (TAG_VERSION, "12.3.0")]),
+    };
+    let id = red5_rollout::cloud::meter::in_pipeline(pipeline.clone(), west.copy_image(&copy))
+        .await
+        .unwrap();
+    assert_eq!(
+        east.calls(&pipeline).map(|c| (c.reads, c.mutating)),
+        Some((0, 1)),
+        "the copy counts for the pipeline on the client it came from"
+    );
+    // A retry (an answer lost, a run resumed) gets the first copy back.
+    assert_eq!(west.copy_image(&copy).await.unwrap(), id);
+    let pending = west.image(&id).await.unwrap();
+    assert_eq!(pending.status, ImageStatus::Pending);
+    assert_eq!(pending.tags.get(TAG_PIPELINE), Some(&pipeline));
+    // It is in the destination region only.
+    assert_eq!(failure(east.image(&id).await).class, ErrorClass::NotFound);
+    eventually("the copy to be available", async || {
+        (west.image(&id).await.ok()?.status == ImageStatus::Available).then_some(())
+    })
+    .await;
+    let copied = west.image(&id).await.unwrap();
+    let original = east.image(&source).await.unwrap();
+    assert_eq!(copied.root_device_name(), original.root_device_name());
+    assert_eq!(copied.snapshot_size_gb(), original.snapshot_size_gb());
+    let found = west
+        .find_images(&tags(&[(TAG_PIPELINE, &pipeline)]))
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+
+    let missing = failure(
+        west.copy_image(&ImageCopy {
+            source_image: "ami-0123456789abcdef0".into(),
+            client_token: unique_name("copy-token"),
+            name: unique_name("copied"),
+            ..copy.clone()
+        })
+        .await,
+    );
+    assert_eq!(
+        (missing.class, missing.operation, missing.code.as_str()),
+        (ErrorClass::NotFound, "CopyImage", "InvalidAMIID.NotFound")
+    );
+    let reused = failure(
+        west.copy_image(&ImageCopy {
+            name: unique_name("another-name"),
+            ..copy.clone()
+        })
+        .await,
+    );
+    assert_eq!(reused.code, "IdempotentParameterMismatch");
 }

@@ -2100,3 +2100,179 @@ async fn production_rolls_out_the_image_staging_baked_and_only_after_staging_suc
     let running = cloud.config_image(&group.config).await.unwrap();
     assert_eq!(running, staging.images_of("12.5.0").await.first().cloned());
 }
+
+/// Bake once, promote to another region: production in us-west-2 promotes the images
+/// staging bakes in us-east-1. It is refused before staging succeeded; then create-image
+/// copies staging's image (one CopyImage, tagged at creation), a run killed while the copy
+/// is pending is resumed without a second copy, and the group rolls out the copy.
+#[tokio::test(flavor = "multi_thread")]
+async fn production_in_another_region_rolls_out_a_copy_of_the_image_staging_baked() {
+    const WEST: &str = "us-west-2";
+    let emulator = Emulator::alone().await;
+    let staging = setup(&emulator, "e2e-staging-east", "stream-manager", 1).await;
+    let west = emulator.cloud_in(WEST).await;
+    let production = unique_name("e2e-production-west");
+    let fleet = emulator
+        .guide_template_fleet_in(WEST, &production, 1, &staging.fleet.image_id)
+        .await;
+    let text = std::fs::read_to_string(
+        staging
+            .repo
+            .path()
+            .join(format!("pipelines/{}.yaml", staging.pipeline)),
+    )
+    .unwrap()
+    .replace(
+        &format!("name: {}\n", staging.pipeline),
+        &format!("name: {production}\n"),
+    )
+    .replace("region: us-east-1", &format!("region: {WEST}"))
+    .replace(
+        &format!("auto_scaling_group: {}", staging.fleet.group),
+        &format!("auto_scaling_group: {}", fleet.group),
+    )
+    .replace(
+        &format!("template: {}\n", staging.fleet.template()),
+        &format!("template: {}\n", fleet.template()),
+    )
+    .replace(
+        "image:\n",
+        &format!("image:\n  from_pipeline: {}\n", staging.pipeline),
+    );
+    std::fs::write(
+        staging
+            .repo
+            .path()
+            .join(format!("pipelines/{production}.yaml")),
+        text,
+    )
+    .unwrap();
+    git(staging.repo.path(), &["add", "-A"]);
+    git(
+        staging.repo.path(),
+        &[
+            "commit",
+            "-q",
+            "-m",
+            "production in us-west-2 promotes staging",
+        ],
+    );
+    let adopted = staging.run(&["adopt", &production, "--version", "12.3.0", "--yes"]);
+    assert!(adopted.status.success(), "{}", stderr(&adopted));
+
+    staging.bump("12.4.0");
+    emulator.reset_calls();
+    let early = staging.run(&["apply", &production, "--output", "json"]);
+    assert_eq!(early.status.code(), Some(1), "{}", stderr(&early));
+    assert!(
+        stderr(&early).contains(&format!(
+            "{} has no available image of 12.4.0 in us-east-1",
+            staging.pipeline
+        )),
+        "{}",
+        stderr(&early)
+    );
+    assert_eq!(mutating(&emulator), Vec::<(String, u64)>::new());
+
+    let baked = staging.run(&["apply", &staging.pipeline, "--output", "json"]);
+    assert_eq!(baked.status.code(), Some(0), "{}", stderr(&baked));
+    let staged = staging.images_of("12.4.0").await;
+    assert_eq!(staged.len(), 1, "{staged:?}");
+
+    // The plan says what runs: a copy of that very image, and no bake.
+    let plan = staging.run(&["plan", &production]);
+    assert_eq!(plan.status.code(), Some(0), "{}", stderr(&plan));
+    let text = stdout(&plan);
+    assert!(
+        text.contains(&format!("copy {} of us-east-1", staged[0])),
+        "{text}"
+    );
+    assert!(text.contains("create-image copies it here"), "{text}");
+
+    // Killed while the copy is pending; the next run (once the lease expired) waits for
+    // that copy instead of asking for another.
+    emulator.reset_calls();
+    let short = ["--lease", "2s", "--lease-grace", "1s"];
+    let mut args = vec![production.as_str()];
+    args.extend_from_slice(&short);
+    let killed = kill_when(&staging, &args, |event| {
+        event["event"] == "stage-progress"
+            && event["stage"] == "create-image"
+            && event["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("to be available"))
+    });
+    assert!(
+        killed.is_some(),
+        "the run ended before the copy was pending"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(3200));
+    let mut args = vec!["apply", production.as_str(), "--output", "json"];
+    args.extend_from_slice(&short);
+    let promoted = staging.run(&args);
+    assert_eq!(promoted.status.code(), Some(0), "{}", stderr(&promoted));
+    let calls = mutating(&emulator);
+    assert_eq!(count(&calls, "ec2:CopyImage"), 1, "{calls:?}");
+    for action in ["ec2:RunInstances", "ec2:CreateImage", "ssm:SendCommand"] {
+        assert_eq!(count(&calls, action), 0, "{action} in {calls:?}");
+    }
+    assert_eq!(count(&calls, "autoscaling:StartInstanceRefresh"), 1);
+
+    // The group runs the copy, which is tagged as production's image of 12.4.0, copied
+    // from staging's, and so are its snapshots.
+    let group = west.group(&fleet.group).await.unwrap();
+    let running = west.config_image(&group.config).await.unwrap().unwrap();
+    assert_ne!(running, staged[0]);
+    let copy = west.image(&running).await.unwrap();
+    assert_eq!(copy.status, ImageStatus::Available);
+    let tag = |key: &str| copy.tags.get(key).cloned().unwrap_or_default();
+    assert_eq!(tag(TAG_PIPELINE), production);
+    assert_eq!(tag(TAG_VERSION), "12.4.0");
+    assert_eq!(
+        tag("red5-rollout:copy-of"),
+        format!("us-east-1/{}", staged[0])
+    );
+    assert_eq!(tag("red5-rollout:baked-by"), staging.pipeline);
+    assert!(!copy.snapshots.is_empty());
+    let copies = west
+        .find_images(&tags(&[
+            (TAG_PIPELINE, &production),
+            (TAG_VERSION, "12.4.0"),
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    let snapshots = emulator
+        .ec2_in(WEST)
+        .await
+        .describe_snapshots()
+        .set_snapshot_ids(Some(copy.snapshots.clone()))
+        .send()
+        .await
+        .unwrap();
+    for snapshot in snapshots.snapshots() {
+        assert!(
+            snapshot
+                .tags()
+                .iter()
+                .any(|t| t.key() == Some(TAG_VERSION) && t.value() == Some("12.4.0")),
+            "{snapshot:?}"
+        );
+    }
+
+    // Converged: a second apply changes nothing, and gc (which reads production's fleet
+    // in its region to keep what it promotes) deletes nothing that is used.
+    emulator.reset_calls();
+    let again = staging.run(&["apply", &production, "--output", "json"]);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert_eq!(mutating(&emulator), Vec::<(String, u64)>::new());
+    let gc = staging.run(&["gc", "--dry-run"]);
+    assert_eq!(gc.status.code(), Some(0), "{}", stderr(&gc));
+    let listed = stdout(&gc);
+    for image in [&running, &staged[0]] {
+        assert!(
+            listed.contains(&format!("keep   image {image}")),
+            "{listed}"
+        );
+    }
+}

@@ -224,7 +224,12 @@ impl Emulator {
 
     /// The adapter under test, on the emulator's endpoint with the emulator's dummy keys.
     pub async fn cloud(&self) -> AwsCloud {
-        AwsCloud::connect_with(REGION, Some(self.endpoint()), Some(test_credentials())).await
+        self.cloud_in(REGION).await
+    }
+
+    /// [`Emulator::cloud`] in `region`.
+    pub async fn cloud_in(&self, region: &str) -> AwsCloud {
+        AwsCloud::connect_with(region, Some(self.endpoint()), Some(test_credentials())).await
     }
 
     /// Builds the guide's fleet; seeding an already seeded emulator changes nothing.
@@ -333,6 +338,11 @@ impl Emulator {
         aws_sdk_ec2::Client::new(&self.sdk_config().await)
     }
 
+    /// [`Emulator::ec2`] in `region`.
+    pub async fn ec2_in(&self, region: &str) -> aws_sdk_ec2::Client {
+        aws_sdk_ec2::Client::new(&self.sdk_config_in(region).await)
+    }
+
     pub async fn iam(&self) -> aws_sdk_iam::Client {
         aws_sdk_iam::Client::new(&self.sdk_config().await)
     }
@@ -353,9 +363,13 @@ impl Emulator {
     }
 
     async fn sdk_config(&self) -> aws_config::SdkConfig {
+        self.sdk_config_in(REGION).await
+    }
+
+    async fn sdk_config_in(&self, region: &str) -> aws_config::SdkConfig {
         let (key, secret) = test_credentials();
         aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(REGION))
+            .region(aws_config::Region::new(region.to_owned()))
             .endpoint_url(&self.endpoint)
             .credentials_provider(aws_sdk_ec2::config::Credentials::new(
                 key, secret, None, None, "test",
@@ -576,6 +590,158 @@ impl Emulator {
         };
         fleet.wait_in_service(self, desired).await;
         fleet
+    }
+
+    /// A guide-built template fleet in `region` (not the seeded one), as an operator builds
+    /// a second region: `image` (a 12.3.0 image of the seeded region) copied there by hand
+    /// with only a `Name` tag, the default VPC's subnets, a security group named as the
+    /// seeded one (made once per region), and a template holding what the runner does not
+    /// manage (an instance profile, IMDSv2, an encrypted root and a recordings volume) on
+    /// which the group names `$Default` and protects its instances from scale-in.
+    pub async fn guide_template_fleet_in(
+        &self,
+        region: &str,
+        label: &str,
+        desired: i32,
+        image: &str,
+    ) -> Fleet {
+        let name = unique_name(label);
+        let config = self.sdk_config_in(region).await;
+        let ec2_client = aws_sdk_ec2::Client::new(&config);
+        let asg_client = aws_sdk_autoscaling::Client::new(&config);
+        let cloud = self.cloud_in(region).await;
+        let copied = ec2_client
+            .copy_image()
+            .source_region(REGION)
+            .source_image_id(image)
+            .name(format!("{name}-12.3.0"))
+            .tag_specifications(
+                ec2::TagSpecification::builder()
+                    .resource_type(ec2::ResourceType::Image)
+                    .tags(
+                        ec2::Tag::builder()
+                            .key("Name")
+                            .value(format!("red5pro-{label}-12.3.0"))
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("copy the fleet's image into its region")
+            .image_id()
+            .expect("a copy has an id")
+            .to_owned();
+        eventually("the region's image to be available", async || {
+            (cloud.image(&copied).await.ok()?.status == red5_rollout::cloud::ImageStatus::Available)
+                .then_some(())
+        })
+        .await;
+        let subnets: Vec<String> = ec2_client
+            .describe_subnets()
+            .filters(
+                ec2::Filter::builder()
+                    .name("default-for-az")
+                    .values("true")
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("the region's default subnets")
+            .subnets()
+            .iter()
+            .filter_map(|s| s.subnet_id().map(str::to_owned))
+            .take(2)
+            .collect();
+        let security_group = match cloud
+            .resolve_security_groups(&[seeded::SECURITY_GROUP.to_owned()])
+            .await
+        {
+            Ok(ids) => ids[0].clone(),
+            Err(_) => ec2_client
+                .create_security_group()
+                .group_name(seeded::SECURITY_GROUP)
+                .description("Stream Manager")
+                .send()
+                .await
+                .expect("create the region's security group")
+                .group_id()
+                .expect("a security group has an id")
+                .to_owned(),
+        };
+        let volume = |device: &str, size: i32| {
+            ec2::LaunchTemplateBlockDeviceMappingRequest::builder()
+                .device_name(device)
+                .ebs(
+                    ec2::LaunchTemplateEbsBlockDeviceRequest::builder()
+                        .volume_size(size)
+                        .volume_type(ec2::VolumeType::Gp3)
+                        .encrypted(true)
+                        .delete_on_termination(true)
+                        .build(),
+                )
+                .build()
+        };
+        let data = ec2::RequestLaunchTemplateData::builder()
+            .image_id(&copied)
+            .instance_type(ec2::InstanceType::from(seeded::INSTANCE_TYPE))
+            .security_group_ids(&security_group)
+            .iam_instance_profile(
+                ec2::LaunchTemplateIamInstanceProfileSpecificationRequest::builder()
+                    .name(seeded::INSTANCE_PROFILE)
+                    .build(),
+            )
+            .metadata_options(
+                ec2::LaunchTemplateInstanceMetadataOptionsRequest::builder()
+                    .http_tokens(ec2::LaunchTemplateHttpTokensState::Required)
+                    .build(),
+            )
+            .block_device_mappings(volume("/dev/xvda", 16))
+            .block_device_mappings(volume("/dev/sdf", 50));
+        ec2_client
+            .create_launch_template()
+            .launch_template_name(&name)
+            .version_description(format!("{name} version 1"))
+            .launch_template_data(data.build())
+            .send()
+            .await
+            .expect("create the fleet's launch template");
+        let group = format!("{name}-asg");
+        asg_client
+            .create_auto_scaling_group()
+            .auto_scaling_group_name(&group)
+            .launch_template(
+                asg::LaunchTemplateSpecification::builder()
+                    .launch_template_name(&name)
+                    .version("$Default")
+                    .build(),
+            )
+            .new_instances_protected_from_scale_in(true)
+            .min_size(1)
+            .max_size(4)
+            .desired_capacity(desired)
+            .vpc_zone_identifier(subnets.join(","))
+            .health_check_type("EC2")
+            .health_check_grace_period(300)
+            .send()
+            .await
+            .expect("create the fleet's group");
+        let wanted = usize::try_from(desired).unwrap_or(0);
+        eventually(&format!("{group} to be in service"), async || {
+            let found = cloud.group(&group).await.ok()?;
+            let in_service = found
+                .instances
+                .iter()
+                .filter(|i| i.lifecycle_state == "InService");
+            (in_service.count() == wanted).then_some(())
+        })
+        .await;
+        Fleet {
+            group,
+            template: Some(name),
+            configuration: None,
+            image_id: copied,
+        }
     }
 
     /// A new fleet of its own on a launch configuration `<label>-N-LC`, as legacy

@@ -641,3 +641,89 @@ fn a_promoted_pipeline_rolls_out_the_baked_image_only_after_its_rollout_succeede
     );
     assert!(unbaked.hint().contains("red5-rollout apply staging"));
 }
+
+/// Promoting from another region: create-image copies the baked image here (the plan
+/// names it), waits for a copy in flight, and a copy that exists is rolled out like an
+/// image promoted in its own region; an image still baking there, or not rolled out there
+/// successfully, is refused.
+#[test]
+fn a_pipeline_promoting_another_regions_images_copies_them_first() {
+    let promoted = || {
+        Scenario::new("stream-manager")
+            .promoting("staging", "eu-west-1")
+            .release("12.4.0")
+            .fleet_on("12.3.0")
+            .succeeded_there(&["12.3.0", "12.4.0"])
+    };
+    let copying = promoted()
+        .baked_in("12.4.0", "staging", "eu-west-1", ImageState::Available)
+        .plan();
+    assert_eq!(actions(&copying), "SSRRSRS");
+    assert_eq!(copying.image_id, None);
+    let source = copying.copy_from.clone().unwrap();
+    assert_eq!(
+        (
+            source.region.as_str(),
+            source.image_id.as_str(),
+            source.baked_by.as_str()
+        ),
+        ("eu-west-1", "ami-eu-west-1-12.4.0", "staging")
+    );
+    assert_eq!(
+        reason(&copying, Stage::CreateImage),
+        format!(
+            "copy ami-eu-west-1-12.4.0 of eu-west-1 (baked by staging) into us-east-1 as `{}` (CopyImage) and wait for it",
+            copying.image_name
+        )
+    );
+    assert_eq!(
+        reason(&copying, Stage::LaunchBuilder),
+        "promoted: ami-eu-west-1-12.4.0 for 12.4.0 was baked by staging in eu-west-1, where its rollout succeeded; create-image copies it here"
+    );
+    assert_eq!(
+        reason(&copying, Stage::Cleanup),
+        "a promoted pipeline runs no builder"
+    );
+
+    let in_flight = promoted()
+        .baked_in("12.4.0", "staging", "eu-west-1", ImageState::Available)
+        .copied("12.4.0", "staging", ImageState::Pending)
+        .plan();
+    assert_eq!(actions(&in_flight), "SSURSRS");
+    assert_eq!(in_flight.copy_from, None);
+    assert_eq!(
+        reason(&in_flight, Stage::CreateImage),
+        "wait for image ami-copy-12.4.0 to be available"
+    );
+
+    let copied = promoted()
+        .baked_in("12.4.0", "staging", "eu-west-1", ImageState::Available)
+        .copied("12.4.0", "staging", ImageState::Available)
+        .plan();
+    assert_eq!(actions(&copied), "SSSRSRS");
+    assert_eq!(copied.image_id.as_deref(), Some("ami-copy-12.4.0"));
+    assert_eq!(
+        reason(&copied, Stage::LaunchBuilder),
+        "promoted: ami-copy-12.4.0 for 12.4.0 was baked by staging, where its rollout succeeded"
+    );
+
+    let baking = promoted()
+        .baked_in("12.4.0", "staging", "eu-west-1", ImageState::Pending)
+        .try_plan()
+        .unwrap_err();
+    assert_eq!(
+        baking.to_string(),
+        "stream-manager promotes the images of staging, and staging has no available image of 12.4.0 in eu-west-1: nothing of 12.4.0 is rolled out here before it is there"
+    );
+    let early = promoted()
+        .succeeded_there(&["12.3.0"])
+        .baked_in("12.4.0", "staging", "eu-west-1", ImageState::Available)
+        .try_plan()
+        .unwrap_err();
+    assert!(
+        early
+            .to_string()
+            .contains("the rollout of 12.4.0 to staging (group staging-asg) has not succeeded"),
+        "{early}"
+    );
+}

@@ -139,6 +139,7 @@ impl Scenario {
             version: version.parse().unwrap(),
             state,
             baked_by: None,
+            region: None,
         });
         self
     }
@@ -151,6 +152,52 @@ impl Scenario {
             version: version.parse().unwrap(),
             state: ImageState::Available,
             baked_by: Some(source.into()),
+            region: None,
+        });
+        self
+    }
+
+    /// The pipeline promotes the images of pipeline `source` of `region` (the repository's
+    /// check links them so).
+    pub fn promoting(mut self, source: &str, region: &str) -> Self {
+        self.pipeline.image.from_pipeline = Some(red5_rollout::model::Promotion {
+            pipeline: source.into(),
+            group: format!("{source}-asg"),
+            region: region.into(),
+        });
+        self
+    }
+
+    /// An image of `version` that pipeline `source` baked in `region` (another one), in
+    /// `state`.
+    pub fn baked_in(
+        mut self,
+        version: &str,
+        source: &str,
+        region: &str,
+        state: ImageState,
+    ) -> Self {
+        self.fleet.images.push(ImageRecord {
+            snapshot_gb: Some(8),
+            id: format!("ami-{region}-{version}"),
+            version: version.parse().unwrap(),
+            state,
+            baked_by: Some(source.into()),
+            region: Some(region.into()),
+        });
+        self
+    }
+
+    /// A copy (in the pipeline's region) of the image `source` baked in another region,
+    /// in `state`.
+    pub fn copied(mut self, version: &str, source: &str, state: ImageState) -> Self {
+        self.fleet.images.push(ImageRecord {
+            snapshot_gb: Some(8),
+            id: format!("ami-copy-{version}"),
+            version: version.parse().unwrap(),
+            state,
+            baked_by: Some(source.into()),
+            region: None,
         });
         self
     }

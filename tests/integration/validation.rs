@@ -1411,9 +1411,9 @@ fn an_unquoted_checksum_that_yaml_reads_as_a_number_is_taken_as_written() {
 }
 
 /// `image.from_pipeline` names another pipeline of the repository, one that bakes its own
-/// images, in the same region; each mistake is named at its line with the fix.
+/// images, in this region or another; each mistake is named at its line with the fix.
 #[test]
-fn a_promoted_pipeline_names_a_baking_pipeline_of_its_region() {
+fn a_promoted_pipeline_names_a_baking_pipeline() {
     let production = |name: &str, group: &str, region: &str, from: &str| {
         PIPELINE
             .replace("name: stream-manager\n", &format!("name: {name}\n"))
@@ -1445,9 +1445,30 @@ fn a_promoted_pipeline_names_a_baking_pipeline_of_its_region() {
         .clone()
         .unwrap();
     assert_eq!(
-        (promotion.pipeline.as_str(), promotion.group.as_str()),
-        ("stream-manager", "red5pro-sm-asg")
+        (
+            promotion.pipeline.as_str(),
+            promotion.group.as_str(),
+            promotion.other_region("us-east-1")
+        ),
+        ("stream-manager", "red5pro-sm-asg", None)
     );
+    // In another region, each image is copied: the pipeline knows where from.
+    let elsewhere = check(&[
+        staging.clone(),
+        (
+            "pipelines/production.yaml",
+            production("production", "prod-asg", "eu-west-1", "stream-manager"),
+        ),
+    ]);
+    assert!(elsewhere.problems.is_empty(), "{}", elsewhere.problems);
+    let promotion = elsewhere
+        .pipeline("production")
+        .unwrap()
+        .image
+        .from_pipeline
+        .clone()
+        .unwrap();
+    assert_eq!(promotion.other_region("eu-west-1"), Some("us-east-1"));
 
     for (files, expected) in [
         (
@@ -1466,16 +1487,6 @@ fn a_promoted_pipeline_names_a_baking_pipeline_of_its_region() {
                 production("production", "prod-asg", "us-east-1", "production"),
             )],
             "pipelines/production.yaml:22:18: image.from_pipeline names this pipeline, production",
-        ),
-        (
-            vec![
-                staging.clone(),
-                (
-                    "pipelines/production.yaml",
-                    production("production", "prod-asg", "eu-west-1", "stream-manager"),
-                ),
-            ],
-            "image.from_pipeline names stream-manager, which runs in us-east-1, and this pipeline runs in eu-west-1: promoting an image to another region (CopyImage) is not supported yet",
         ),
         (
             vec![
