@@ -538,12 +538,12 @@ impl<'a> Facts<'a> {
                 });
             }
         }
-        if self.needs_bake
+        if let Some(builder) = pipeline.builder.as_ref()
+            && self.needs_bake
             && self.pending_image.is_none()
             && self.builder.is_none()
-            && pipeline.image.from_pipeline.is_none()
         {
-            if pipeline.builder.base_image == BaseImage::FromGroup && self.running > to {
+            if builder.base_image == BaseImage::FromGroup && self.running > to {
                 return Err(PlanError::WouldBakeOverNewer {
                     pipeline: pipeline.name.clone(),
                     to: to.clone(),
@@ -552,12 +552,12 @@ impl<'a> Facts<'a> {
             }
             if let Some(snapshot) = fleet
                 .base_snapshot_gb
-                .filter(|_| pipeline.builder.base_image == BaseImage::FromGroup)
-                && snapshot > pipeline.builder.volume_size_gb
+                .filter(|_| builder.base_image == BaseImage::FromGroup)
+                && snapshot > builder.volume_size_gb
             {
                 return Err(PlanError::VolumeTooSmall {
                     field: "builder.volume_size_gb",
-                    size: pipeline.builder.volume_size_gb,
+                    size: builder.volume_size_gb,
                     snapshot,
                 });
             }
@@ -631,11 +631,17 @@ impl<'a> Facts<'a> {
     }
 
     fn base_image(&self) -> String {
-        match &self.pipeline.builder.base_image {
-            BaseImage::FromGroup => "the image the group runs now".to_string(),
-            BaseImage::Ami(id) => id.clone(),
+        match self.pipeline.builder.as_ref().map(|b| &b.base_image) {
+            Some(BaseImage::FromGroup) => "the image the group runs now".to_string(),
+            Some(BaseImage::Ami(id)) => id.clone(),
+            None => "no image: the pipeline promotes another's images".to_string(),
         }
     }
+
+    /// Why a stage of the bake has nothing to do for a pipeline without a builder (one
+    /// that promotes another's images; [`Facts::refuse`] refused it when nothing is
+    /// there to promote).
+    const PROMOTED: &'static str = "a promoted pipeline bakes nothing";
 
     fn launch_builder(&self) -> (Action, String) {
         match (self.bake_skip("builder"), self.builder) {
@@ -647,14 +653,17 @@ impl<'a> Facts<'a> {
                     b.instance_id, b.run_id
                 ),
             ),
-            (None, None) => (
-                Action::Run,
-                format!(
-                    "launch a builder ({}) from {} and wait for it on SSM",
-                    self.pipeline.builder.instance_type,
-                    self.base_image()
+            (None, None) => match &self.pipeline.builder {
+                Some(builder) => (
+                    Action::Run,
+                    format!(
+                        "launch a builder ({}) from {} and wait for it on SSM",
+                        builder.instance_type,
+                        self.base_image()
+                    ),
                 ),
-            ),
+                None => (Action::Skip, Self::PROMOTED.into()),
+            },
         }
     }
 
@@ -665,14 +674,17 @@ impl<'a> Facts<'a> {
                 Action::Skip,
                 format!("builder {} already runs {}", b.instance_id, self.to),
             ),
-            (None, _) => (
-                Action::Run,
-                format!(
-                    "install {} over SSM (AWS-RunShellScript, timeout {})",
-                    self.to,
-                    human(self.pipeline.update.execution_timeout.as_secs())
+            (None, _) => match &self.pipeline.update {
+                Some(update) => (
+                    Action::Run,
+                    format!(
+                        "install {} over SSM (AWS-RunShellScript, timeout {})",
+                        self.to,
+                        human(update.execution_timeout.as_secs())
+                    ),
                 ),
-            ),
+                None => (Action::Skip, Self::PROMOTED.into()),
+            },
         }
     }
 
@@ -1064,10 +1076,10 @@ pub fn refuse_base(
             .hint()
         ));
     }
+    let volume = pipeline.builder.as_ref()?.volume_size_gb;
     match snapshot_gb {
-        Some(snapshot) if snapshot > pipeline.builder.volume_size_gb => Some(format!(
-            "builder.volume_size_gb is {} GB but image {base}'s root snapshot is {snapshot} GB: AWS refuses a smaller volume (InvalidBlockDeviceMapping); set builder.volume_size_gb to at least {snapshot}",
-            pipeline.builder.volume_size_gb
+        Some(snapshot) if snapshot > volume => Some(format!(
+            "builder.volume_size_gb is {volume} GB but image {base}'s root snapshot is {snapshot} GB: AWS refuses a smaller volume (InvalidBlockDeviceMapping); set builder.volume_size_gb to at least {snapshot}",
         )),
         _ => None,
     }

@@ -26,8 +26,11 @@ struct RawPipeline {
     track: Option<Scalar>,
     #[serde(default)]
     pin: Option<Scalar>,
-    builder: RawBuilder,
-    update: RawUpdate,
+    /// Required unless `image.from_pipeline` is set (a promoted pipeline never bakes).
+    #[serde(default)]
+    builder: Option<RawBuilder>,
+    #[serde(default)]
+    update: Option<RawUpdate>,
     image: RawImage,
     launch: RawLaunch,
     #[serde(default)]
@@ -262,8 +265,11 @@ pub struct Pipeline {
     pub region: String,
     pub auto_scaling_group: String,
     pub target: Target,
-    pub builder: Builder,
-    pub update: Update,
+    /// How the pipeline bakes; `None` for a pipeline that promotes another's images
+    /// (`image.from_pipeline`), which never bakes.
+    pub builder: Option<Builder>,
+    /// The install the bake runs; `None` exactly when `builder` is.
+    pub update: Option<Update>,
     pub image: Image,
     pub launch: Launch,
     pub refresh: Refresh,
@@ -748,6 +754,54 @@ impl Checker<'_> {
         }
     }
 
+    /// The `builder` and `update` blocks: both for a pipeline that bakes, neither for one
+    /// that promotes another's images. `update` is `None` also when its script is wrong
+    /// (reported).
+    fn bake(
+        &mut self,
+        builder: Option<RawBuilder>,
+        update: Option<RawUpdate>,
+        promoted: bool,
+    ) -> (Option<Builder>, Option<Update>) {
+        if promoted {
+            let unused: Vec<&str> = [("builder", builder.is_some()), ("update", update.is_some())]
+                .into_iter()
+                .filter_map(|(block, present)| present.then_some(block))
+                .collect();
+            if let Some(first) = unused.first() {
+                let (blocks, verb, them) = match unused.as_slice() {
+                    [one] => ((*one).to_string(), "is", "block"),
+                    _ => (unused.join(" and "), "are", "blocks"),
+                };
+                let location = self.at.key(&[first]);
+                self.problems.push(
+                    Diagnostic::new(
+                        self.file,
+                        location,
+                        format!("{blocks} {verb} not used: a pipeline with image.from_pipeline never bakes, it rolls out the images of the pipeline it names"),
+                    )
+                    .with_hint(format!("remove the {blocks} {them}, or image.from_pipeline to bake here")),
+                );
+            }
+            return (None, None);
+        }
+        for (block, present) in [("builder", builder.is_some()), ("update", update.is_some())] {
+            if !present {
+                self.problems.push(
+                    Diagnostic::new(
+                        self.file,
+                        Location::START,
+                        format!("missing field `{block}`: a pipeline bakes its images with a builder and an update script"),
+                    )
+                    .with_hint(format!("add the {block} block (see README.md, \"Writing a pipeline\"), or set image.from_pipeline to roll out another pipeline's images")),
+                );
+            }
+        }
+        let builder = builder.map(|b| self.builder(b));
+        let update = update.and_then(|u| self.update(u));
+        (builder, update)
+    }
+
     fn builder(&mut self, b: RawBuilder) -> Builder {
         let base_image = if b.base_image == FROM_GROUP {
             BaseImage::FromGroup
@@ -848,7 +902,7 @@ impl Checker<'_> {
 
     /// Checks the launch settings, the volume against the builder's (whose volume becomes
     /// the image's root snapshot).
-    fn launch(&mut self, l: RawLaunch, builder_volume: u32) -> Option<Launch> {
+    fn launch(&mut self, l: RawLaunch, builder_volume: Option<u32>) -> Option<Launch> {
         match (l.kind, &l.template) {
             (LaunchKind::Template, None) => self.fail(
                 &["launch", "kind"],
@@ -881,8 +935,11 @@ impl Checker<'_> {
         );
         let launch_volume = self.volume(&["launch", "volume_size_gb"], l.volume_size_gb);
         // The new image's root snapshot is the builder's root volume: a fleet volume smaller
-        // than it fails every launch.
-        if l.volume_size_gb >= MIN_VOLUME_GB && launch_volume < builder_volume {
+        // than it fails every launch. (A promoted image's snapshot is checked by the plan.)
+        if let Some(builder_volume) = builder_volume
+            && l.volume_size_gb >= MIN_VOLUME_GB
+            && launch_volume < builder_volume
+        {
             self.fail(
                 &["launch", "volume_size_gb"],
                 format!(
@@ -925,11 +982,11 @@ impl Pipeline {
         c.identity(&raw, text);
         let group = raw.auto_scaling_group.trim().to_string();
         let target = c.target(raw.track, raw.pin);
-        let builder = c.builder(raw.builder);
-        let update = c.update(raw.update);
+        let promoted = raw.image.from_pipeline.is_some();
         let image = c.image(raw.image);
+        let (builder, update) = c.bake(raw.builder, raw.update, promoted);
         let launch_kind = raw.launch.kind;
-        let launch = c.launch(raw.launch, builder.volume_size_gb);
+        let launch = c.launch(raw.launch, builder.as_ref().map(|b| b.volume_size_gb));
         let refresh = c.refresh(raw.refresh, launch_kind);
         let origin = Origin {
             file: file.to_string(),
@@ -946,7 +1003,7 @@ impl Pipeline {
             user_data_at: c.at.line_in_value(&["launch", "user_data"], 0),
         };
         match (target, update, image, launch) {
-            (Some(target), Some(update), Some(image), Some(launch)) if c.problems.is_empty() => {
+            (Some(target), update, Some(image), Some(launch)) if c.problems.is_empty() => {
                 let github_environment = raw
                     .github
                     .environment

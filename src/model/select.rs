@@ -112,7 +112,9 @@ pub fn desired_release<'a>(
 pub struct Rendered {
     pub image_name: String,
     pub launch_name: String,
-    pub update_script: String,
+    /// The bake's install script (none for a pipeline that promotes another's images).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub update_script: Option<String>,
     pub user_data: String,
 }
 
@@ -184,11 +186,10 @@ pub fn render(
         "launch.name",
         pipeline.origin.launch_name_at,
     );
-    let update_script = render_one(
-        &pipeline.update.script,
-        "update.script",
-        pipeline.origin.script_at,
-    );
+    let update_script = pipeline
+        .update
+        .as_ref()
+        .map(|update| render_one(&update.script, "update.script", pipeline.origin.script_at));
     let user_data = render_one(
         &pipeline.launch.user_data,
         "launch.user_data",

@@ -102,15 +102,34 @@ pub fn check_all(facts: &PreflightFacts) -> Vec<Check> {
     ]
 }
 
+/// What a builder check says of a pipeline that runs no builder.
+fn no_builder(name: &'static str, facts: &PreflightFacts) -> Check {
+    Check::pass(
+        name,
+        format!(
+            "no builder: the pipeline rolls out the images of {}",
+            facts
+                .pipeline
+                .image
+                .from_pipeline
+                .as_ref()
+                .map_or("another pipeline", |p| p.pipeline.as_str())
+        ),
+    )
+}
+
 pub fn builder_ssm_permission(facts: &PreflightFacts) -> Check {
     const NAME: &str = "builder-ssm-permission";
-    let profile = &facts.pipeline.builder.instance_profile;
+    let (Some(builder), Some(written)) = (&facts.builder, &facts.pipeline.builder) else {
+        return no_builder(NAME, facts);
+    };
+    let profile = &written.instance_profile;
     let attach = |role: &str| {
         format!(
             "aws iam attach-role-policy --role-name {role} --policy-arn arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
         )
     };
-    match &facts.builder_access {
+    match &builder.access {
         BuilderAccess::NoProfile => Check::fail(
             NAME,
             format!("instance profile {profile} (builder.instance_profile) does not exist"),
@@ -210,7 +229,10 @@ fn matches_action(pattern: &str, action: &str) -> bool {
 
 pub fn builder_ssm_reachable(facts: &PreflightFacts) -> Check {
     const NAME: &str = "builder-ssm-reachable";
-    let subnet = &facts.builder_subnet;
+    let Some(builder) = &facts.builder else {
+        return no_builder(NAME, facts);
+    };
+    let subnet = &builder.subnet;
     if subnet.maps_public_ip {
         return Check::pass(
             NAME,
@@ -221,7 +243,7 @@ pub fn builder_ssm_reachable(facts: &PreflightFacts) -> Check {
         .iter()
         .copied()
         .filter(|service| {
-            !facts
+            !builder
                 .vpc_endpoints
                 .iter()
                 .any(|name| name.rsplit('.').next() == Some(service))
@@ -445,13 +467,17 @@ pub fn database_port(facts: &PreflightFacts) -> Check {
 pub fn volumes(facts: &PreflightFacts) -> Check {
     const NAME: &str = "volumes";
     let launch = facts.pipeline.launch.volume_size_gb;
-    let builder = facts.pipeline.builder.volume_size_gb;
-    let smallest = launch.min(builder);
+    let builder = facts.pipeline.builder.as_ref().map(|b| b.volume_size_gb);
+    let smallest = builder.map_or(launch, |b| launch.min(b));
     if i64::from(smallest) < MIN_VOLUME_GB {
         return Check::fail(
             NAME,
             format!("volumes of {smallest} GB: the guide asks for at least 16 GB"),
-            "set launch.volume_size_gb and builder.volume_size_gb to at least 16",
+            if builder.is_some() {
+                "set launch.volume_size_gb and builder.volume_size_gb to at least 16"
+            } else {
+                "set launch.volume_size_gb to at least 16"
+            },
         );
     }
     if let Some(snapshot) = facts.image_snapshot_gb
@@ -468,10 +494,8 @@ pub fn volumes(facts: &PreflightFacts) -> Check {
     let image = facts
         .image_snapshot_gb
         .map_or_else(String::new, |gb| format!(", the image's snapshot {gb} GB"));
-    Check::pass(
-        NAME,
-        format!("fleet {launch} GB, builder {builder} GB{image}"),
-    )
+    let builder = builder.map_or_else(String::new, |gb| format!(", builder {gb} GB"));
+    Check::pass(NAME, format!("fleet {launch} GB{builder}{image}"))
 }
 
 pub fn instance_protection(facts: &PreflightFacts) -> Check {
@@ -713,7 +737,7 @@ mod tests {
 
     use crate::cloud::{Group, GroupConfig, IngressRule, LoadBalancer, Subnet, Tags, TargetGroup};
     use crate::model::Pipeline;
-    use crate::preflight::facts::{BuilderAccess, PreflightFacts};
+    use crate::preflight::facts::{BuilderAccess, BuilderFacts, PreflightFacts};
 
     const TG: &str = "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/red5pro-sm-tg/1";
     const LB: &str = "arn:aws:elasticloadbalancing:us-east-1:1:loadbalancer/app/red5pro-sm-alb/1";
@@ -781,17 +805,19 @@ mod tests {
                 to_port: Some(3306),
                 sources: vec!["sg-sm".into()],
             }],
-            builder_subnet: Subnet {
-                id: "subnet-a".into(),
-                vpc_id: "vpc-1".into(),
-                maps_public_ip: true,
-            },
-            vpc_endpoints: Vec::new(),
-            builder_access: BuilderAccess::Role {
-                name: "red5pro-sm-builder".into(),
-                managed_ssm_policy: Some("AmazonSSMManagedInstanceCore".into()),
-                documents: Vec::new(),
-            },
+            builder: Some(BuilderFacts {
+                subnet: Subnet {
+                    id: "subnet-a".into(),
+                    vpc_id: "vpc-1".into(),
+                    maps_public_ip: true,
+                },
+                vpc_endpoints: Vec::new(),
+                access: BuilderAccess::Role {
+                    name: "red5pro-sm-builder".into(),
+                    managed_ssm_policy: Some("AmazonSSMManagedInstanceCore".into()),
+                    documents: Vec::new(),
+                },
+            }),
             image_snapshot_gb: Some(8),
         }
     }
@@ -815,14 +841,14 @@ mod tests {
         let table: Vec<(&str, Edit, &str, Verdict, &str)> = vec![
             (
                 "no profile",
-                |f| f.builder_access = BuilderAccess::NoProfile,
+                |f| f.builder.as_mut().unwrap().access = BuilderAccess::NoProfile,
                 "builder-ssm-permission",
                 Verdict::Fail,
                 "aws iam create-instance-profile",
             ),
             (
                 "no role",
-                |f| f.builder_access = BuilderAccess::NoRole,
+                |f| f.builder.as_mut().unwrap().access = BuilderAccess::NoRole,
                 "builder-ssm-permission",
                 Verdict::Fail,
                 "add-role-to-instance-profile",
@@ -830,7 +856,7 @@ mod tests {
             (
                 "no SSM policy",
                 |f| {
-                    f.builder_access = BuilderAccess::Role {
+                    f.builder.as_mut().unwrap().access = BuilderAccess::Role {
                         name: "r".into(),
                         managed_ssm_policy: None,
                         documents: vec![
@@ -846,7 +872,7 @@ mod tests {
             (
                 "an equivalent inline policy",
                 |f| {
-                    f.builder_access = BuilderAccess::Role {
+                    f.builder.as_mut().unwrap().access = BuilderAccess::Role {
                 name: "r".into(), managed_ssm_policy: None,
                 documents: vec![r#"{"Statement":[{"Effect":"Allow","Action":["ssm:*","ec2messages:*","ssmmessages:*"],"Resource":"*"}]}"#.into()],
             }
@@ -857,7 +883,7 @@ mod tests {
             ),
             (
                 "private subnet",
-                |f| f.builder_subnet.maps_public_ip = false,
+                |f| f.builder.as_mut().unwrap().subnet.maps_public_ip = false,
                 "builder-ssm-reachable",
                 Verdict::Warn,
                 "--map-public-ip-on-launch",
@@ -865,11 +891,12 @@ mod tests {
             (
                 "private subnet with endpoints",
                 |f| {
-                    f.builder_subnet.maps_public_ip = false;
-                    f.vpc_endpoints = ["ssm", "ssmmessages", "ec2messages"]
-                        .iter()
-                        .map(|s| format!("com.amazonaws.us-east-1.{s}"))
-                        .collect();
+                    f.builder.as_mut().unwrap().subnet.maps_public_ip = false;
+                    f.builder.as_mut().unwrap().vpc_endpoints =
+                        ["ssm", "ssmmessages", "ec2messages"]
+                            .iter()
+                            .map(|s| format!("com.amazonaws.us-east-1.{s}"))
+                            .collect();
                 },
                 "builder-ssm-reachable",
                 Verdict::Pass,

@@ -21,13 +21,21 @@ pub struct PreflightFacts {
     pub fleet_security_groups: Vec<String>,
     /// Inbound rules of any security group that admit one of them.
     pub ingress: Vec<IngressRule>,
-    pub builder_subnet: Subnet,
+    /// The builder's subnet and permissions (none for a pipeline that promotes another's
+    /// images: it runs no builder).
+    pub builder: Option<BuilderFacts>,
+    /// The root snapshot of the image the group runs, when known.
+    pub image_snapshot_gb: Option<u32>,
+}
+
+/// Where the builder runs and what it may do.
+#[derive(Debug, Clone)]
+pub struct BuilderFacts {
+    pub subnet: Subnet,
     /// The service names of the VPC endpoints in the builder subnet's VPC (read only when
     /// the subnet gives no public IP).
     pub vpc_endpoints: Vec<String>,
-    pub builder_access: BuilderAccess,
-    /// The root snapshot of the image the group runs, when known.
-    pub image_snapshot_gb: Option<u32>,
+    pub access: BuilderAccess,
 }
 
 /// What the builder's instance profile lets its SSM agent do.
@@ -92,7 +100,14 @@ pub async fn gather(cloud: &dyn Cloud, fleets: Vec<Fleet<'_>>) -> CloudResult<Ve
             .filter(|r| r.sources.iter().any(|s| its_groups.contains(s)))
             .cloned()
             .collect();
-        let (builder_subnet, vpc_endpoints) = subnets[&pipeline.builder.subnet].clone();
+        let builder = pipeline.builder.as_ref().map(|b| {
+            let (subnet, vpc_endpoints) = subnets[&b.subnet].clone();
+            BuilderFacts {
+                subnet,
+                vpc_endpoints,
+                access: profiles[&b.instance_profile].clone(),
+            }
+        });
         facts.push(PreflightFacts {
             pipeline: pipeline.clone(),
             group: fleet.group,
@@ -100,9 +115,7 @@ pub async fn gather(cloud: &dyn Cloud, fleets: Vec<Fleet<'_>>) -> CloudResult<Ve
             load_balancers: its_load_balancers,
             fleet_security_groups: its_groups,
             ingress: its_ingress,
-            builder_subnet,
-            vpc_endpoints,
-            builder_access: profiles[&pipeline.builder.instance_profile].clone(),
+            builder,
             image_snapshot_gb: fleet.image_snapshot_gb,
         });
     }
@@ -159,7 +172,8 @@ async fn read_subnets(
 ) -> CloudResult<BTreeMap<String, (Subnet, Vec<String>)>> {
     let mut found = BTreeMap::new();
     let mut endpoints: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for written in distinct(fleets.iter().map(|f| &f.pipeline.builder.subnet)) {
+    let builders = fleets.iter().filter_map(|f| f.pipeline.builder.as_ref());
+    for written in distinct(builders.map(|b| &b.subnet)) {
         let subnet = cloud.subnet(&written).await?;
         let services = if subnet.maps_public_ip {
             Vec::new()
@@ -182,7 +196,8 @@ async fn read_profiles(
     fleets: &[Fleet<'_>],
 ) -> CloudResult<BTreeMap<String, BuilderAccess>> {
     let mut found = BTreeMap::new();
-    for profile in distinct(fleets.iter().map(|f| &f.pipeline.builder.instance_profile)) {
+    let builders = fleets.iter().filter_map(|f| f.pipeline.builder.as_ref());
+    for profile in distinct(builders.map(|b| &b.instance_profile)) {
         let access = match cloud.instance_profile_roles(&profile).await {
             Err(error) if error.is(crate::cloud::ErrorClass::NotFound) => BuilderAccess::NoProfile,
             Err(error) => return Err(error),

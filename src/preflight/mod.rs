@@ -6,7 +6,7 @@ pub mod checks;
 pub mod facts;
 
 pub use checks::{Check, Verdict, check_all};
-pub use facts::{BuilderAccess, Fleet, PreflightFacts, gather};
+pub use facts::{BuilderAccess, BuilderFacts, Fleet, PreflightFacts, gather};
 
 use serde::Serialize;
 use std::fmt::Write as _;

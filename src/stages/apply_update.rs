@@ -60,7 +60,13 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
         return Err(StageError::Interrupted { stage: STAGE });
     }
     let cloud = ctx.cloud.as_ref();
-    let timeout = ctx.pipeline.update.execution_timeout;
+    let timeout = ctx.bake(STAGE)?.1.execution_timeout;
+    let Some(script) = ctx.names.update_script.as_deref() else {
+        return Err(StageError::Precondition {
+            stage: STAGE,
+            message: "the update script was not rendered".into(),
+        });
+    };
     let release_comment = format!(
         "red5-rollout {} {} ",
         ctx.pipeline.name, ctx.release.version
@@ -92,7 +98,7 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
             cloud
                 .send_script(
                     &builder.id,
-                    &ctx.names.update_script,
+                    script,
                     timeout.as_secs(),
                     &format!("{release_comment}run {}", ctx.run_id),
                 )

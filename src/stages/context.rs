@@ -6,7 +6,7 @@ use crate::cloud::{
     TAG_VERSION, Tags,
 };
 use crate::events::{Emitter, Event};
-use crate::model::{Pipeline, Release, Rendered};
+use crate::model::{Builder, Pipeline, Release, Rendered, Update};
 use crate::observe::tags;
 use crate::plan::Stage;
 use crate::priors::{Priors, Timings};
@@ -157,6 +157,21 @@ impl StageError {
 }
 
 impl Context {
+    /// The pipeline's builder and update. A promoted pipeline has neither and its plan
+    /// runs no bake stage; a bake stage asked to run without them fails as a precondition.
+    pub fn bake(&self, stage: Stage) -> Result<(&Builder, &Update), StageError> {
+        match (&self.pipeline.builder, &self.pipeline.update) {
+            (Some(builder), Some(update)) => Ok((builder, update)),
+            _ => Err(StageError::Precondition {
+                stage,
+                message: format!(
+                    "pipeline {} promotes another pipeline's images and bakes none",
+                    self.pipeline.name
+                ),
+            }),
+        }
+    }
+
     pub fn is_interrupted(&self) -> bool {
         *self.interrupted.borrow()
     }

@@ -67,7 +67,7 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
         return Err(StageError::Interrupted { stage: STAGE });
     }
     let cloud = ctx.cloud.as_ref();
-    let b = &ctx.pipeline.builder;
+    let (b, _) = ctx.bake(STAGE)?;
     let base = match (&b.base_image, &baked.group_image) {
         (BaseImage::Ami(id), _) => id.clone(),
         // As the decision right before this stage saw it.
@@ -161,7 +161,7 @@ pub async fn run(ctx: &Context, baked: &mut Baked) -> Result<StageOutcome, Stage
 /// only once the builder is later than every earlier one.
 async fn wait_until_ready(ctx: &Context, id: &str) -> Result<(), StageError> {
     let cloud = ctx.cloud.as_ref();
-    let budget = ctx.pipeline.builder.ready_timeout;
+    let budget = ctx.bake(STAGE)?.0.ready_timeout;
     let polls = AtomicU32::new(0);
     let last = Mutex::new(String::from("pending"));
     let started = Instant::now();

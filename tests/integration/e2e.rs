@@ -6,7 +6,7 @@
 //! calls or set faults hold it alone.
 
 use crate::emulator::{Emulator, Fleet, unique_name};
-use crate::support::{git, release_text};
+use crate::support::{git, promoting_text, release_text};
 use red5_rollout::cloud::aws::AwsCloud;
 use red5_rollout::cloud::{
     BuilderSpec, Cloud, GroupConfig, ImageStatus, InstanceState, RefreshStatus, TAG_CONVERGED,
@@ -2001,11 +2001,8 @@ async fn production_rolls_out_the_image_staging_baked_and_only_after_staging_suc
     .replace(
         &format!("template: {}\n", staging.fleet.template()),
         &format!("template: {}\n", fleet.template()),
-    )
-    .replace(
-        "image:\n",
-        &format!("image:\n  from_pipeline: {}\n", staging.pipeline),
     );
+    let text = promoting_text(&text, &staging.pipeline);
     std::fs::write(
         staging
             .repo
@@ -2134,11 +2131,8 @@ async fn production_in_another_region_rolls_out_a_copy_of_the_image_staging_bake
     .replace(
         &format!("template: {}\n", staging.fleet.template()),
         &format!("template: {}\n", fleet.template()),
-    )
-    .replace(
-        "image:\n",
-        &format!("image:\n  from_pipeline: {}\n", staging.pipeline),
     );
+    let text = promoting_text(&text, &staging.pipeline);
     std::fs::write(
         staging
             .repo
@@ -2188,6 +2182,8 @@ async fn production_in_another_region_rolls_out_a_copy_of_the_image_staging_bake
         "{text}"
     );
     assert!(text.contains("create-image copies it here"), "{text}");
+    // Its preflight reads the fleet it has: no builder to check.
+    assert!(!text.contains("not checked"), "{text}");
 
     // Killed while the copy is pending; the next run (once the lease expired) waits for
     // that copy instead of asking for another.

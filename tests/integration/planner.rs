@@ -608,7 +608,7 @@ fn watch_tells_git_changes_unfinished_work_and_drift_apart() {
 fn a_promoted_pipeline_rolls_out_the_baked_image_only_after_its_rollout_succeeded() {
     let promoted = || {
         Scenario::new("stream-manager")
-            .replacing("image:\n", "image:\n  from_pipeline: staging\n")
+            .promoting("staging", "")
             .release("12.4.0")
             .fleet_on("12.3.0")
     };
@@ -631,7 +631,7 @@ fn a_promoted_pipeline_rolls_out_the_baked_image_only_after_its_rollout_succeede
     assert!(
         early
             .to_string()
-            .contains("the rollout of 12.4.0 to staging has not succeeded"),
+            .contains("the rollout of 12.4.0 to staging (group staging-asg) has not succeeded"),
         "{early}"
     );
     let unbaked = promoted().succeeded_there(&[]).try_plan().unwrap_err();

@@ -38,6 +38,21 @@ pub fn release(version: &str) -> Release {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The pipeline file `text` made to promote the images of pipeline `from`: its `builder`
+/// and `update` blocks removed (a promoted pipeline never bakes), `image.from_pipeline` set.
+pub fn promoting_text(text: &str, from: &str) -> String {
+    let start = text.find("\nbuilder:\n").expect("a builder block") + 1;
+    let end = text.find("\nimage:\n").expect("an image block") + 1;
+    let mut out = String::new();
+    out.push_str(&text[..start]);
+    out.push_str(&text[end..].replacen(
+        "image:\n",
+        &format!("image:\n  from_pipeline: {from}\n"),
+        1,
+    ));
+    out
+}
+
 /// A planner scenario: a pipeline, its releases and the observed fleet, read as a sentence:
 /// `Scenario::new("stream-manager").release("12.4.0").fleet_on("12.3.0").plan()`.
 pub struct Scenario {
@@ -160,6 +175,10 @@ impl Scenario {
     /// The pipeline promotes the images of pipeline `source` of `region` (the repository's
     /// check links them so).
     pub fn promoting(mut self, source: &str, region: &str) -> Self {
+        let path = self.pipeline.origin.file.clone();
+        let text = std::fs::read_to_string(crate_root().join(&path)).unwrap();
+        self.pipeline = Pipeline::from_yaml(&path, &promoting_text(&text, source))
+            .unwrap_or_else(|e| panic!("{e}"));
         self.pipeline.image.from_pipeline = Some(red5_rollout::model::Promotion {
             pipeline: source.into(),
             group: format!("{source}-asg"),

@@ -515,6 +515,18 @@ fn yaml_that_does_not_parse_or_fit_the_format_is_reported_where_it_goes_wrong() 
             .says("builder: missing field `subnet`")
             .at(5, 1)
             .hinting("add the field"),
+        Case::pipeline("a pipeline that bakes, without its update block")
+            .removing(
+                "update:\n  execution_timeout: 30m\n  script: |\n    #!/bin/bash\n    set -euo pipefail\n    curl --fail -o /tmp/red5pro.zip {{ artifact_url | shell_quote }}\n    echo {{ artifact_sha256 | shell_quote }}'  /tmp/red5pro.zip' | sha256sum --check\n    echo {{ version | shell_quote }} > /usr/local/red5pro/.red5-rollout-version",
+            )
+            .says("missing field `update`: a pipeline bakes its images with a builder and an update script")
+            .at(1, 1)
+            .hinting("or set image.from_pipeline to roll out another pipeline's images"),
+        Case::pipeline("a promoted pipeline with a builder it never runs")
+            .inserting_after("image:", "  from_pipeline: stream-manager-staging")
+            .says("builder and update are not used: a pipeline with image.from_pipeline never bakes, it rolls out the images of the pipeline it names")
+            .at(5, 1)
+            .hinting("remove the builder and update blocks"),
         Case::pipeline("an unknown launch kind")
             .replacing("  kind: template", "  kind: lc")
             .says("launch.kind: unknown variant `lc`, expected `template` or `configuration`")
@@ -1414,7 +1426,7 @@ fn an_unquoted_checksum_that_yaml_reads_as_a_number_is_taken_as_written() {
 /// images, in this region or another; each mistake is named at its line with the fix.
 #[test]
 fn a_promoted_pipeline_names_a_baking_pipeline() {
-    let production = |name: &str, group: &str, region: &str, from: &str| {
+    let renamed = |name: &str, group: &str, region: &str| {
         PIPELINE
             .replace("name: stream-manager\n", &format!("name: {name}\n"))
             .replace(
@@ -1422,7 +1434,9 @@ fn a_promoted_pipeline_names_a_baking_pipeline() {
                 &format!("auto_scaling_group: {group}"),
             )
             .replace("region: us-east-1", &format!("region: {region}"))
-            .replace("image:\n", &format!("image:\n  from_pipeline: {from}\n"))
+    };
+    let production = |name: &str, group: &str, region: &str, from: &str| {
+        crate::support::promoting_text(&renamed(name, group, region), from)
     };
     let check = |files: &[(&str, String)]| {
         let files: Vec<SourceFile> = files.iter().map(|(p, t)| source(p, t)).collect();
@@ -1479,14 +1493,14 @@ fn a_promoted_pipeline_names_a_baking_pipeline() {
                     production("production", "prod-asg", "us-east-1", "stagin"),
                 ),
             ],
-            "pipelines/production.yaml:22:18: image.from_pipeline names stagin, which is no pipeline\n  hint: name one of: stream-manager",
+            "pipelines/production.yaml:6:18: image.from_pipeline names stagin, which is no pipeline\n  hint: name one of: stream-manager",
         ),
         (
             vec![(
                 "pipelines/production.yaml",
                 production("production", "prod-asg", "us-east-1", "production"),
             )],
-            "pipelines/production.yaml:22:18: image.from_pipeline names this pipeline, production",
+            "pipelines/production.yaml:6:18: image.from_pipeline names this pipeline, production",
         ),
         (
             vec![
@@ -1500,7 +1514,7 @@ fn a_promoted_pipeline_names_a_baking_pipeline() {
                     production("dr", "dr-asg", "us-east-1", "production"),
                 ),
             ],
-            "pipelines/dr.yaml:22:18: image.from_pipeline names production, which bakes no images of its own: it promotes them too\n  hint: name the pipeline that bakes them",
+            "pipelines/dr.yaml:6:18: image.from_pipeline names production, which bakes no images of its own: it promotes them too\n  hint: name the pipeline that bakes them",
         ),
     ] {
         let problems = check(&files).problems.to_string();
