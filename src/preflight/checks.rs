@@ -823,6 +823,34 @@ mod tests {
     }
 
     #[test]
+    fn a_promoting_pipeline_has_no_builder_to_check() {
+        let mut facts = guide();
+        facts.builder = None;
+        facts.pipeline.builder = None;
+        facts.pipeline.update = None;
+        facts.pipeline.image.from_pipeline = Some(crate::model::Promotion {
+            pipeline: "stream-manager-staging".into(),
+            group: "staging-asg".into(),
+            region: "eu-west-1".into(),
+        });
+        for check in [
+            builder_ssm_permission(&facts),
+            builder_ssm_reachable(&facts),
+        ] {
+            assert_eq!(check.verdict, Verdict::Pass, "{check:?}");
+            assert_eq!(
+                check.detail,
+                "no builder: the pipeline rolls out the images of stream-manager-staging"
+            );
+        }
+        let volumes = volumes(&facts);
+        assert_eq!(
+            (volumes.verdict, volumes.detail.as_str()),
+            (Verdict::Pass, "fleet 16 GB, the image's snapshot 8 GB")
+        );
+    }
+
+    #[test]
     fn the_guide_built_fleet_passes_every_check_but_its_default_alias() {
         let checks = check_all(&guide());
         let not_passing: Vec<(&str, Verdict)> = checks
