@@ -442,6 +442,13 @@ impl Mirror {
             branch: self.branch.clone(),
             source,
         };
+        // git2 says "unsupported URL protocol" for a local path that names nothing.
+        if is_local_path(&self.remote) && !Path::new(&self.remote).exists() {
+            return Err(failed(git2::Error::from_str(&format!(
+                "there is no repository at {} (a local path; a URL starts with https:// or ssh://, or is user@host:path)",
+                self.remote
+            ))));
+        }
         let mut remote = self
             .repo
             .inner
@@ -474,6 +481,19 @@ impl Mirror {
     }
 }
 
+/// Whether `remote` is a path on this machine rather than a URL (`scheme://…`) or an scp-like
+/// ssh address (`user@host:path`, `host:path`).
+fn is_local_path(remote: &str) -> bool {
+    if remote.contains("://") {
+        return false;
+    }
+    match remote.split_once(':') {
+        // `host:path`, unless the colon comes after a slash (a path holding one).
+        Some((host, _)) => host.contains('/') || host.is_empty(),
+        None => true,
+    }
+}
+
 /// Credentials for a fetch: an ssh key from the agent, or for https a token from
 /// `RED5_ROLLOUT_GIT_TOKEN` (else `GITHUB_TOKEN`).
 fn credentials(
@@ -496,4 +516,52 @@ fn credentials(
     Err(git2::Error::from_str(
         "no credentials: set RED5_ROLLOUT_GIT_TOKEN for an https remote, or load a key into ssh-agent for an ssh remote",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{FetchError, Mirror, is_local_path};
+
+    #[test]
+    fn a_remote_is_a_local_path_unless_it_is_a_url_or_an_ssh_address() {
+        for local in ["/srv/git/releases.git", "../releases", "releases", "./a:b"] {
+            assert!(is_local_path(local), "{local}");
+        }
+        for remote in [
+            "https://github.com/acme/releases.git",
+            "ssh://git@github.com/acme/releases.git",
+            "git@github.com:acme/releases.git",
+            "file:///srv/git/releases.git",
+        ] {
+            assert!(!is_local_path(remote), "{remote}");
+        }
+    }
+
+    /// A fetch that cannot happen says which remote and why, in the error's causes, with
+    /// the hint on credentials; nothing is retried in a loop here (watch tries again at
+    /// its next cycle).
+    #[test]
+    fn a_missing_or_unreachable_remote_fails_the_fetch_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            (
+                "/nonexistent/releases.git",
+                "there is no repository at /nonexistent/releases.git",
+            ),
+            // Port 9 (discard) on the loopback: nothing listens, the connection is refused.
+            ("https://127.0.0.1:9/acme/releases.git", "127.0.0.1"),
+        ];
+        for (n, (remote, cause)) in cases.into_iter().enumerate() {
+            let mirror = Mirror::open(&dir.path().join(n.to_string()), remote, "main").unwrap();
+            let error = mirror.fetch().unwrap_err();
+            assert_eq!(
+                error.to_string(),
+                format!("cannot fetch branch main from {remote}")
+            );
+            let source = std::error::Error::source(&error).unwrap().to_string();
+            assert!(source.contains(cause), "{source}");
+            assert!(matches!(error, FetchError::Fetch { .. }));
+            assert!(error.hint().contains("RED5_ROLLOUT_GIT_TOKEN"));
+        }
+    }
 }

@@ -1408,3 +1408,48 @@ def test_copy_image_copies_another_regions_image_pending_tagged_and_once_per_tok
     with_tags = copy("with-tags", name="red5pro-sm-12.4.0-tagged", copy_tags=True)["ImageId"]
     tags = west.describe_images(ImageIds=[with_tags])["Images"][0]["Tags"]
     assert sorted(t["Key"] for t in tags) == ["red5-rollout:version", "team"]
+
+
+def test_update_auto_scaling_group_keeps_min_desired_and_max_in_order(aws: Aws) -> None:
+    template_group(aws, desired=2)
+
+    def bounds() -> tuple[int, int, int]:
+        g = group(aws)
+        return g["MinSize"], g["DesiredCapacity"], g["MaxSize"]
+
+    assert bounds() == (1, 2, 4)
+    # A new minimum above the desired capacity raises it; a new maximum below lowers it.
+    aws.autoscaling.update_auto_scaling_group(AutoScalingGroupName="sm-group", MinSize=3, MaxSize=4)
+    assert bounds() == (3, 3, 4)
+    aws.autoscaling.update_auto_scaling_group(AutoScalingGroupName="sm-group", MinSize=1, MaxSize=2)
+    assert bounds() == (1, 2, 2)
+    # Within the bounds, the desired capacity stays.
+    aws.autoscaling.update_auto_scaling_group(AutoScalingGroupName="sm-group", MinSize=1, MaxSize=6)
+    assert bounds() == (1, 2, 6)
+    code, status, message = error_of(lambda: aws.autoscaling.update_auto_scaling_group(
+        AutoScalingGroupName="sm-group", MinSize=5, MaxSize=3))
+    assert (code, status, message) == (
+        "ValidationError", 400, "Max bound, 3, must be greater than or equal to min bound, 5")
+    code, _, message = error_of(lambda: aws.autoscaling.update_auto_scaling_group(
+        AutoScalingGroupName="sm-group", DesiredCapacity=9))
+    assert (code, message) == (
+        "ValidationError", "Desired capacity:9 must be between the specified min size:1 and max size:6")
+    assert bounds() == (1, 2, 6)
+
+
+def test_modify_launch_template_moves_the_default_version_only_to_one_that_exists(aws: Aws) -> None:
+    template_id = template_group(aws, desired=1)
+    aws.ec2.modify_launch_template(LaunchTemplateId=template_id, DefaultVersion="2")
+    [template] = aws.ec2.describe_launch_templates(LaunchTemplateIds=[template_id])["LaunchTemplates"]
+    assert template["DefaultVersionNumber"] == 2
+    [default] = aws.ec2.describe_launch_template_versions(
+        LaunchTemplateId=template_id, Versions=["$Default"])["LaunchTemplateVersions"]
+    assert (default["VersionNumber"], default["DefaultVersion"]) == (2, True)
+    aws.ec2.modify_launch_template(LaunchTemplateName="sm-template", DefaultVersion="1")
+    aws.ec2.delete_launch_template_versions(LaunchTemplateId=template_id, Versions=["2"])
+    for missing in ("2", "7"):
+        code, status, _ = error_of(lambda: aws.ec2.modify_launch_template(
+            LaunchTemplateId=template_id, DefaultVersion=missing))
+        assert (code, status) == ("InvalidLaunchTemplateId.VersionNotFound", 400)
+    [template] = aws.ec2.describe_launch_templates(LaunchTemplateIds=[template_id])["LaunchTemplates"]
+    assert template["DefaultVersionNumber"] == 1

@@ -28,6 +28,12 @@ It also fixes moto where it differs from AWS in ways the runner depends on:
   call that asked for capacity;
 - DeleteLaunchConfiguration refuses a configuration that a group uses with
   ``ResourceInUse`` (400), as AWS does; moto deleted it from under the group;
+- UpdateAutoScalingGroup keeps ``MinSize <= DesiredCapacity <= MaxSize`` as
+  AWS documents it: a new ``MinSize`` above the group's desired capacity (or
+  a new ``MaxSize`` below it), given without ``DesiredCapacity``, moves the
+  desired capacity to it; a ``MinSize`` above the ``MaxSize`` and a
+  ``DesiredCapacity`` outside them are ``ValidationError`` (moto compared
+  with the number of instances and accepted ``MinSize > MaxSize``);
 - DescribeAutoScalingGroups refuses more than 50 ``AutoScalingGroupNames``
   (or more than ``MaxRecords``, when that is above 50) with AWS's
   ``ValidationError``; moto accepted any number.
@@ -392,7 +398,36 @@ def _register_when_running(instance: Any) -> None:
         refresh_load_balancers(group)
 
 
+_original_update_auto_scaling_group = AutoScalingBackend.update_auto_scaling_group
+
+
+def update_auto_scaling_group(self: AutoScalingBackend, name: str, *args: Any,
+                              **kwargs: Any) -> Any:
+    group = self.autoscaling_groups.get(name)
+    if group is not None:
+        min_size = kwargs.get("min_size")
+        max_size = kwargs.get("max_size")
+        desired = kwargs.get("desired_capacity")
+        low = group.min_size if min_size is None else int(min_size)
+        high = group.max_size if max_size is None else int(max_size)
+        if low > high:
+            raise ValidationError(
+                f"Max bound, {high}, must be greater than or equal to min bound, {low}"
+            )
+        if desired is not None and not low <= int(desired) <= high:
+            raise ValidationError(
+                f"Desired capacity:{desired} must be between the specified min size:{low} "
+                f"and max size:{high}"
+            )
+        if desired is None and (min_size is not None or max_size is not None):
+            current = group.desired_capacity or 0
+            if current < low or current > high:
+                kwargs["desired_capacity"] = min(max(current, low), high)
+    return _original_update_auto_scaling_group(self, name, *args, **kwargs)
+
+
 def install() -> None:
+    AutoScalingBackend.update_auto_scaling_group = update_auto_scaling_group
     AutoScalingBackend.update_attached_target_groups = update_attached_target_groups
     instances.RUNNING_HOOKS.append(_register_when_running)
     AutoScalingBackend.create_launch_configuration = create_launch_configuration

@@ -26,7 +26,9 @@ version of a launch template"), and so is a version that does not exist
 (``launchTemplateVersionDoesNotExist``). A deleted version is gone from
 DescribeLaunchTemplateVersions (by number it is
 ``InvalidLaunchTemplateId.VersionNotFound``) and from ``$Latest``; numbers
-are never reused.
+are never reused. ModifyLaunchTemplate refuses to make a deleted version the
+default (``InvalidLaunchTemplateId.VersionNotFound``), as it refuses one that
+never existed; moto accepted a deleted one.
 """
 
 from __future__ import annotations
@@ -221,7 +223,26 @@ def describe_launch_template_versions(self: Any, template_name: str, template_id
     return [(t, v) for t, v in found if not is_hidden(v) and not is_deleted(v)]
 
 
+_original_modify_launch_template = LaunchTemplateBackend.modify_launch_template
+
+
+def modify_launch_template(self: Any, default_version: str, template_name: str | None = None,
+                           template_id: str | None = None) -> Any:
+    template = None
+    if template_name:
+        template = self.get_launch_template_by_name(template_name)
+    elif template_id:
+        template = self.get_launch_template(template_id)
+    text = str(default_version)
+    if template is not None and text.isdigit() and 1 <= int(text) <= len(template.versions) \
+            and is_deleted(template.versions[int(text) - 1]):
+        raise InvalidLaunchTemplateVersionNotFound(version=text, template_id=template.id)
+    return _original_modify_launch_template(self, default_version, template_name=template_name,
+                                            template_id=template_id)
+
+
 def install() -> None:
+    LaunchTemplateBackend.modify_launch_template = modify_launch_template
     LaunchTemplates.create_launch_template = create_launch_template
     LaunchTemplates.create_launch_template_version = create_launch_template_version
     LaunchTemplates.delete_launch_template_versions = delete_launch_template_versions
