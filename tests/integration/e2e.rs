@@ -142,6 +142,48 @@ async fn setup(emulator: &Emulator, label: &str, shipped: &str, desired: i32) ->
 }
 
 impl Setup {
+    /// Adds pipeline `name` of `region` on `fleet`, promoting this pipeline's images (its
+    /// file is this one's, renamed, without the bake), commits it and adopts its fleet as
+    /// running 12.3.0.
+    fn promoting_pipeline(&self, name: &str, region: &str, fleet: &Fleet) {
+        let own = self
+            .repo
+            .path()
+            .join(format!("pipelines/{}.yaml", self.pipeline));
+        let text = std::fs::read_to_string(own)
+            .unwrap()
+            .replace(
+                &format!("name: {}\n", self.pipeline),
+                &format!("name: {name}\n"),
+            )
+            .replace("region: us-east-1", &format!("region: {region}"))
+            .replace(
+                &format!("auto_scaling_group: {}", self.fleet.group),
+                &format!("auto_scaling_group: {}", fleet.group),
+            )
+            .replace(
+                &format!("template: {}\n", self.fleet.template()),
+                &format!("template: {}\n", fleet.template()),
+            );
+        std::fs::write(
+            self.repo.path().join(format!("pipelines/{name}.yaml")),
+            promoting_text(&text, &self.pipeline),
+        )
+        .unwrap();
+        git(self.repo.path(), &["add", "-A"]);
+        git(
+            self.repo.path(),
+            &[
+                "commit",
+                "-q",
+                "-m",
+                &format!("{name} promotes {}", self.pipeline),
+            ],
+        );
+        let adopted = self.run(&["adopt", name, "--version", "12.3.0", "--yes"]);
+        assert!(adopted.status.success(), "{}", stderr(&adopted));
+    }
+
     fn bump(&self, version: &str) {
         std::fs::write(
             self.repo.path().join(format!("releases/{version}.yaml")),
@@ -1983,41 +2025,7 @@ async fn production_rolls_out_the_image_staging_baked_and_only_after_staging_suc
     let production = unique_name("e2e-production");
     let image = base_image(&cloud, &emulator, &production).await;
     let fleet = emulator.guide_template_fleet(&production, 1, &image).await;
-    let text = std::fs::read_to_string(
-        staging
-            .repo
-            .path()
-            .join(format!("pipelines/{}.yaml", staging.pipeline)),
-    )
-    .unwrap()
-    .replace(
-        &format!("name: {}\n", staging.pipeline),
-        &format!("name: {production}\n"),
-    )
-    .replace(
-        &format!("auto_scaling_group: {}", staging.fleet.group),
-        &format!("auto_scaling_group: {}", fleet.group),
-    )
-    .replace(
-        &format!("template: {}\n", staging.fleet.template()),
-        &format!("template: {}\n", fleet.template()),
-    );
-    let text = promoting_text(&text, &staging.pipeline);
-    std::fs::write(
-        staging
-            .repo
-            .path()
-            .join(format!("pipelines/{production}.yaml")),
-        text,
-    )
-    .unwrap();
-    git(staging.repo.path(), &["add", "-A"]);
-    git(
-        staging.repo.path(),
-        &["commit", "-q", "-m", "production promotes staging"],
-    );
-    let adopted = staging.run(&["adopt", &production, "--version", "12.3.0", "--yes"]);
-    assert!(adopted.status.success(), "{}", stderr(&adopted));
+    staging.promoting_pipeline(&production, "us-east-1", &fleet);
 
     staging.bump("12.4.0");
     emulator.reset_calls();
@@ -2112,47 +2120,7 @@ async fn production_in_another_region_rolls_out_a_copy_of_the_image_staging_bake
     let fleet = emulator
         .guide_template_fleet_in(WEST, &production, 1, &staging.fleet.image_id)
         .await;
-    let text = std::fs::read_to_string(
-        staging
-            .repo
-            .path()
-            .join(format!("pipelines/{}.yaml", staging.pipeline)),
-    )
-    .unwrap()
-    .replace(
-        &format!("name: {}\n", staging.pipeline),
-        &format!("name: {production}\n"),
-    )
-    .replace("region: us-east-1", &format!("region: {WEST}"))
-    .replace(
-        &format!("auto_scaling_group: {}", staging.fleet.group),
-        &format!("auto_scaling_group: {}", fleet.group),
-    )
-    .replace(
-        &format!("template: {}\n", staging.fleet.template()),
-        &format!("template: {}\n", fleet.template()),
-    );
-    let text = promoting_text(&text, &staging.pipeline);
-    std::fs::write(
-        staging
-            .repo
-            .path()
-            .join(format!("pipelines/{production}.yaml")),
-        text,
-    )
-    .unwrap();
-    git(staging.repo.path(), &["add", "-A"]);
-    git(
-        staging.repo.path(),
-        &[
-            "commit",
-            "-q",
-            "-m",
-            "production in us-west-2 promotes staging",
-        ],
-    );
-    let adopted = staging.run(&["adopt", &production, "--version", "12.3.0", "--yes"]);
-    assert!(adopted.status.success(), "{}", stderr(&adopted));
+    staging.promoting_pipeline(&production, WEST, &fleet);
 
     staging.bump("12.4.0");
     emulator.reset_calls();

@@ -501,49 +501,14 @@ impl Emulator {
         let (ec2_client, asg_client) = self.sdk().await;
         let (seeded_image, subnets, security_group) = self.seeded_network().await;
         let image_id = image.map_or(seeded_image, str::to_owned);
-        let mut data = ec2::RequestLaunchTemplateData::builder()
-            .image_id(&image_id)
-            .instance_type(ec2::InstanceType::from(seeded::INSTANCE_TYPE))
-            .security_group_ids(&security_group);
-        if as_the_guide_builds_it {
-            let volume = |device: &str, size: i32| {
-                ec2::LaunchTemplateBlockDeviceMappingRequest::builder()
-                    .device_name(device)
-                    .ebs(
-                        ec2::LaunchTemplateEbsBlockDeviceRequest::builder()
-                            .volume_size(size)
-                            .volume_type(ec2::VolumeType::Gp3)
-                            .encrypted(true)
-                            .delete_on_termination(true)
-                            .build(),
-                    )
-                    .build()
-            };
-            data = data
-                .iam_instance_profile(
-                    ec2::LaunchTemplateIamInstanceProfileSpecificationRequest::builder()
-                        .name(seeded::INSTANCE_PROFILE)
-                        .build(),
-                )
-                .metadata_options(
-                    ec2::LaunchTemplateInstanceMetadataOptionsRequest::builder()
-                        .http_tokens(ec2::LaunchTemplateHttpTokensState::Required)
-                        .build(),
-                )
-                .monitoring(
-                    ec2::LaunchTemplatesMonitoringRequest::builder()
-                        .enabled(true)
-                        .build(),
-                )
-                .block_device_mappings(volume("/dev/xvda", 16))
-                .block_device_mappings(volume("/dev/sdf", 50))
-                .tag_specifications(
-                    ec2::LaunchTemplateTagSpecificationRequest::builder()
-                        .resource_type(ec2::ResourceType::Instance)
-                        .tags(ec2::Tag::builder().key("team").value("streaming").build())
-                        .build(),
-                );
-        }
+        let data = if as_the_guide_builds_it {
+            guide_template_data(&image_id, &security_group)
+        } else {
+            ec2::RequestLaunchTemplateData::builder()
+                .image_id(&image_id)
+                .instance_type(ec2::InstanceType::from(seeded::INSTANCE_TYPE))
+                .security_group_ids(&security_group)
+        };
         ec2_client
             .create_launch_template()
             .launch_template_name(&name)
@@ -669,35 +634,7 @@ impl Emulator {
                 .expect("a security group has an id")
                 .to_owned(),
         };
-        let volume = |device: &str, size: i32| {
-            ec2::LaunchTemplateBlockDeviceMappingRequest::builder()
-                .device_name(device)
-                .ebs(
-                    ec2::LaunchTemplateEbsBlockDeviceRequest::builder()
-                        .volume_size(size)
-                        .volume_type(ec2::VolumeType::Gp3)
-                        .encrypted(true)
-                        .delete_on_termination(true)
-                        .build(),
-                )
-                .build()
-        };
-        let data = ec2::RequestLaunchTemplateData::builder()
-            .image_id(&copied)
-            .instance_type(ec2::InstanceType::from(seeded::INSTANCE_TYPE))
-            .security_group_ids(&security_group)
-            .iam_instance_profile(
-                ec2::LaunchTemplateIamInstanceProfileSpecificationRequest::builder()
-                    .name(seeded::INSTANCE_PROFILE)
-                    .build(),
-            )
-            .metadata_options(
-                ec2::LaunchTemplateInstanceMetadataOptionsRequest::builder()
-                    .http_tokens(ec2::LaunchTemplateHttpTokensState::Required)
-                    .build(),
-            )
-            .block_device_mappings(volume("/dev/xvda", 16))
-            .block_device_mappings(volume("/dev/sdf", 50));
+        let data = guide_template_data(&copied, &security_group);
         ec2_client
             .create_launch_template()
             .launch_template_name(&name)
@@ -806,6 +743,55 @@ impl Emulator {
             .expect("seeded security group");
         (image, subnets, groups[0].clone())
     }
+}
+
+/// The launch template data of a fleet built by the guide: what the runner does not manage
+/// (an instance profile, IMDSv2, monitoring, an encrypted root volume on `/dev/xvda`, a
+/// recordings volume, a `team` tag) around the image, type and security group.
+fn guide_template_data(
+    image: &str,
+    security_group: &str,
+) -> ec2::builders::RequestLaunchTemplateDataBuilder {
+    let volume = |device: &str, size: i32| {
+        ec2::LaunchTemplateBlockDeviceMappingRequest::builder()
+            .device_name(device)
+            .ebs(
+                ec2::LaunchTemplateEbsBlockDeviceRequest::builder()
+                    .volume_size(size)
+                    .volume_type(ec2::VolumeType::Gp3)
+                    .encrypted(true)
+                    .delete_on_termination(true)
+                    .build(),
+            )
+            .build()
+    };
+    ec2::RequestLaunchTemplateData::builder()
+        .image_id(image)
+        .instance_type(ec2::InstanceType::from(seeded::INSTANCE_TYPE))
+        .security_group_ids(security_group)
+        .iam_instance_profile(
+            ec2::LaunchTemplateIamInstanceProfileSpecificationRequest::builder()
+                .name(seeded::INSTANCE_PROFILE)
+                .build(),
+        )
+        .metadata_options(
+            ec2::LaunchTemplateInstanceMetadataOptionsRequest::builder()
+                .http_tokens(ec2::LaunchTemplateHttpTokensState::Required)
+                .build(),
+        )
+        .monitoring(
+            ec2::LaunchTemplatesMonitoringRequest::builder()
+                .enabled(true)
+                .build(),
+        )
+        .block_device_mappings(volume("/dev/xvda", 16))
+        .block_device_mappings(volume("/dev/sdf", 50))
+        .tag_specifications(
+            ec2::LaunchTemplateTagSpecificationRequest::builder()
+                .resource_type(ec2::ResourceType::Instance)
+                .tags(ec2::Tag::builder().key("team").value("streaming").build())
+                .build(),
+        )
 }
 
 /// A group (and its template or configuration) that belongs to one test.

@@ -1443,46 +1443,33 @@ fn a_promoted_pipeline_names_a_baking_pipeline() {
         Catalog::check(&files, &good_releases(), TODAY, COMMIT)
     };
     let staging = (PIPELINE_FILE, PIPELINE.to_string());
-    let linked = check(&[
-        staging.clone(),
-        (
-            "pipelines/production.yaml",
-            production("production", "prod-asg", "us-east-1", "stream-manager"),
-        ),
-    ]);
-    assert!(linked.problems.is_empty(), "{}", linked.problems);
-    let promotion = linked
-        .pipeline("production")
-        .unwrap()
-        .image
-        .from_pipeline
-        .clone()
-        .unwrap();
-    assert_eq!(
-        (
-            promotion.pipeline.as_str(),
-            promotion.group.as_str(),
-            promotion.other_region("us-east-1")
-        ),
-        ("stream-manager", "red5pro-sm-asg", None)
-    );
-    // In another region, each image is copied: the pipeline knows where from.
-    let elsewhere = check(&[
-        staging.clone(),
-        (
-            "pipelines/production.yaml",
-            production("production", "prod-asg", "eu-west-1", "stream-manager"),
-        ),
-    ]);
-    assert!(elsewhere.problems.is_empty(), "{}", elsewhere.problems);
-    let promotion = elsewhere
-        .pipeline("production")
-        .unwrap()
-        .image
-        .from_pipeline
-        .clone()
-        .unwrap();
-    assert_eq!(promotion.other_region("eu-west-1"), Some("us-east-1"));
+    // Linked to staging's group and region; in another region each image is copied, so
+    // the pipeline knows where from.
+    for (region, other) in [("us-east-1", None), ("eu-west-1", Some("us-east-1"))] {
+        let linked = check(&[
+            staging.clone(),
+            (
+                "pipelines/production.yaml",
+                production("production", "prod-asg", region, "stream-manager"),
+            ),
+        ]);
+        assert!(linked.problems.is_empty(), "{}", linked.problems);
+        let promotion = linked
+            .pipeline("production")
+            .unwrap()
+            .image
+            .from_pipeline
+            .clone()
+            .unwrap();
+        assert_eq!(
+            (
+                promotion.pipeline.as_str(),
+                promotion.group.as_str(),
+                promotion.other_region(region)
+            ),
+            ("stream-manager", "red5pro-sm-asg", other)
+        );
+    }
 
     for (files, expected) in [
         (

@@ -68,6 +68,7 @@ from .instances import (
     InvalidBlockDeviceMapping,
     _snapshot_size,
     _truthy,
+    request_parameters,
 )
 from .state import EMULATOR, is_hidden
 
@@ -308,11 +309,7 @@ def copy_image(self: AmisResponse) -> ActionResult:
     source_region = self._get_param("SourceRegion")
     name = self._get_param("Name")
     token = self._get_param("ClientToken")
-    parameters = tuple(sorted(
-        (key, "\x1f".join(str(v) for v in values))
-        for key, values in self.querystring.items()
-        if key not in ("Action", "Version", "ClientToken", "DryRun")
-    ))
+    parameters = request_parameters(self, ("Action", "Version", "ClientToken", "DryRun"))
     key = (self.current_account, self.region, token or "")
     if token:
         known = COPY_TOKENS.get(key)

@@ -360,11 +360,14 @@ _original_run_instances_response = InstanceResponse.run_instances
 _original_describe_instances_response = InstanceResponse.describe_instances
 
 
-def _request_parameters(response: InstanceResponse) -> tuple[tuple[str, str], ...]:
+def request_parameters(response: Any, ignored: tuple[str, ...] = _NOT_COMPARED,
+                       ) -> tuple[tuple[str, str], ...]:
+    """What makes a request with a client token the same request again: its parameters,
+    less `ignored`."""
     return tuple(sorted(
         (key, "\x1f".join(str(v) for v in values))
         for key, values in response.querystring.items()
-        if key not in _NOT_COMPARED
+        if key not in ignored
     ))
 
 
@@ -378,7 +381,7 @@ def run_instances_response(self: InstanceResponse) -> ActionResult:
             "The client token must be at most 64 characters long."
         )
     key = (self.current_account, self.region, token)
-    parameters = _request_parameters(self)
+    parameters = request_parameters(self)
     known = CLIENT_TOKENS.get(key)
     if known is not None:
         if known[0] != parameters:
