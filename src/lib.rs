@@ -25,6 +25,7 @@ pub mod render;
 pub mod repo;
 pub mod report;
 pub mod run;
+pub mod session;
 pub mod stages;
 pub mod status;
 pub mod wait;

@@ -8,13 +8,13 @@
 
 use crate::cli::WatchArgs;
 use crate::cloud::{Cloud, CloudError, Group, LaunchTemplate};
-use crate::commands::{self, Clouds};
 use crate::drift::{Applied, Drift, Reason, drift, git_changed, reason};
 use crate::error::Error;
 use crate::events::{Emitter, Event};
 use crate::model::{LaunchTarget, desired_release};
 use crate::repo::Mirror;
 use crate::run::{PrepareError, RunOptions, prepare_in, run_all};
+use crate::session::{self, Clouds};
 use std::path::PathBuf;
 use tokio::time::Instant;
 
@@ -25,8 +25,8 @@ pub async fn run(args: &WatchArgs) -> Result<String, Error> {
         .clone()
         .unwrap_or_else(|| default_mirror(&args.remote, &args.branch));
     let mirror = Mirror::open(&dir, &args.remote, &args.branch)?;
-    let events = Emitter::new(commands::display_sinks(args.output, args.progress));
-    let interrupted = commands::on_signals(events.clone());
+    let events = Emitter::new(session::display_sinks(args.output, args.progress));
+    let interrupted = session::on_signals(events.clone());
     let mut clouds = Clouds::new(&args.aws);
     let mut drift_due = Instant::now();
     let mut seen: Option<String> = None;
@@ -96,11 +96,11 @@ impl Cycle<'_> {
         let new_commit = seen.as_deref() != Some(commit.as_str());
         *seen = Some(commit.clone());
         let repo = self.mirror.repo();
-        let snap = repo.snapshot(&commit, commands::today())?;
+        let snap = repo.snapshot(&commit, session::today())?;
         if !snap.catalog.problems.is_empty() {
             return Err(Error::Invalid(snap.catalog.problems.clone()));
         }
-        let selected = commands::select(&args.pipelines, &snap.catalog.pipelines)?;
+        let selected = session::select(&args.pipelines, &snap.catalog.pipelines)?;
         clouds.read_regions(&selected).await?;
         let mut jobs = Vec::new();
         let mut notes = Vec::new();
@@ -126,7 +126,7 @@ impl Cycle<'_> {
                 pipeline,
                 release,
                 &commit,
-                commands::today(),
+                session::today(),
                 &rule,
                 shared,
             )
@@ -205,7 +205,7 @@ impl Cycle<'_> {
             commit: commit.clone(),
             message: format!("applying {}", notes.join("; ")),
         });
-        let run_id = commands::new_run_id();
+        let run_id = session::new_run_id();
         let options = RunOptions {
             keep_builder: false,
             concurrency: args.concurrency,
@@ -221,13 +221,13 @@ impl Cycle<'_> {
             jobs,
             &run_id,
             &commit,
-            &commands::host_name(),
+            &session::host_name(),
             self.events.clone(),
             self.interrupted.clone(),
             options,
         )
         .await;
-        commands::run_ended(run_id, &ends)
+        session::run_ended(run_id, &ends)
     }
 }
 

@@ -12,12 +12,6 @@ pub const MIN_GRACE_SECS: u32 = 300;
 /// The port Stream Managers serve on, and the database's.
 pub const STREAM_MANAGER_PORT: u16 = 5080;
 pub const DATABASE_PORT: i32 = 3306;
-/// AWS managed policies that give an instance what the SSM agent needs.
-pub const SSM_MANAGED_POLICIES: [&str; 3] = [
-    "AmazonSSMManagedInstanceCore",
-    "AmazonSSMFullAccess",
-    "AmazonEC2RoleforSSM",
-];
 /// What the SSM agent calls to receive a command (AmazonSSMManagedInstanceCore allows them).
 pub const SSM_AGENT_ACTIONS: [&str; 3] = [
     "ssm:UpdateInstanceInformation",

@@ -7,7 +7,12 @@ use crate::cloud::{Cloud, CloudResult, Group, IngressRule, LoadBalancer, Subnet,
 use crate::model::Pipeline;
 use std::collections::BTreeMap;
 
-use super::checks::SSM_MANAGED_POLICIES;
+/// AWS managed policies that give an instance what the SSM agent needs.
+pub const SSM_MANAGED_POLICIES: [&str; 3] = [
+    "AmazonSSMManagedInstanceCore",
+    "AmazonSSMFullAccess",
+    "AmazonEC2RoleforSSM",
+];
 
 /// Everything the checks of one pipeline look at.
 #[derive(Debug, Clone)]
