@@ -8,17 +8,18 @@
 //!
 //! A pipeline promoting the images of a pipeline in another region bakes nothing: this
 //! stage copies that pipeline's image of the release into the pipeline's region
-//! (CopyImage, with a client token of the pipeline, version and source image), tagged at
-//! creation as the pipeline's own image with `red5-rollout:copy-of` and
-//! `red5-rollout:baked-by`, and waits for the copy as for a new image.
+//! (CopyImage, with a client token of the pipeline, version, source image and name, and the
+//! same parameters from every run), tagged at creation as the pipeline's own image with
+//! `red5-rollout:copy-of` and `red5-rollout:baked-by`, and waits for the copy as for a new
+//! image.
 //!
 //! Guarantees: at most one usable image per pipeline and version; the image is tagged at
 //! creation, so an interrupted run finds it. Fails with AWS's reason when the image ends
 //! `failed` (a later run bakes, or copies, again), or a timeout.
 
-use super::context::{Baked, Context, StageError, Visibility};
+use super::context::{Baked, Context, StageError, TAG_DATE, Visibility};
 use crate::cloud::{
-    ImageCopy, ImageStatus, InstanceState, TAG_BAKED_BY, TAG_COPY_OF, TAG_SOURCE_IMAGE,
+    ImageCopy, ImageStatus, InstanceState, TAG_BAKED_BY, TAG_COPY_OF, TAG_RUN, TAG_SOURCE_IMAGE,
 };
 use crate::events::{Event, Produced, StageOutcome};
 use crate::observe::tags;
@@ -127,7 +128,20 @@ async fn copy(
     if ctx.is_interrupted() {
         return Err(StageError::Interrupted { stage: STAGE });
     }
-    let mut tags = ctx.release_tags();
+    // Every run that asks for this copy asks with the very same parameters, so that AWS
+    // answers a repeated request with the first copy (a run resumed before the copy shows
+    // in DescribeImages) instead of refusing it as a mismatch: no run id or commit of its
+    // own, and `red5-rollout:run` names the copy request.
+    let token = copy_token(
+        &ctx.pipeline.name,
+        &ctx.release.version,
+        &source.image_id,
+        &ctx.names.image_name,
+        failed_copies(baked, &ctx.release.version),
+    );
+    let mut tags = ctx.lookup_tags();
+    tags.insert(TAG_DATE.into(), ctx.date.clone());
+    tags.insert(TAG_RUN.into(), token.clone());
     tags.insert(
         TAG_COPY_OF.into(),
         format!("{}/{}", source.region, source.image_id),
@@ -137,12 +151,7 @@ async fn copy(
         source_region: source.region.clone(),
         source_image: source.image_id.clone(),
         name: ctx.names.image_name.clone(),
-        client_token: copy_token(
-            &ctx.pipeline.name,
-            &ctx.release.version,
-            &source.image_id,
-            failed_copies(baked, &ctx.release.version),
-        ),
+        client_token: token,
         tags,
     };
     let image = ctx
@@ -174,17 +183,17 @@ fn failed_copies(baked: &Baked, version: &semver::Version) -> usize {
 }
 
 /// CopyImage's idempotency token: the same for every run that copies `source_image` as
-/// `version` for `pipeline` (a run resumed before the copy is visible to DescribeImages
-/// gets the first copy back), and another once `failed` copies of it ended failed (AWS
-/// would answer the failed one again). At most 64 ASCII characters.
+/// `version` for `pipeline` under `name`, and another once `failed` copies of it ended
+/// failed (AWS would answer the failed one again). At most 64 ASCII characters.
 pub fn copy_token(
     pipeline: &str,
     version: &semver::Version,
     source_image: &str,
+    name: &str,
     failed: usize,
 ) -> String {
     let hash = crate::model::fnv1a(
-        [pipeline, &version.to_string(), source_image]
+        [pipeline, &version.to_string(), source_image, name]
             .join("\n")
             .as_bytes(),
     );
@@ -248,19 +257,36 @@ mod tests {
     use super::copy_token;
 
     #[test]
-    fn a_copy_token_is_the_same_for_every_run_and_changes_after_a_failed_copy() {
+    fn a_copy_token_is_the_same_for_every_run_and_changes_with_the_name_or_after_a_failed_copy() {
         let v = |s: &str| s.parse::<semver::Version>().unwrap();
-        let base = copy_token("production", &v("12.4.0"), "ami-0aaa", 0);
-        assert_eq!(base, copy_token("production", &v("12.4.0"), "ami-0aaa", 0));
+        let name = "SM-12.4.0-20261201";
+        let base = copy_token("production", &v("12.4.0"), "ami-0aaa", name, 0);
+        assert_eq!(
+            base,
+            copy_token("production", &v("12.4.0"), "ami-0aaa", name, 0)
+        );
         for other in [
-            copy_token("production-eu", &v("12.4.0"), "ami-0aaa", 0),
-            copy_token("production", &v("12.5.0"), "ami-0aaa", 0),
-            copy_token("production", &v("12.4.0"), "ami-0bbb", 0),
-            copy_token("production", &v("12.4.0"), "ami-0aaa", 1),
+            copy_token("production-eu", &v("12.4.0"), "ami-0aaa", name, 0),
+            copy_token("production", &v("12.5.0"), "ami-0aaa", name, 0),
+            copy_token("production", &v("12.4.0"), "ami-0bbb", name, 0),
+            copy_token(
+                "production",
+                &v("12.4.0"),
+                "ami-0aaa",
+                "SM-12.4.0-20261202",
+                0,
+            ),
+            copy_token("production", &v("12.4.0"), "ami-0aaa", name, 1),
         ] {
             assert_ne!(base, other);
         }
-        let long = copy_token(&"p".repeat(300), &v("1.0.0-rc.1+build.7"), "ami-0aaa", 99);
+        let long = copy_token(
+            &"p".repeat(300),
+            &v("1.0.0-rc.1+build.7"),
+            "ami-0aaa",
+            &"n".repeat(128),
+            99,
+        );
         assert!(long.len() <= 64 && long.is_ascii(), "{long}");
     }
 }

@@ -356,9 +356,11 @@ def test_invisible_switch_hides_new_instances_images_and_versions_from_describe_
     instance_id = launch(aws)
     image_id = aws.ec2.create_image(InstanceId=builder, Name="unseen")["ImageId"]
     aws.ec2.create_launch_template_version(LaunchTemplateId=template_id, LaunchTemplateData={"ImageId": OTHER_AMI})
+    copy_id = aws.ec2.copy_image(SourceRegion="us-east-1", SourceImageId=OTHER_AMI, Name="unseen-copy")["ImageId"]
 
     assert error_of(lambda: aws.ec2.describe_instances(InstanceIds=[instance_id]))[:2] == (
         "InvalidInstanceID.NotFound", 400)
+    assert error_of(lambda: aws.ec2.describe_images(ImageIds=[copy_id]))[0] == "InvalidAMIID.NotFound"
     listed = [i["InstanceId"] for r in aws.ec2.describe_instances()["Reservations"] for i in r["Instances"]]
     assert listed == [builder]
     assert error_of(lambda: aws.ec2.describe_images(ImageIds=[image_id]))[0] == "InvalidAMIID.NotFound"
@@ -376,6 +378,9 @@ def test_invisible_switch_hides_new_instances_images_and_versions_from_describe_
         Filters=[{"Name": "instance-id", "Values": [instance_id]}])["Reservations"], timeout=5)
     assert time.monotonic() - started >= 0.9
     aws.ec2.describe_images(ImageIds=[image_id])
+    # The copy was made last: it shows a moment later.
+    wait_until("the copy visible", lambda: aws.ec2.describe_images(Owners=["self"], Filters=[
+        {"Name": "image-id", "Values": [copy_id]}])["Images"], timeout=5)
     versions = aws.ec2.describe_launch_template_versions(LaunchTemplateId=template_id)["LaunchTemplateVersions"]
     assert sorted(v["VersionNumber"] for v in versions) == [1, 2]
     aws.ec2.terminate_instances(InstanceIds=[instance_id])

@@ -2154,8 +2154,12 @@ async fn production_in_another_region_rolls_out_a_copy_of_the_image_staging_bake
     assert!(!text.contains("not checked"), "{text}");
 
     // Killed while the copy is pending; the next run (once the lease expired) waits for
-    // that copy instead of asking for another.
+    // that copy instead of making another. EC2 is eventually consistent: the copy stays
+    // missing from DescribeImages for 10 s (500 emulated seconds), well past the start of
+    // the next run, so that run asks again with the same client token and gets the same
+    // copy back.
     emulator.reset_calls();
+    emulator.set_faults(serde_json::json!({"invisible_for_seconds": 500}));
     let short = ["--lease", "2s", "--lease-grace", "1s"];
     let mut args = vec![production.as_str()];
     args.extend_from_slice(&short);
@@ -2175,8 +2179,10 @@ async fn production_in_another_region_rolls_out_a_copy_of_the_image_staging_bake
     args.extend_from_slice(&short);
     let promoted = staging.run(&args);
     assert_eq!(promoted.status.code(), Some(0), "{}", stderr(&promoted));
+    emulator.clear_faults();
     let calls = mutating(&emulator);
-    assert_eq!(count(&calls, "ec2:CopyImage"), 1, "{calls:?}");
+    // One copy (asserted below), asked for by the killed run and again by the next one.
+    assert_eq!(count(&calls, "ec2:CopyImage"), 2, "{calls:?}");
     for action in ["ec2:RunInstances", "ec2:CreateImage", "ssm:SendCommand"] {
         assert_eq!(count(&calls, action), 0, "{action} in {calls:?}");
     }
@@ -2185,7 +2191,11 @@ async fn production_in_another_region_rolls_out_a_copy_of_the_image_staging_bake
     // The group runs the copy, which is tagged as production's image of 12.4.0, copied
     // from staging's, and so are its snapshots.
     let group = west.group(&fleet.group).await.unwrap();
-    let running = west.config_image(&group.config).await.unwrap().unwrap();
+    // The version made while new resources were hidden shows a moment later.
+    let running = crate::emulator::eventually("the group's version to show", async || {
+        west.config_image(&group.config).await.ok().flatten()
+    })
+    .await;
     assert_ne!(running, staged[0]);
     let copy = west.image(&running).await.unwrap();
     assert_eq!(copy.status, ImageStatus::Available);

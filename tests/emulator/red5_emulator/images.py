@@ -44,7 +44,9 @@ Here the copy:
   destination region has an image of that name;
 - is idempotent by ``ClientToken``: the same token with the same parameters
   answers the first copy's id, with other parameters
-  ``IdempotentParameterMismatch``.
+  ``IdempotentParameterMismatch``;
+- like a new image, is missing from DescribeImages for a while with the
+  ``invisible_for_seconds`` switch set.
 
 DeleteSnapshot refuses a snapshot that any registered image maps, with
 ``InvalidSnapshot.InUse`` as on AWS; moto refused only the snapshots its
@@ -358,6 +360,9 @@ def copy_image(self: AmisResponse) -> ActionResult:
             for snapshot in _snapshots_of(backend, ami):
                 snapshot.add_tags(tags)
     ami.state = "pending"
+    visible_at = EMULATOR.invisible_until()
+    if visible_at is not None:
+        ami.red5_visible_at = visible_at
     if token:
         COPY_TOKENS[key] = (parameters, ami.id)
     failure = EMULATOR.take_fault("image_fail_next")
