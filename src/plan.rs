@@ -951,8 +951,13 @@ impl<'a> Facts<'a> {
                 .find(|i| &i.version == to && i.state == ImageState::Failed)
         {
             notes.push(format!(
-                "image {} for {to} failed earlier; it is baked again",
-                failed.id
+                "image {} for {to} failed earlier; it is {} again",
+                failed.id,
+                if self.copy_from().is_some() {
+                    "copied"
+                } else {
+                    "baked"
+                }
             ));
         }
         if let Some(stray) = fleet.builder.as_ref().filter(|b| &b.version != to) {

@@ -2108,8 +2108,9 @@ async fn production_rolls_out_the_image_staging_baked_and_only_after_staging_suc
 
 /// Bake once, promote to another region: production in us-west-2 promotes the images
 /// staging bakes in us-east-1. It is refused before staging succeeded; then create-image
-/// copies staging's image (one CopyImage, tagged at creation), a run killed while the copy
-/// is pending is resumed without a second copy, and the group rolls out the copy.
+/// copies staging's image (tagged at creation); a copy AWS fails is made again; a run
+/// killed while the copy is pending, followed by one that cannot see it yet, makes no
+/// second copy; and the group rolls out the copy.
 #[tokio::test(flavor = "multi_thread")]
 async fn production_in_another_region_rolls_out_a_copy_of_the_image_staging_baked() {
     const WEST: &str = "us-west-2";
@@ -2152,6 +2153,16 @@ async fn production_in_another_region_rolls_out_a_copy_of_the_image_staging_bake
     assert!(text.contains("create-image copies it here"), "{text}");
     // Its preflight reads the fleet it has: no builder to check.
     assert!(!text.contains("not checked"), "{text}");
+
+    // A copy that AWS fails is reported with its reason, before the fleet is touched.
+    emulator.set_faults(serde_json::json!({"image_fail_next": {"reason": "snapshot copy failed"}}));
+    let failed = staging.run(&["apply", &production, "--output", "json"]);
+    assert_eq!(failed.status.code(), Some(4), "{}", stderr(&failed));
+    assert!(
+        stderr(&failed).contains("snapshot copy failed"),
+        "{}",
+        stderr(&failed)
+    );
 
     // Killed while the copy is pending; the next run (once the lease expired) waits for
     // that copy instead of making another. EC2 is eventually consistent: the copy stays
@@ -2208,6 +2219,7 @@ async fn production_in_another_region_rolls_out_a_copy_of_the_image_staging_bake
     );
     assert_eq!(tag("red5-rollout:baked-by"), staging.pipeline);
     assert!(!copy.snapshots.is_empty());
+    // The failed copy, and one more: the runs after it asked under another client token.
     let copies = west
         .find_images(&tags(&[
             (TAG_PIPELINE, &production),
@@ -2215,7 +2227,13 @@ async fn production_in_another_region_rolls_out_a_copy_of_the_image_staging_bake
         ]))
         .await
         .unwrap();
-    assert_eq!(copies.len(), 1, "{copies:?}");
+    let states: Vec<&ImageStatus> = copies.iter().map(|c| &c.status).collect();
+    assert_eq!(copies.len(), 2, "{copies:?}");
+    assert!(
+        states.contains(&&ImageStatus::Available)
+            && states.iter().any(|s| matches!(s, ImageStatus::Failed(_))),
+        "{states:?}"
+    );
     let snapshots = emulator
         .ec2_in(WEST)
         .await

@@ -707,6 +707,16 @@ fn a_pipeline_promoting_another_regions_images_copies_them_first() {
         "promoted: ami-copy-12.4.0 for 12.4.0 was baked by staging, where its rollout succeeded"
     );
 
+    let again = promoted()
+        .baked_in("12.4.0", "staging", "eu-west-1", ImageState::Available)
+        .copied("12.4.0", "staging", ImageState::Failed)
+        .plan();
+    assert_eq!(actions(&again), "SSRRSRS");
+    assert_eq!(
+        again.notes,
+        vec!["image ami-copy-12.4.0 for 12.4.0 failed earlier; it is copied again".to_string()]
+    );
+
     let baking = promoted()
         .baked_in("12.4.0", "staging", "eu-west-1", ImageState::Pending)
         .try_plan()
