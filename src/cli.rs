@@ -69,7 +69,10 @@ pub enum Command {
     /// Plans, prints the plan, asks before the first change (unless --yes, or CI=true),
     /// then runs the stages: launch a builder from the group's image, install the release
     /// over SSM, stop it and create the image, create the launch template version (or
-    /// launch configuration), refresh the group, and always terminate the builder. Every
+    /// launch configuration), refresh the group, and always terminate the builder. A
+    /// pipeline with image.from_pipeline bakes nothing: it rolls out the image that
+    /// pipeline baked once its rollout there succeeded, copied first (CopyImage) when that
+    /// pipeline runs in another region. Every
     /// stage first looks for its own result, so a second apply changes nothing and an
     /// interrupted one resumes. One run per group at a time (an SSM parameter lock). A
     /// failed refresh leaves the group on its previous configuration.
@@ -131,8 +134,9 @@ pub enum Command {
     /// version, and every image a kept or hand-made configuration launches. It deletes the
     /// rest, configurations first, then their images, then the images' snapshots.
     ///
-    /// Only what the runner made is ever deleted: images it baked (tagged
-    /// red5-rollout:pipeline and red5-rollout:run; an adopted image is never deleted),
+    /// Only what the runner made is ever deleted: images it baked or copied from another
+    /// region (tagged red5-rollout:pipeline and red5-rollout:run; an adopted image is never
+    /// deleted),
     /// template versions it made (tagged red5-rollout:launch), and launch configurations that
     /// launch an image it baked for the pipeline. Untagged resources are never touched.
     ///
