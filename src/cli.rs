@@ -227,26 +227,8 @@ pub struct WatchArgs {
     #[command(flatten)]
     pub aws: AwsArgs,
 
-    /// How many pipelines run at once.
-    #[arg(long, value_name = "N", default_value_t = 4)]
-    pub concurrency: usize,
-
-    /// What stderr carries: `auto` for people (see --progress), `plain` lines with full
-    /// timestamps, or `json` lines for tools (docs/events-schema.md).
-    #[arg(long, value_enum, default_value_t = crate::report::OutputChoice::Auto)]
-    pub output: crate::report::OutputChoice,
-
-    /// How progress shows with `--output auto` (as for `apply`).
-    #[arg(long, value_enum, default_value_t = crate::report::ProgressChoice::Auto)]
-    pub progress: crate::report::ProgressChoice,
-
-    /// How long a group's lease lasts unless renewed (it is renewed every third of it).
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = duration)]
-    pub lease: std::time::Duration,
-
-    /// How long after a lease ran out the next run takes it over (its run died).
-    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = duration)]
-    pub lease_grace: std::time::Duration,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Debug, Args)]
@@ -355,6 +337,13 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "OWNER/NAME")]
     pub github_repo: Option<String>,
 
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// How a run that changes fleets goes and what it shows: `apply`'s and `watch`'s.
+#[derive(Debug, Args)]
+pub struct RunArgs {
     /// How many pipelines run at once.
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub concurrency: usize,
@@ -542,9 +531,14 @@ pub enum Format {
 }
 
 impl Command {
-    /// Whether this command's stderr is a stream of JSON lines (`apply --output json`):
-    /// its errors are JSON lines too.
+    /// Whether this command's stderr is a stream of JSON lines (`apply` or `watch` with
+    /// `--output json`): its errors are JSON lines too.
     pub fn writes_json_events(&self) -> bool {
-        matches!(self, Command::Apply(args) if args.output == crate::report::OutputChoice::Json)
+        let json = |run: &RunArgs| run.output == crate::report::OutputChoice::Json;
+        match self {
+            Command::Apply(args) => json(&args.run),
+            Command::Watch(args) => json(&args.run),
+            _ => false,
+        }
     }
 }

@@ -584,7 +584,7 @@ async fn apply(args: &ApplyArgs) -> Result<String, Error> {
     }
     confirm(args.yes, "Apply these plans?")?;
 
-    let mut sinks = display_sinks(args.output, args.progress);
+    let mut sinks = display_sinks(args.run.output, args.run.progress);
     let in_actions = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
     if in_actions && let Some(files) = crate::report::ActionsFiles::from_env() {
         sinks.push(Arc::new(files));
@@ -636,10 +636,10 @@ async fn apply(args: &ApplyArgs) -> Result<String, Error> {
     let (ci_run, ci_url) = ci_run();
     let options = RunOptions {
         keep_builder: args.keep_builder,
-        concurrency: args.concurrency,
+        concurrency: args.run.concurrency,
         lease: crate::lease::LeaseTerms {
-            duration: args.lease,
-            grace: args.lease_grace,
+            duration: args.run.lease,
+            grace: args.run.lease_grace,
         },
         ci_run,
         ci_url,

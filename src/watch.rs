@@ -25,7 +25,7 @@ pub async fn run(args: &WatchArgs) -> Result<String, Error> {
         .clone()
         .unwrap_or_else(|| default_mirror(&args.remote, &args.branch));
     let mirror = Mirror::open(&dir, &args.remote, &args.branch)?;
-    let events = Emitter::new(session::display_sinks(args.output, args.progress));
+    let events = Emitter::new(session::display_sinks(args.run.output, args.run.progress));
     let interrupted = session::on_signals(events.clone());
     let mut clouds = Clouds::new(&args.aws);
     let mut drift_due = Instant::now();
@@ -208,10 +208,10 @@ impl Cycle<'_> {
         let run_id = session::new_run_id();
         let options = RunOptions {
             keep_builder: false,
-            concurrency: args.concurrency,
+            concurrency: args.run.concurrency,
             lease: crate::lease::LeaseTerms {
-                duration: args.lease,
-                grace: args.lease_grace,
+                duration: args.run.lease,
+                grace: args.run.lease_grace,
             },
             ci_run: None,
             ci_url: None,

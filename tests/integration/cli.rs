@@ -423,3 +423,49 @@ fn gc_keeps_at_least_one_version_and_its_help_says_what_it_never_touches() {
         assert!(help.contains(taught), "{taught} missing from:\n{help}");
     }
 }
+
+/// `watch --output json` writes nothing but JSON lines on stderr, its errors too (as
+/// `apply --output json` does), and `watch` takes apply's run flags.
+#[test]
+fn watch_with_json_output_reports_a_failed_fetch_as_a_json_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mirror = dir.path().join("mirror");
+    let out = red5_rollout(
+        dir.path(),
+        &[
+            "watch",
+            "--once",
+            "--output",
+            "json",
+            "--concurrency",
+            "2",
+            "--lease",
+            "5m",
+            "--remote",
+            "/nonexistent/releases.git",
+            "--mirror",
+            mirror.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = stderr(&out)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let error = lines
+        .iter()
+        .find(|l| l["event"] == "error")
+        .unwrap_or_else(|| panic!("no error event in {lines:?}"));
+    assert_eq!(
+        error["message"],
+        "cannot fetch branch main from /nonexistent/releases.git"
+    );
+    assert!(
+        error["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("there is no repository at /nonexistent/releases.git"),
+        "{error}"
+    );
+    assert_eq!(error["exit"], 7);
+}
