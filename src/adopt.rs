@@ -286,6 +286,7 @@ mod tests {
             settled: false,
             priors: Default::default(),
             promoted_succeeded: None,
+            promotes: None,
             source_region: None,
             source_images: Vec::new(),
         }

@@ -44,6 +44,9 @@ pub struct Observation {
     pub priors: Priors,
     /// For a promoted pipeline, the versions its baking pipeline rolled out successfully.
     pub promoted_succeeded: Option<Vec<Version>>,
+    /// For a promoted pipeline, the pipeline whose images it rolls out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promotes: Option<String>,
     /// For a pipeline promoting the images of a pipeline in another region: that region,
     /// and the images that pipeline made there (each is copied before it is rolled out).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -352,6 +355,7 @@ pub async fn observe_in(
             lease: None,
             settled: true,
             promoted_succeeded,
+            promotes: source.map(|s| s.pipeline.clone()),
             source_region,
             source_images,
             priors,
@@ -429,6 +433,7 @@ pub async fn observe_in(
         lease: None,
         settled: false,
         promoted_succeeded,
+        promotes: source.map(|s| s.pipeline.clone()),
         source_region,
         source_images,
         priors,

@@ -57,6 +57,28 @@ pub fn status_as_text(observations: &[Observation]) -> String {
             g.health_check_type,
             g.health_check_grace_period
         );
+        if let Some(baker) = &o.promotes {
+            let succeeded = o
+                .promoted_succeeded
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>();
+            let _ = writeln!(
+                out,
+                "  promotes:      the images of {baker}{}; {}",
+                o.source_region
+                    .as_deref()
+                    .map(|r| format!(" in {r} (copied here)"))
+                    .unwrap_or_default(),
+                if succeeded.is_empty() {
+                    "none of its rollouts succeeded yet".to_string()
+                } else {
+                    format!("its rollouts of {} succeeded", succeeded.join(", "))
+                }
+            );
+        }
         let _ = writeln!(out, "  instances:     {}", g.instances.len());
         for inst in &g.instances {
             let _ = writeln!(
@@ -136,9 +158,14 @@ pub fn status_as_text(observations: &[Observation]) -> String {
                 }
                 ImageStatus::Other(s) => s.clone(),
             };
+            let copy = image
+                .tags
+                .get(crate::cloud::TAG_COPY_OF)
+                .map(|source| format!(", copy of {source}"))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "  image:         {} {} {} ({state})",
+                "  image:         {} {} {} ({state}{copy})",
                 image.id,
                 image
                     .tags

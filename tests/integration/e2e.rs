@@ -2252,6 +2252,21 @@ async fn production_in_another_region_rolls_out_a_copy_of_the_image_staging_bake
         );
     }
 
+    let status = staging.run(&["status", &production]);
+    assert_eq!(status.status.code(), Some(0), "{}", stderr(&status));
+    let shown = stdout(&status);
+    assert!(
+        shown.contains(&format!(
+            "  promotes:      the images of {} in us-east-1 (copied here); its rollouts of 12.4.0 succeeded",
+            staging.pipeline
+        )),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("(available, copy of us-east-1/{})", staged[0])),
+        "{shown}"
+    );
+
     // Converged: a second apply changes nothing, and gc (which reads production's fleet
     // in its region to keep what it promotes) deletes nothing that is used.
     emulator.reset_calls();
