@@ -9,15 +9,15 @@ use crate::cloud::Cloud;
 use crate::error::Error;
 use crate::events::Emitter;
 use crate::fleet::{FleetState, FleetStates};
+use crate::invocation::{
+    Clouds, ci_run, display_sinks, host_name, is_ci, new_run_id, on_signals, run_ended, select,
+    today,
+};
 use crate::model::{Pipeline, desired_release, render};
 use crate::plan::{Plan, plan_rollout_with};
 use crate::render::{plans_as_json, plans_as_markdown, plans_as_text};
 use crate::repo::{Repo, Snapshot};
 use crate::run::{Job, RunOptions, lock_name, prepare_in, run_all};
-use crate::session::{
-    Clouds, ci_run, display_sinks, host_name, is_ci, new_run_id, on_signals, run_ended, select,
-    today,
-};
 use crate::status::status_as_text;
 use std::fmt::Write as _;
 use std::io::IsTerminal;

@@ -11,10 +11,10 @@ use crate::cloud::{Cloud, CloudError, Group, LaunchTemplate};
 use crate::drift::{Applied, Drift, Reason, drift, git_changed, reason};
 use crate::error::Error;
 use crate::events::{Emitter, Event};
+use crate::invocation::{self, Clouds};
 use crate::model::{LaunchTarget, desired_release};
 use crate::repo::Mirror;
 use crate::run::{PrepareError, RunOptions, prepare_in, run_all};
-use crate::session::{self, Clouds};
 use std::path::PathBuf;
 use tokio::time::Instant;
 
@@ -25,8 +25,11 @@ pub async fn run(args: &WatchArgs) -> Result<String, Error> {
         .clone()
         .unwrap_or_else(|| default_mirror(&args.remote, &args.branch));
     let mirror = Mirror::open(&dir, &args.remote, &args.branch)?;
-    let events = Emitter::new(session::display_sinks(args.run.output, args.run.progress));
-    let interrupted = session::on_signals(events.clone());
+    let events = Emitter::new(invocation::display_sinks(
+        args.run.output,
+        args.run.progress,
+    ));
+    let interrupted = invocation::on_signals(events.clone());
     let mut clouds = Clouds::new(&args.aws);
     let mut drift_due = Instant::now();
     let mut seen: Option<String> = None;
@@ -96,11 +99,11 @@ impl Cycle<'_> {
         let new_commit = seen.as_deref() != Some(commit.as_str());
         *seen = Some(commit.clone());
         let repo = self.mirror.repo();
-        let snap = repo.snapshot(&commit, session::today())?;
+        let snap = repo.snapshot(&commit, invocation::today())?;
         if !snap.catalog.problems.is_empty() {
             return Err(Error::Invalid(snap.catalog.problems.clone()));
         }
-        let selected = session::select(&args.pipelines, &snap.catalog.pipelines)?;
+        let selected = invocation::select(&args.pipelines, &snap.catalog.pipelines)?;
         clouds.read_regions(&selected).await?;
         let mut jobs = Vec::new();
         let mut notes = Vec::new();
@@ -126,7 +129,7 @@ impl Cycle<'_> {
                 pipeline,
                 release,
                 &commit,
-                session::today(),
+                invocation::today(),
                 &rule,
                 shared,
             )
@@ -205,7 +208,7 @@ impl Cycle<'_> {
             commit: commit.clone(),
             message: format!("applying {}", notes.join("; ")),
         });
-        let run_id = session::new_run_id();
+        let run_id = invocation::new_run_id();
         let options = RunOptions {
             keep_builder: false,
             concurrency: args.run.concurrency,
@@ -221,13 +224,13 @@ impl Cycle<'_> {
             jobs,
             &run_id,
             &commit,
-            &session::host_name(),
+            &invocation::host_name(),
             self.events.clone(),
             self.interrupted.clone(),
             options,
         )
         .await;
-        session::run_ended(run_id, &ends)
+        invocation::run_ended(run_id, &ends)
     }
 }
 

@@ -1,4 +1,4 @@
-//! What every command that runs against AWS shares: the AWS clients per region and what was
+//! What every invocation of a command that runs against AWS shares: the AWS clients per region and what was
 //! read once per region, where events go, how signals stop a run, run ids and host names,
 //! the pipelines a command names, and how a run ends for its command. `apply` and `watch`
 //! ([`crate::commands`], [`crate::watch`]) both build on it.
