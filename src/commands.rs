@@ -10,8 +10,8 @@ use crate::error::Error;
 use crate::events::Emitter;
 use crate::fleet::{FleetState, FleetStates};
 use crate::invocation::{
-    Clouds, ci_run, display_sinks, host_name, is_ci, new_run_id, on_signals, run_ended, select,
-    today,
+    Clouds, by_region, ci_run, display_sinks, host_name, is_ci, new_run_id, on_signals, run_ended,
+    select, today,
 };
 use crate::model::{Pipeline, desired_release, render};
 use crate::plan::{Plan, plan_rollout_with};
@@ -122,16 +122,8 @@ async fn preflight_reports(
     pipelines: &[&Pipeline],
     image_snapshots: bool,
 ) -> Result<Vec<crate::preflight::Report>, Error> {
-    let mut regions: Vec<&str> = pipelines.iter().map(|p| p.region.as_str()).collect();
-    regions.sort_unstable();
-    regions.dedup();
     let mut reports = Vec::new();
-    for region in regions {
-        let of_region: Vec<&Pipeline> = pipelines
-            .iter()
-            .copied()
-            .filter(|p| p.region == region)
-            .collect();
+    for (region, of_region) in by_region(pipelines) {
         let cloud = clouds.region(region).await;
         let cloud_error = |pipeline: &Pipeline| {
             let pipeline = pipeline.name.clone();

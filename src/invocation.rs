@@ -40,15 +40,7 @@ impl Clouds {
 
     /// Reads, once per region, what `pipelines` share: their groups, images and builders.
     pub(crate) async fn read_regions(&mut self, pipelines: &[&Pipeline]) -> Result<(), Error> {
-        let mut regions: Vec<&str> = pipelines.iter().map(|p| p.region.as_str()).collect();
-        regions.sort_unstable();
-        regions.dedup();
-        for region in regions {
-            let of_region: Vec<&Pipeline> = pipelines
-                .iter()
-                .copied()
-                .filter(|p| p.region == region)
-                .collect();
+        for (region, of_region) in by_region(pipelines) {
             let cloud = self.region(region).await;
             let reads = crate::observe::read_region(cloud.as_ref(), &of_region)
                 .await
@@ -88,6 +80,24 @@ impl Clouds {
                 source,
             })
     }
+}
+
+/// `pipelines` grouped by region, regions in order.
+pub(crate) fn by_region<'a>(pipelines: &[&'a Pipeline]) -> Vec<(&'a str, Vec<&'a Pipeline>)> {
+    let mut regions: Vec<&str> = pipelines.iter().map(|p| p.region.as_str()).collect();
+    regions.sort_unstable();
+    regions.dedup();
+    regions
+        .into_iter()
+        .map(|region| {
+            let of_region = pipelines
+                .iter()
+                .copied()
+                .filter(|p| p.region == region)
+                .collect();
+            (region, of_region)
+        })
+        .collect()
 }
 
 pub(crate) fn today() -> Date {
